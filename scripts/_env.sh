@@ -1,0 +1,20 @@
+# Shared by scripts/demo and scripts/check: make ./.venv with pyevs and its tools installed.
+# Works on a fresh Debian machine with only python3: installs python3-venv when it is missing.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv="$here/.venv"
+py=${PYTHON:-python3}
+
+ensure_venv() {
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import evs, pytest' 2>/dev/null; then
+    if ! "$py" -m venv "$venv" 2>/dev/null; then
+      echo "python3 -m venv failed; installing python3-venv (needs root)" >&2
+      rm -rf "$venv"
+      if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv >&2
+      else sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv >&2; fi
+      "$py" -m venv "$venv"
+    fi
+    "$venv/bin/python" -m pip install -q --upgrade pip >&2
+    "$venv/bin/python" -m pip install -q -e "$here[dev]" >&2
+  fi
+}

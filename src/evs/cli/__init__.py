@@ -1,0 +1,1 @@
+"""The ``evs`` command: one module per subcommand."""

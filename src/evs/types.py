@@ -1,0 +1,95 @@
+"""Public value types shared by every layer (the contract of ``api.md`` section 1).
+
+These are plain immutable values: the protocol core produces them, the executive ships them
+over IPC and the library hands them to applications, so they must not depend on any layer.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ConfigChange",
+    "Delivery",
+    "DispatchFlags",
+    "Event",
+    "Guarantee",
+    "Membership",
+    "RingId",
+]
+
+
+class Guarantee(enum.IntEnum):
+    """Delivery guarantee of a message; every level is also FIFO per sender."""
+
+    #: Totally ordered: delivered once every earlier message is delivered.
+    AGREED = 2
+    #: Agreed, and delivered only once every member of the ring is known to hold it.
+    SAFE = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class DispatchFlags(enum.IntEnum):
+    """How much ``Client.dispatch`` runs (values follow corosync's dispatch flags)."""
+
+    ONE = 1
+    ALL = 2
+    BLOCKING = 3
+    ONE_NONBLOCKING = 4
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class RingId:
+    """A ring (configuration) identity; ordered by ``seq`` first, printed as ``rep.seq``."""
+
+    seq: int
+    rep: int
+
+    def __str__(self) -> str:
+        return f"{self.rep}.{self.seq}"
+
+    @classmethod
+    def parse(cls, text: str) -> RingId:
+        """Parse ``rep.seq``; raises ValueError with the offending text."""
+        rep, sep, seq = text.partition(".")
+        if not sep or not rep.isdigit() or not seq.isdigit():
+            raise ValueError(f"ring id must look like 'rep.seq', got {text!r}")
+        return cls(seq=int(seq), rep=int(rep))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One application message delivered in the total order."""
+
+    nodeid: int
+    pid: int
+    groups: tuple[bytes, ...]
+    data: bytes
+    guarantee: Guarantee
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChange:
+    """A transitional or regular configuration, delivered in the stream of messages."""
+
+    ring_id: RingId
+    transitional: bool
+    members: tuple[int, ...]
+    left: tuple[int, ...] = field(default=())
+    joined: tuple[int, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """The local node id and the members of the last configuration change."""
+
+    local_nodeid: int
+    ring_id: RingId
+    members: tuple[int, ...]
+
+
+Event = Delivery | ConfigChange
