@@ -1,0 +1,185 @@
+"""``evs sim``: run the simulator for one seed or a campaign of seeds, and judge the trace."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from evs.sim.campaign import SeedOutcome, replay_command, run_campaign
+from evs.sim.cluster import Cluster
+from evs.sim.options import draw_options
+
+__all__ = ["add_parser", "run"]
+
+CANARIES = ("order", "unsafe", "skip-transitional")
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _nodes(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 384:
+        raise argparse.ArgumentTypeError(f"must be 1..384, got {text}")
+    return value
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "sim",
+        help="run the deterministic simulator and check the EVS properties",
+        description=(
+            "Simulate a cluster under loss, duplication, reordering and faults, then check "
+            "every EVS property on the trace. Every option not given is drawn from the seed. "
+            "Exit status 1 on any violation, with the command that replays it."
+        ),
+    )
+    p.add_argument("--seed", type=int, help="the seed (default: a random one, printed)")
+    p.add_argument("--seeds", type=int, default=1, help="campaign: run this many seeds from --seed")
+    p.add_argument("--jobs", type=int, default=0, help="campaign worker processes (0: all cores)")
+    p.add_argument("--nodes", type=_nodes, help="number of processors")
+    p.add_argument("--duration-ms", type=_positive, help="length of the fault/load phase")
+    p.add_argument("--duration", type=_positive, help="the same, in seconds")
+    p.add_argument("--loss", type=_probability, help="packet loss probability per receiver")
+    p.add_argument("--dup", type=_probability, help="duplication probability")
+    p.add_argument("--reorder", type=_probability, help="probability of an extra random delay")
+    p.add_argument("--bandwidth", type=_positive, help="per-processor egress limit, Mbit/s")
+    p.add_argument("--rate", type=_positive, help="messages per second per processor")
+    p.add_argument("--safe-fraction", type=_probability, help="share of SAFE messages")
+    p.add_argument("--token", type=_positive, help="token timeout in ms (default 1000)")
+    p.add_argument("--static-ring", action="store_true", help="no membership: a fixed ring")
+    p.add_argument("--no-faults", action="store_true", help="no crashes, partitions or pauses")
+    p.add_argument("--canary", choices=CANARIES, help="inject a known bug the checker must catch")
+    p.add_argument("--trace", metavar="FILE", help="write the JSON-lines trace here")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("-v", "--verbose", action="store_true", help="print protocol notices")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    duration = args.duration_ms or (args.duration * 1000.0 if args.duration else None)
+    return {
+        "nodes": args.nodes,
+        "duration_ms": duration,
+        "loss": args.loss,
+        "dup": args.dup,
+        "reorder": args.reorder,
+        "bandwidth_mbps": args.bandwidth,
+        "rate": args.rate,
+        "safe_fraction": args.safe_fraction,
+        "token_ms": args.token,
+        "static_ring": True if args.static_ring else None,
+        "canary": args.canary,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
+    overrides = {k: v for k, v in _overrides(args).items() if v is not None}
+    with_faults = not (args.no_faults or args.static_ring)
+    if args.seeds > 1:
+        return _campaign(seed, args, overrides, with_faults)
+    print(f"evs sim: seed={seed}", flush=True)
+    options = draw_options(seed, with_faults=with_faults, **overrides)
+    print(options.describe(), flush=True)
+    cluster = Cluster(options)
+    result = cluster.run()
+    if args.trace:
+        with open(args.trace, "w", encoding="utf-8") as fh:
+            for event in cluster.trace:
+                fh.write(json.dumps(event, separators=(",", ":")) + "\n")
+    stats = result.stats
+    if args.verbose:
+        for line in cluster.notices:
+            print("  " + line)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "seed": seed,
+                    "ok": result.ok,
+                    "violations": result.violations,
+                    "sim_ms": result.sim_ms,
+                    "real_s": result.real_s,
+                    "converged_ms": result.converged_ms,
+                    "stats": dict(stats),
+                }
+            )
+        )
+    else:
+        _print_summary(cluster, result.sim_ms, result.real_s, result.converged_ms)
+    if result.violations:
+        print(f"VIOLATIONS ({len(result.violations)}):")
+        for v in result.violations[:50]:
+            print("  " + v)
+        print("replay: " + replay_command(seed, overrides, with_faults))
+        return 1
+    print("result: OK, no violation")
+    return 0
+
+
+def _print_summary(cluster: Cluster, sim_ms: float, real_s: float, conv: float | None) -> None:
+    s = cluster.stats if not cluster.nodes else cluster._final_stats()
+    speed = sim_ms / 1000.0 / real_s if real_s else 0.0
+    print(f"simulated {sim_ms / 1000:.2f} s in {real_s:.2f} s real ({speed:.1f}x)")
+    print(
+        f"messages: {s['messages submitted']} submitted, {s['sends traced']} sent, "
+        f"{s['deliveries']} deliveries; {s['submit try again']} TryAgain"
+    )
+    print(
+        f"network: {s['datagrams sent']} datagrams, {s['datagrams lost']} lost; "
+        f"{s['mcast retransmitted']} retransmissions, {s['token retransmitted']} token "
+        f"retransmits, {s['token lost']} token losses"
+    )
+    print(
+        f"membership: {s['regular configurations']} regular configurations delivered, "
+        f"{s['crashes']} crashes, {s['restarts']} restarts, {s['partitions']} partitions, "
+        f"{s['pauses']} pauses"
+    )
+    if conv is not None:
+        print(f"liveness: one ring of all live processors {conv:.0f} ms after the faults ended")
+    print("final: " + cluster.describe_states())
+
+
+def _campaign(
+    first: int, args: argparse.Namespace, overrides: dict[str, Any], with_faults: bool
+) -> int:
+    seeds = range(first, first + args.seeds)
+    print(
+        f"evs sim: campaign of {args.seeds} seeds from {first} "
+        f"({'faults' if with_faults else 'no faults'}; {overrides or 'all drawn'})",
+        flush=True,
+    )
+    step = max(1, args.seeds // 20)
+
+    def progress(outcome: SeedOutcome, done: int, total: int) -> None:
+        if outcome.violations:
+            print(f"  seed {outcome.seed}: {len(outcome.violations)} violation(s)", flush=True)
+        if done % step == 0 or done == total:
+            print(f"  {done}/{total} seeds", flush=True)
+
+    result = run_campaign(seeds, overrides, with_faults=with_faults, jobs=args.jobs,
+                          progress=progress)
+    sim_s = sum(o.sim_ms for o in result.outcomes) / 1000
+    print(
+        f"{len(result.outcomes)} seeds, {len(result.failures)} failing; "
+        f"{sim_s:.0f} s simulated in {result.real_s:.0f} s real; "
+        f"{sum(o.deliveries for o in result.outcomes)} deliveries checked"
+    )
+    for o in result.failures:
+        print(f"FAIL seed {o.seed}: {o.violations[0][:300]}")
+        print("  replay: " + replay_command(o.seed, overrides, with_faults))
+    return 1 if result.failures else 0

@@ -1,0 +1,575 @@
+"""A simulated cluster: N processors, a virtual clock, a hostile network and a trace.
+
+Theory of operation. One heap of ``(time, order, action, args)`` drives everything: packet
+arrivals, each processor's next timer, workload submissions and scheduled faults. Popping an
+entry advances the virtual clock; the action feeds one input to one processor and routes what
+comes out (datagrams through the network model, events into the trace). Randomness comes only
+from named streams of the seed, so a run is a pure function of its options.
+
+A run has two phases. The safety phase applies the workload and the faults. The liveness phase
+heals the network and stops the load; the live processors must then form one ring, deliver
+everything, and deliver a probe message from every member, within ``liveness_ms``. The trace
+is then judged by ``evs.check``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from evs.check import check_events
+from evs.errors import TryAgain
+from evs.sim.options import FaultAction, SimOptions
+from evs.sim.rng import derive
+from evs.totem.config import TotemConfig
+from evs.totem.events import (
+    BROADCAST,
+    ConfigChange,
+    CoreEvent,
+    Deliver,
+    MembState,
+    Notice,
+    PersistRingSeq,
+    Sent,
+)
+from evs.totem.processor import Processor
+from evs.types import Guarantee
+
+__all__ = ["Cluster", "SimNode", "SimResult"]
+
+GROUPS = (b"sim",)
+
+
+class SimNode:
+    """One simulated host: its current processor (None while crashed) and durable state."""
+
+    __slots__ = (
+        "deferred",
+        "incarnation",
+        "nodeid",
+        "paused_until",
+        "pending",
+        "persisted_seq",
+        "proc",
+        "sent_counter",
+        "timer_at",
+        "timer_gen",
+        "want_restart",
+    )
+
+    def __init__(self, nodeid: int) -> None:
+        self.nodeid = nodeid
+        self.proc: Processor | None = None
+        self.incarnation = 0
+        self.persisted_seq = 0
+        self.sent_counter = 0
+        self.pending: dict[int, tuple[str, str, Guarantee]] = {}
+        self.timer_gen = 0
+        self.timer_at: float | None = None
+        self.paused_until = 0.0
+        self.deferred: list[bytes] = []
+        self.want_restart = False
+
+
+@dataclass
+class SimResult:
+    """What a run did and whether it kept every promise."""
+
+    options: SimOptions
+    violations: list[str]
+    stats: Counter[str]
+    sim_ms: float
+    real_s: float
+    converged_ms: float | None
+    trace_events: int
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def payload_for(msgid: str, size: int) -> bytes:
+    """Deterministic message bytes that start with the id (so deliveries can be traced)."""
+    head = msgid.encode() + b"|"
+    if size <= len(head):
+        return head
+    body = (msgid.encode() + b".") * (1 + (size - len(head)) // (len(msgid) + 1))
+    return head + body[: size - len(head)]
+
+
+def digest_of(data: bytes) -> str:
+    return format(zlib.crc32(data), "08x")
+
+
+class Cluster:
+    """N processors on a simulated network; see the module docstring."""
+
+    def __init__(self, options: SimOptions, *, config: TotemConfig | None = None) -> None:
+        self.options = options
+        self.config = config or TotemConfig(token=options.token_ms)
+        self.now = 0.0
+        self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._order = 0
+        self.net_rng = derive(options.seed, "network")
+        self.load_rng = derive(options.seed, "workload")
+        self.nodes = {n: SimNode(n) for n in range(1, options.nodes + 1)}
+        self.all_ids = tuple(self.nodes)
+        self.trace: list[dict[str, Any]] = []
+        self.notices: list[str] = []
+        self.stats: Counter[str] = Counter()
+        self.violations: list[str] = []
+        self.loss = options.loss
+        self.dup = options.dup
+        self.reorder = options.reorder
+        self.group_of: dict[int, int] = {}
+        self.oneway = False
+        self.egress_busy = dict.fromkeys(self.nodes, 0.0)
+        self.load_on = False
+        self.faults_on = False
+        #: Test hooks: a filter returning True drops the datagram (src, dst, data).
+        self.filters: list[Callable[[int, int, bytes], bool]] = []
+        #: Delivered message ids per node (for the liveness probe).
+        self.delivered_probe: dict[str, set[int]] = {}
+
+    # ------------------------------------------------------------------ event loop
+
+    def at(self, t: float, action: Callable[..., None], *args: Any) -> None:
+        self._order += 1
+        heapq.heappush(self._heap, (t, self._order, action, args))
+
+    def run_until(self, t_end: float, until: Callable[[], bool] | None = None) -> bool:
+        """Advance to ``t_end`` (or until ``until()`` holds, checked every 10 ms)."""
+        heap = self._heap
+        next_check = self.now
+        while heap and heap[0][0] <= t_end:
+            t, _, action, args = heapq.heappop(heap)
+            self.now = t
+            action(*args)
+            if until is not None and t >= next_check:
+                next_check = t + 10.0
+                if until():
+                    return True
+        self.now = max(self.now, t_end)
+        return until() if until is not None else True
+
+    def run_ms(self, ms: float) -> None:
+        self.run_until(self.now + ms)
+
+    # ------------------------------------------------------------------ processors
+
+    def start_node(self, nodeid: int) -> None:
+        node = self.nodes[nodeid]
+        if node.proc is not None:
+            return
+        static = self.all_ids if self.options.static_ring else None
+        node.proc = Processor(
+            self.config,
+            nodeid,
+            ring_seq=node.persisted_seq,
+            static_members=static,
+            known_nodes=self.all_ids,
+            canary=self.options.canary if nodeid == self.all_ids[-1] else "",
+        )
+        node.sent_counter = 0
+        node.pending = {}
+        node.deferred = []
+        node.paused_until = 0.0
+        node.proc.start(self.now)
+        self._flush(node)
+
+    def crash(self, nodeid: int) -> None:
+        node = self.nodes[nodeid]
+        if node.proc is None:
+            return
+        node.proc = None
+        node.timer_gen += 1
+        node.timer_at = None
+        node.deferred = []
+        self.stats["crashes"] += 1
+        self.trace.append({"t": self.now, "node": nodeid, "ev": "crash"})
+
+    def restart(self, nodeid: int) -> None:
+        node = self.nodes[nodeid]
+        if node.proc is not None:
+            return
+        node.incarnation += 1
+        node.want_restart = False
+        self.trace.append({"t": self.now, "node": nodeid, "ev": "restart"})
+        self.stats["restarts"] += 1
+        self.start_node(nodeid)
+
+    def pause(self, nodeid: int, duration_ms: float) -> None:
+        node = self.nodes[nodeid]
+        if node.proc is None or node.paused_until > self.now:
+            return
+        node.paused_until = self.now + duration_ms
+        self.stats["pauses"] += 1
+        self.at(node.paused_until, self._resume, node, node.incarnation)
+
+    def _resume(self, node: SimNode, incarnation: int) -> None:
+        proc = node.proc
+        if proc is None or node.incarnation != incarnation or node.paused_until > self.now:
+            return
+        backlog, node.deferred = node.deferred, []
+        for data in backlog:
+            proc.receive(self.now, data)
+        proc.handle_timer(self.now)
+        self._flush(node)
+
+    def _flush(self, node: SimNode) -> None:
+        proc = node.proc
+        assert proc is not None
+        if proc.outbox:
+            out, proc.outbox = proc.outbox, []
+            for dest, data in out:
+                self._send(node.nodeid, dest, data)
+        if proc.events:
+            events, proc.events = proc.events, []
+            self._record(node, events)
+        at = proc.next_deadline()
+        if at != node.timer_at:
+            node.timer_gen += 1
+            node.timer_at = at
+            if at is not None:
+                self.at(max(at, self.now), self._on_timer, node, node.timer_gen)
+
+    def _on_timer(self, node: SimNode, gen: int) -> None:
+        proc = node.proc
+        if proc is None or gen != node.timer_gen or node.paused_until > self.now:
+            return
+        node.timer_at = None
+        proc.handle_timer(self.now)
+        self._flush(node)
+
+    # ------------------------------------------------------------------ network
+
+    def blocked(self, src: int, dst: int) -> bool:
+        if not self.group_of:
+            return False
+        a, b = self.group_of.get(src, -1), self.group_of.get(dst, -1)
+        if a == b:
+            return False
+        return not self.oneway or a < b
+
+    def _send(self, src: int, dest: int, data: bytes) -> None:
+        opts = self.options
+        rng = self.net_rng
+        depart = self.now
+        if opts.bandwidth_mbps:
+            start = max(self.now, self.egress_busy[src])
+            depart = start + len(data) * 8 / (opts.bandwidth_mbps * 1000.0)
+            self.egress_busy[src] = depart
+        targets = [n for n in self.all_ids if n != src] if dest == BROADCAST else [dest]
+        self.stats["datagrams sent"] += 1
+        self.stats["bytes sent"] += len(data)
+        for dst in targets:
+            if dst != src and self.blocked(src, dst):
+                continue
+            if self.filters and any(f(src, dst, data) for f in self.filters):
+                self.stats["datagrams filtered"] += 1
+                continue
+            if self.loss and rng.random() < self.loss:
+                self.stats["datagrams lost"] += 1
+                continue
+            copies = 2 if self.dup and rng.random() < self.dup else 1
+            for _ in range(copies):
+                delay = opts.delay_min_ms + rng.expovariate(1.0 / opts.delay_mean_ms)
+                if self.reorder and rng.random() < self.reorder:
+                    delay += rng.uniform(0, opts.reorder_delay_ms)
+                self.at(depart + delay, self._arrive, dst, data)
+
+    def _arrive(self, dst: int, data: bytes) -> None:
+        node = self.nodes[dst]
+        proc = node.proc
+        if proc is None:
+            return
+        if node.paused_until > self.now:
+            if len(node.deferred) < 4096:  # a socket buffer: overflow is loss
+                node.deferred.append(data)
+            return
+        proc.receive(self.now, data)
+        self._flush(node)
+
+    # ------------------------------------------------------------------ workload
+
+    def submit(
+        self,
+        nodeid: int,
+        size: int,
+        guarantee: Guarantee = Guarantee.AGREED,
+        groups: tuple[bytes, ...] = GROUPS,
+    ) -> str | None:
+        """Submit one traced message at ``nodeid``; None if refused (TryAgain)."""
+        node = self.nodes[nodeid]
+        proc = node.proc
+        if proc is None:
+            return None
+        msgid = f"{nodeid}:{node.incarnation}:{node.sent_counter}"
+        data = payload_for(msgid, size)
+        try:
+            number = proc.submit(self.now, groups, data, guarantee)
+        except TryAgain:
+            self.stats["submit try again"] += 1
+            return None
+        node.sent_counter += 1
+        node.pending[number] = (msgid, digest_of(data), guarantee)
+        self.stats["messages submitted"] += 1
+        self._flush(node)
+        return msgid
+
+    def _load_tick(self, nodeid: int) -> None:
+        if not self.load_on:
+            return
+        opts = self.options
+        rng = self.load_rng
+        node = self.nodes[nodeid]
+        if node.proc is not None and node.paused_until <= self.now:
+            r = rng.random()
+            if r < opts.huge_fraction:
+                size = 1 << 20
+            elif r < opts.huge_fraction + opts.large_fraction:
+                size = rng.randint(4096, 65536)
+            else:
+                size = rng.randint(16, 1200) if rng.random() < 0.2 else rng.randint(16, 200)
+            guarantee = Guarantee.SAFE if rng.random() < opts.safe_fraction else Guarantee.AGREED
+            self.submit(nodeid, size, guarantee)
+        self.at(self.now + rng.expovariate(opts.rate / 1000.0), self._load_tick, nodeid)
+
+    # ------------------------------------------------------------------ trace
+
+    def _record(self, node: SimNode, events: list[CoreEvent]) -> None:
+        t = self.now
+        nodeid = node.nodeid
+        trace = self.trace
+        for ev in events:
+            if isinstance(ev, Deliver):
+                data = ev.data
+                cut = data.find(b"|")
+                msgid = data[:cut].decode() if cut > 0 else "?"
+                if not msgid.startswith(f"{ev.sender}:"):
+                    self.violations.append(
+                        f"sim: node {nodeid} delivered {msgid} attributed to sender {ev.sender}"
+                    )
+                trace.append(
+                    {
+                        "t": t,
+                        "node": nodeid,
+                        "ev": "deliver",
+                        "msg": msgid,
+                        "sender": ev.sender,
+                        "ring": str(ev.ring_id),
+                        "guarantee": ev.guarantee.label,
+                        "digest": digest_of(data),
+                    }
+                )
+                self.stats["deliveries"] += 1
+                probe = self.delivered_probe.get(msgid)
+                if probe is not None:
+                    probe.add(nodeid)
+            elif isinstance(ev, Sent):
+                pending = node.pending.pop(ev.number, None)
+                if pending is None:
+                    self.violations.append(f"sim: node {nodeid} sent unknown number {ev.number}")
+                    continue
+                msgid, digest, guarantee = pending
+                trace.append(
+                    {
+                        "t": t,
+                        "node": nodeid,
+                        "ev": "send",
+                        "msg": msgid,
+                        "guarantee": guarantee.label,
+                        "ring": str(ev.ring_id),
+                        "digest": digest,
+                    }
+                )
+            elif isinstance(ev, ConfigChange):
+                trace.append(
+                    {
+                        "t": t,
+                        "node": nodeid,
+                        "ev": "confchg",
+                        "kind": "transitional" if ev.transitional else "regular",
+                        "ring": str(ev.ring_id),
+                        "members": list(ev.members),
+                        "left": list(ev.left),
+                        "joined": list(ev.joined),
+                    }
+                )
+                if not ev.transitional:
+                    self.stats["regular configurations"] += 1
+            elif isinstance(ev, PersistRingSeq):
+                node.persisted_seq = max(node.persisted_seq, ev.seq)
+            elif isinstance(ev, Notice):
+                self.notices.append(f"{t:.1f} node {nodeid} {ev.kind}: {ev.detail}")
+
+    # ------------------------------------------------------------------ faults
+
+    def partition(self, *groups: tuple[int, ...], oneway: bool = False) -> None:
+        self.group_of = {n: i for i, g in enumerate(groups) for n in g}
+        self.oneway = oneway
+        self.stats["partitions"] += 1
+
+    def heal(self) -> None:
+        self.group_of = {}
+        self.oneway = False
+
+    def _apply(self, action: FaultAction) -> None:
+        if not self.faults_on and action.kind != "restart":
+            return
+        kind = action.kind
+        if kind == "start":
+            self.start_node(action.nodes[0])
+        elif kind == "crash":
+            victim = action.nodes[0]
+            self.crash(victim)
+            self.nodes[victim].want_restart = any(
+                a.kind == "restart" and a.nodes == (victim,) and a.at_ms >= self.now
+                for a in self.options.faults
+            )
+        elif kind == "restart":
+            self.restart(action.nodes[0])
+        elif kind == "pause":
+            self.pause(action.nodes[0], action.duration_ms)
+        elif kind in ("partition", "oneway"):
+            self.partition(*action.groups, oneway=kind == "oneway")
+        elif kind == "heal":
+            self.heal()
+        elif kind == "burst":
+            self.loss = action.value
+            self.stats["loss bursts"] += 1
+            self.at(self.now + action.duration_ms, self._end_burst)
+
+    def _end_burst(self) -> None:
+        if self.faults_on:
+            self.loss = self.options.loss
+
+    # ------------------------------------------------------------------ phases
+
+    def converged(self) -> bool:
+        """One ring of exactly the live processors, all quiet and all delivered."""
+        live = [n for n in self.nodes.values() if n.proc is not None]
+        if not live:
+            return True
+        ids = tuple(n.nodeid for n in live)
+        first = live[0].proc
+        assert first is not None
+        ring = first.ring_id
+        high = first.my_high_delivered
+        for node in live:
+            p = node.proc
+            assert p is not None
+            if (
+                p.state is not MembState.OPERATIONAL
+                or p.ring_id != ring
+                or p.memb_list != ids
+                or node.paused_until > self.now
+                or p.packer.queued_messages()
+                or node.pending
+                or p.my_high_delivered != high
+                or p.my_high_seq_received != high
+            ):
+                return False
+        return True
+
+    def run(self) -> SimResult:
+        """The whole run: safety phase, liveness phase, then the EVS checker."""
+        opts = self.options
+        if opts.static_ring and opts.faults:
+            raise ValueError("faults need the membership protocol (static_ring=False)")
+        started = time.perf_counter()
+        late = {a.nodes[0] for a in opts.faults if a.kind == "start"}
+        for nodeid in self.all_ids:
+            if nodeid not in late:
+                self.start_node(nodeid)
+        self.load_on = True
+        self.faults_on = True
+        for nodeid in self.all_ids:
+            self.at(self.load_rng.uniform(0, 10), self._load_tick, nodeid)
+        for action in opts.faults:
+            self.at(action.at_ms, self._apply, action)
+        self.run_until(opts.duration_ms)
+
+        # Liveness: heal, stop the load, restart whoever was meant to come back.
+        self.load_on = False
+        self.faults_on = False
+        self.heal()
+        self.loss = self.dup = self.reorder = 0.0
+        for nodeid, node in self.nodes.items():
+            if node.proc is None and not self._was_started(nodeid):
+                self.start_node(nodeid)  # a late joiner whose start fell after the faults
+            elif node.proc is None and node.want_restart:
+                self.restart(nodeid)
+        deadline = self.now + opts.liveness_ms
+        converged_at: float | None = None
+        if self.run_until(deadline, self.converged):
+            converged_at = self.now
+            self._probe(deadline)
+        else:
+            self.violations.append(
+                f"liveness: no quiet ring of all live processors within {opts.liveness_ms:.0f} ms"
+                f" after the faults ended; states: {self.describe_states()}"
+            )
+        report = check_events(self.trace, quiet_end=converged_at is not None)
+        self.violations.extend(str(v) for v in report.violations)
+        return SimResult(
+            options=opts,
+            violations=self.violations,
+            stats=self._final_stats(),
+            sim_ms=self.now,
+            real_s=time.perf_counter() - started,
+            converged_ms=None if converged_at is None else converged_at - opts.duration_ms,
+            trace_events=len(self.trace),
+        )
+
+    def _was_started(self, nodeid: int) -> bool:
+        return any(e["node"] == nodeid for e in self.trace)
+
+    def _probe(self, deadline: float) -> None:
+        """Every live member multicasts once; all must deliver all of them."""
+        live = [n for n, node in self.nodes.items() if node.proc is not None]
+        probes = []
+        for nodeid in live:
+            msgid = self.submit(nodeid, 64, Guarantee.SAFE)
+            if msgid is None:
+                self.violations.append(f"liveness: probe refused at node {nodeid}")
+                continue
+            self.delivered_probe[msgid] = set()
+            probes.append(msgid)
+        want = set(live)
+
+        def done() -> bool:
+            return all(self.delivered_probe[m] >= want for m in probes)
+
+        if not self.run_until(max(deadline, self.now + 5000.0), done):
+            missing = {m: sorted(want - self.delivered_probe[m]) for m in probes}
+            self.violations.append(f"liveness: probes not delivered everywhere: {missing}")
+
+    def describe_states(self) -> str:
+        parts = []
+        for nodeid, node in self.nodes.items():
+            p = node.proc
+            if p is None:
+                parts.append(f"{nodeid}:down")
+            else:
+                parts.append(
+                    f"{nodeid}:{p.state.value} ring={p.ring_id} members={list(p.memb_list)}"
+                    f" delivered={p.my_high_delivered}/{p.my_high_seq_received}"
+                    f" queued={p.packer.queued_messages()}"
+                )
+        return "; ".join(parts)
+
+    def _final_stats(self) -> Counter[str]:
+        total: Counter[str] = Counter(self.stats)
+        for node in self.nodes.values():
+            if node.proc is not None:
+                total.update(node.proc.stats)
+                total.update({f"drop: {k}": v for k, v in node.proc.drops.items()})
+        total["sends traced"] = sum(1 for e in self.trace if e["ev"] == "send")
+        return total

@@ -1,0 +1,117 @@
+"""Totem timing and size constants (corosync's names and 1.x defaults, protocol.md section 6).
+
+All times are milliseconds. Derived values (token_retransmit, hold, consensus) follow the
+rules corosync documents, so changing ``token`` alone gives a consistent set; every relation
+that the protocol depends on is checked in ``__post_init__`` with a message naming the keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ConfigError", "TotemConfig"]
+
+#: IPv4 + UDP headers; the datagram budget is netmtu minus these.
+IP_UDP_OVERHEAD = 28
+#: Room kept for the wire-security envelope (nonce, tag, key id) added below the core.
+CRYPTO_RESERVE = 48
+#: Fixed part of an MCAST datagram (common header + body); mirrored by the codec.
+MCAST_OVERHEAD = 38
+
+
+class ConfigError(ValueError):
+    """A totem constant is out of range or inconsistent with another."""
+
+
+@dataclass(frozen=True, slots=True)
+class TotemConfig:
+    """Protocol constants of one processor; every processor of a ring should agree."""
+
+    token: float = 1000.0
+    token_retransmits_before_loss_const: int = 4
+    #: Re-send interval of the last token; None derives token / (retransmits + 0.2).
+    token_retransmit: float | None = None
+    #: How long the representative holds the token on an idle ring; None derives it.
+    hold: float | None = None
+    join: float = 50.0
+    send_join: float = 0.0
+    #: None derives 1.2 x token.
+    consensus: float | None = None
+    merge: float = 200.0
+    #: GATHER: a processor that sent no JOIN at all for this long is failed at once, rather
+    #: than after the whole ``consensus`` timeout (0 disables). Live processors answer a JOIN
+    #: within a few ``join`` intervals, so this shortens failover without blaming them.
+    silent_timeout: float = 200.0
+    downcheck: float = 1000.0
+    fail_recv_const: int = 2500
+    seqno_unchanged_const: int = 30
+    window_size: int = 50
+    max_messages: int = 17
+    miss_count_const: int = 5
+    #: Slots of the sort queue: how far the ring may run ahead of the slowest member.
+    sort_queue_slots: int = 16384
+    netmtu: int = 1500
+    max_message_size: int = 1 << 20
+    #: Bytes of application messages one processor may have queued before TryAgain.
+    queue_bytes_max: int = 8 << 20
+    cluster_name: str = "evs"
+    _derived: dict[str, float] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, why: str) -> None:
+            if not ok:
+                raise ConfigError(why)
+
+        need(self.token >= 30, f"token must be at least 30 ms, got {self.token}")
+        need(
+            1 <= self.token_retransmits_before_loss_const <= 100,
+            "token_retransmits_before_loss_const must be 1..100",
+        )
+        retransmit = self.token_retransmit
+        if retransmit is None:
+            retransmit = self.token / (self.token_retransmits_before_loss_const + 0.2)
+        hold = self.hold if self.hold is not None else max(retransmit * 0.8 - 10.0, 1.0)
+        consensus = self.consensus if self.consensus is not None else 1.2 * self.token
+        need(0 < retransmit < self.token, "token_retransmit must be below token")
+        need(0 < hold < retransmit, "hold must be below token_retransmit")
+        need(self.join > 0, "join must be positive")
+        need(consensus >= self.join, "consensus must be at least join")
+        need(self.send_join >= 0, "send_join must not be negative")
+        need(self.merge > 0 and self.downcheck > 0, "merge and downcheck must be positive")
+        need(
+            self.silent_timeout == 0 or self.silent_timeout >= 2 * self.join,
+            "silent_timeout must be 0 (off) or at least twice join",
+        )
+        need(self.fail_recv_const >= 1, "fail_recv_const must be at least 1")
+        need(self.seqno_unchanged_const >= 1, "seqno_unchanged_const must be at least 1")
+        need(1 <= self.max_messages <= self.window_size, "need 1 <= max_messages <= window_size")
+        need(self.miss_count_const >= 1, "miss_count_const must be at least 1")
+        need(
+            self.sort_queue_slots > 2 * self.window_size,
+            "sort_queue_slots must exceed twice window_size",
+        )
+        need(576 <= self.netmtu <= 65507, f"netmtu must be 576..65507, got {self.netmtu}")
+        need(self.max_message_size >= 1, "max_message_size must be positive")
+        need(
+            self.queue_bytes_max >= self.max_message_size,
+            "queue_bytes_max must be at least max_message_size",
+        )
+        need(bool(self.cluster_name), "cluster_name must not be empty")
+        self._derived.update(token_retransmit=retransmit, hold=hold, consensus=consensus)
+
+    @property
+    def token_retransmit_ms(self) -> float:
+        return self._derived["token_retransmit"]
+
+    @property
+    def hold_ms(self) -> float:
+        return self._derived["hold"]
+
+    @property
+    def consensus_ms(self) -> float:
+        return self._derived["consensus"]
+
+    @property
+    def payload_max(self) -> int:
+        """Largest totem payload: room for the MCAST header twice (recovery encapsulation)."""
+        return self.netmtu - IP_UDP_OVERHEAD - CRYPTO_RESERVE - 2 * MCAST_OVERHEAD

@@ -1,0 +1,92 @@
+"""What the core hands to its driver besides datagrams: deliveries, configurations, notices.
+
+The driver (simulator, daemon) drains ``Processor.events`` after every input. Everything here
+is a plain value so a trace can be written from it without knowing the core's internals.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from evs.types import ConfigChange, Guarantee, RingId
+
+__all__ = [
+    "BROADCAST",
+    "ConfigChange",
+    "CoreEvent",
+    "Deliver",
+    "GatherReason",
+    "MembState",
+    "Notice",
+    "PersistRingSeq",
+    "Sent",
+]
+
+#: Destination of a datagram meant for every other processor (multicast, or N unicasts).
+BROADCAST = 0
+
+
+class MembState(enum.Enum):
+    """Membership state of a processor (protocol.md section 5.1)."""
+
+    OPERATIONAL = "operational"
+    GATHER = "gather"
+    COMMIT = "commit"
+    RECOVERY = "recovery"
+
+
+class GatherReason(enum.Enum):
+    """Why a processor entered GATHER; appears in notices, traces and logs."""
+
+    STARTUP = "startup"
+    TOKEN_LOSS = "token lost"
+    FAILED_TO_RECEIVE = "failed to receive"
+    FOREIGN_MCAST = "foreign message"
+    MERGE_DETECT = "merge detect"
+    JOIN = "join received"
+    CONSENSUS_TIMEOUT = "consensus timeout"
+    SILENT = "silent processor failed"
+    COMMIT_TOKEN_LOSS = "token lost in commit"
+    RECOVERY_TOKEN_LOSS = "token lost in recovery"
+    LEAVE = "leave"
+    PAUSE = "pause detected"
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """An application message delivered in the total order, in configuration ``ring_id``."""
+
+    sender: int
+    groups: tuple[bytes, ...]
+    data: bytes
+    guarantee: Guarantee
+    ring_id: RingId
+    #: True when delivered in the transitional configuration that closes ``ring_id``.
+    transitional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """The message ``number`` (returned by ``submit``) is now wholly on ring ``ring_id``."""
+
+    number: int
+    ring_id: RingId
+
+
+@dataclass(frozen=True, slots=True)
+class PersistRingSeq:
+    """Store this ring sequence number durably before relying on it (restart safety)."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something an operator may want in the log (token loss, gather reasons, drops)."""
+
+    kind: str
+    detail: str
+
+
+CoreEvent = Deliver | ConfigChange | Sent | PersistRingSeq | Notice

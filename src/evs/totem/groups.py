@@ -1,0 +1,533 @@
+"""Group addressing, packing and fragmentation of application messages (totempg's job).
+
+The ring orders opaque packets of at most ``payload_max`` bytes. Applications send messages of
+any size up to ``max_message_size`` to one or more groups. This module maps one onto the other:
+``Packer`` turns the local send queue into packets, ``Unpacker`` turns each originator's packets
+back into messages. Both are pure: bytes and counters in, bytes and counters out.
+
+Packet format (the MCAST payload; integers big-endian)::
+
+    u8  version        FORMAT_VERSION (1); any other value is dropped as "bad_version"
+    u8  flags          reserved, must be 0 (dropped as "bad_flag" otherwise)
+    u16 count          number of items, at least 1
+    u8  continues      fragment id the FIRST item continues; 0 = the first item starts a message
+    u8  fragmented     fragment id the LAST item continues with in the next packet; 0 = complete
+    u16 length[count]  byte length of each item, each at least 1
+    ...                the items, back to back; nothing may follow them
+
+Fragment ids come from a per-sender counter 1..255 that skips 0 and advances on every packet
+that ends in a fragment, so a receiver notices a lost packet in the middle of a message: the
+next packet's ``continues`` no longer matches the ``fragmented`` it stored. An item is a slice of
+one encoded application message: ``u8 group count (1..255), u8 name length (1..255) per
+group, the names, then the data``.
+
+Why packing is lazy: ``submit`` only queues; packets are cut by ``next_packet`` when the node
+holds the token. Everything submitted since the last token visit is therefore batched into as
+few packets as possible (ten 100-byte messages share one packet), and the ring, whose cost is
+per packet, carries the most data per token rotation.
+
+Why a partial message restarts at a configuration change: receivers reset their reassembly at
+each regular configuration change (protocol.md section 5.8 step 5, pitfall 14), and the old
+ring's trailing fragments may be lost in the transitional configuration anyway. A message whose
+first fragments left in the old ring and whose last did not is sent again from its first byte
+in the new ring, so a message is never lost or split across configurations, and is delivered
+exactly once: no receiver can have completed the old copy, since its last byte never left.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter, deque
+from collections.abc import Sequence
+
+from evs.errors import InvalidArgument, TryAgain
+from evs.types import Guarantee
+
+__all__ = [
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "Packer",
+    "Unpacker",
+    "max_packets_for",
+    "message_size",
+]
+
+#: Version byte of the packet header.
+FORMAT_VERSION = 1
+_HEADER = struct.Struct("!BBHBB")
+#: Bytes of the fixed packet header, before the length table.
+HEADER_SIZE = _HEADER.size
+#: Bytes of one entry of the length table.
+_SLOT = 2
+#: Smallest useful payload: the header, one length slot and one byte.
+_MIN_PAYLOAD = HEADER_SIZE + _SLOT + 1
+#: u16 item lengths cap one item, hence the packet body.
+_MAX_PAYLOAD = HEADER_SIZE + _SLOT + 0xFFFF
+
+MiB = 1 << 20
+
+_LENGTH_TABLES: dict[int, struct.Struct] = {}
+
+
+def _length_table(count: int) -> struct.Struct:
+    """The struct for a table of ``count`` u16 lengths, cached for the counts real packets use.
+
+    The count comes from peers, so rarer large counts are built each time rather than cached.
+    """
+    table = _LENGTH_TABLES.get(count)
+    if table is None:
+        table = struct.Struct(f"!{count}H")
+        if count <= 1024:
+            _LENGTH_TABLES[count] = table
+    return table
+
+
+def _room(payload_max: int) -> int:
+    """Bytes of a packet left for the length table and items."""
+    if not _MIN_PAYLOAD <= payload_max <= _MAX_PAYLOAD:
+        raise ValueError(
+            f"payload_max must be in {_MIN_PAYLOAD}..{_MAX_PAYLOAD} bytes, got {payload_max}"
+        )
+    return payload_max - HEADER_SIZE
+
+
+def message_size(groups: Sequence[bytes], data_len: int) -> int:
+    """Encoded size of a message: its group header plus ``data_len`` bytes of data."""
+    return 1 + len(groups) + sum(len(name) for name in groups) + data_len
+
+
+def max_packets_for(size: int, payload_max: int) -> int:
+    """Most packets that can carry a byte of one encoded message of ``size`` bytes.
+
+    Meant for admission: the first piece may share a packet with earlier messages, and every
+    later packet carries ``payload_max - HEADER_SIZE - 2`` bytes of it.
+    """
+    if size < 1:
+        raise ValueError(f"an encoded message has at least 1 byte, got {size}")
+    per_packet = _room(payload_max) - _SLOT
+    return 1 + -(-(size - 1) // per_packet)
+
+
+def _guarantee(value: object) -> Guarantee:
+    """The Guarantee a caller meant (an int value is accepted), else InvalidArgument."""
+    if not isinstance(value, int) or value not in (Guarantee.AGREED, Guarantee.SAFE):
+        raise InvalidArgument(f"guarantee must be AGREED or SAFE, got {value!r}")
+    return Guarantee(value)
+
+
+class Packer:
+    """The local send queue, cut into packets lazily at token time.
+
+    Messages are numbered 0, 1, 2, ... at ``submit``; ``next_packet`` reports a number once the
+    message's last byte has left, so the caller knows when it is wholly in the ring's hands.
+    Numbers follow the queue order, so the head's number is implicit and the queue holds only
+    the encoded bytes and the guarantee of each message.
+    """
+
+    __slots__ = (
+        "_cap",
+        "_continues",
+        "_guarantees",
+        "_head_number",
+        "_head_offset",
+        "_header_cache",
+        "_items",
+        "_max_group_name",
+        "_max_groups",
+        "_max_message_size",
+        "_next_fragment",
+        "_next_number",
+        "_queue_bytes_max",
+        "_queued_bytes",
+        "_room",
+        "_runs",
+    )
+
+    def __init__(
+        self,
+        payload_max: int,
+        queue_bytes_max: int = 8 * MiB,
+        max_message_size: int = MiB,
+        max_groups: int = 32,
+        max_group_name: int = 64,
+    ) -> None:
+        self._room = _room(payload_max)
+        # Every packet but the last of a guarantee run moves at least this many queued bytes
+        # (counting 2 per message for its length slot); see backlog_packets.
+        self._cap = self._room - _SLOT
+        if queue_bytes_max < 1 or max_message_size < 0:
+            raise ValueError("queue_bytes_max must be positive and max_message_size not negative")
+        if not (1 <= max_groups <= 255 and 1 <= max_group_name <= 255):
+            raise ValueError("max_groups and max_group_name must be in 1..255 (u8 on the wire)")
+        self._queue_bytes_max = queue_bytes_max
+        self._max_message_size = max_message_size
+        self._max_groups = max_groups
+        self._max_group_name = max_group_name
+        self._items: deque[bytes] = deque()
+        self._guarantees: deque[Guarantee] = deque()
+        self._header_cache: dict[tuple[bytes, ...], bytes] = {}
+        self._next_number = 0
+        self._head_number = 0
+        # Bytes of the head message already handed out in earlier packets.
+        self._head_offset = 0
+        # Fragment id the next packet's first item continues (0 when the head is fresh).
+        self._continues = 0
+        self._next_fragment = 1
+        # Unsent encoded bytes, and the number of maximal same-guarantee runs in the queue.
+        self._queued_bytes = 0
+        self._runs = 0
+
+    def submit(
+        self, groups: Sequence[bytes], data: bytes | bytearray | memoryview, guarantee: Guarantee
+    ) -> int:
+        """Queue one message for ``groups``; returns its local number.
+
+        Raises InvalidArgument for a bad group list, data or guarantee, and TryAgain when the
+        queue is too full; an empty queue accepts any valid message, so a message of
+        ``max_message_size`` bytes can always be sent eventually.
+        """
+        if type(data) is not bytes:
+            if isinstance(data, (bytearray, memoryview)):
+                data = bytes(data)
+            else:
+                raise InvalidArgument(f"message data must be bytes, got {type(data).__name__}")
+        if len(data) > self._max_message_size:
+            raise InvalidArgument(
+                f"message of {len(data)} bytes exceeds the limit of "
+                f"{self._max_message_size} bytes (max_message_size)"
+            )
+        if type(guarantee) is not Guarantee:
+            guarantee = _guarantee(guarantee)
+        header = self._group_header(groups)
+        size = len(header) + len(data)
+        queued = self._queued_bytes
+        if self._items and queued + size > self._queue_bytes_max:
+            raise TryAgain(
+                f"send queue holds {queued} bytes and {size} more would exceed "
+                f"queue_bytes_max={self._queue_bytes_max}"
+            )
+        items = self._items
+        guarantees = self._guarantees
+        if not guarantees or guarantees[-1] != guarantee:
+            self._runs += 1
+        items.append(header + data)
+        guarantees.append(guarantee)
+        self._queued_bytes = queued + size
+        number = self._next_number
+        self._next_number = number + 1
+        return number
+
+    def _group_header(self, groups: Sequence[bytes]) -> bytes:
+        """The encoded group header; valid lists are cached, since senders reuse a few."""
+        try:
+            key = tuple(groups)
+            return self._header_cache[key]
+        except KeyError:
+            pass
+        except TypeError:
+            raise InvalidArgument("groups must be a sequence of bytes names") from None
+        if not key:
+            raise InvalidArgument("a message needs at least one group")
+        if len(key) > self._max_groups:
+            raise InvalidArgument(
+                f"{len(key)} groups exceed the limit of {self._max_groups} per message"
+            )
+        for name in key:
+            if not isinstance(name, bytes):
+                raise InvalidArgument(
+                    f"group names must be bytes, got {type(name).__name__} "
+                    "(pass a list of names, not a single name)"
+                )
+            if not 1 <= len(name) <= self._max_group_name:
+                raise InvalidArgument(
+                    f"group name {name!r} has {len(name)} bytes; "
+                    f"names need 1..{self._max_group_name} bytes"
+                )
+        header = bytes([len(key), *(len(name) for name in key)]) + b"".join(key)
+        if len(self._header_cache) >= 1024:
+            self._header_cache.clear()
+        self._header_cache[key] = header
+        return header
+
+    def queued_messages(self) -> int:
+        """Messages not yet wholly handed out (including a partly sent head)."""
+        return len(self._items)
+
+    def queued_bytes(self) -> int:
+        """Encoded bytes (group headers included) not yet handed out."""
+        return self._queued_bytes
+
+    def backlog_packets(self) -> int:
+        """Upper bound on the packets ``next_packet`` needs to drain the queue, in O(1).
+
+        Each packet that is not the last of a same-guarantee run moves at least
+        ``payload_max - HEADER_SIZE - 2`` bytes of the queue, counting 2 per message for its
+        length slot; so every ``next_packet`` lowers the bound by at least one, and it exceeds
+        the truth by about 0.2 % plus one packet per guarantee change in the queue.
+        """
+        count = len(self._items)
+        if not count:
+            return 0
+        return -(-(self._queued_bytes + _SLOT * count) // self._cap) + self._runs - 1
+
+    def next_packet(self) -> tuple[bytes, Guarantee, list[int]] | None:
+        """Cut one packet from the head of the queue, or None if the queue is empty.
+
+        Packs whole messages while they fit and fills the rest of the packet with a fragment
+        of the next one; stops at a change of guarantee, since a packet has one guarantee.
+        Returns the payload, its guarantee and the numbers of the messages it completes.
+        """
+        items = self._items
+        if not items:
+            return None
+        guarantees = self._guarantees
+        guarantee = guarantees[0]
+        room = self._room
+        offset = self._head_offset
+        number = self._head_number
+        first_number = number
+        # Slots 0 and 1 receive the header and the length table once the items are known.
+        parts: list[bytes | memoryview] = [b"", b""]
+        lengths: list[int] = []
+        sent = 0
+        fragment = 0
+        while True:
+            item = items[0]
+            size = len(item) - offset
+            room -= _SLOT
+            if size <= room:
+                parts.append(memoryview(item)[offset:] if offset else item)
+                lengths.append(size)
+                sent += size
+                room -= size
+                offset = 0
+                number += 1
+                items.popleft()
+                guarantees.popleft()
+                if not items or guarantees[0] != guarantee:
+                    self._runs -= 1
+                    break
+                if room <= _SLOT:
+                    break
+            else:
+                parts.append(memoryview(item)[offset : offset + room])
+                lengths.append(room)
+                sent += room
+                offset += room
+                fragment = self._next_fragment
+                self._next_fragment = fragment % 255 + 1
+                break
+        parts[0] = _HEADER.pack(FORMAT_VERSION, 0, len(lengths), self._continues, fragment)
+        parts[1] = _length_table(len(lengths)).pack(*lengths)
+        self._continues = fragment
+        self._head_offset = offset
+        self._head_number = number
+        self._queued_bytes -= sent
+        return b"".join(parts), guarantee, list(range(first_number, number))
+
+    def restart_partial(self) -> None:
+        """Forget how much of the head message left in the old ring; resend it whole.
+
+        Called at a configuration change. Also restarts the fragment ids, so the first packet
+        of the new ring continues nothing.
+        """
+        self._queued_bytes += self._head_offset
+        self._head_offset = 0
+        self._continues = 0
+        self._next_fragment = 1
+
+
+class _Assembly:
+    """One originator's message in progress, or an orphan chain being thrown away."""
+
+    __slots__ = ("buffer", "expect", "guarantee")
+
+    def __init__(self, expect: int, buffer: bytearray | None, guarantee: Guarantee) -> None:
+        #: The fragment id the next packet's first item must continue.
+        self.expect = expect
+        #: Bytes so far; None while discarding the remainder of an orphaned message.
+        self.buffer = buffer
+        self.guarantee = guarantee
+
+
+#: Reasons counted in Unpacker.drops: short stable strings, like the codec's drop reasons.
+TRUNCATED = "truncated"
+BAD_VERSION = "bad_version"
+BAD_FLAG = "bad_flag"
+NO_ITEMS = "no_items"
+EMPTY_ITEM = "empty_item"
+TRAILING_BYTES = "trailing_bytes"
+BAD_GROUPS = "bad_groups"
+GUARANTEE_CHANGED = "guarantee_changed"
+OVERSIZE = "oversize"
+#: Not a malformed packet: a fragment chain broke (a lost packet, as across a configuration
+#: change), so the message in progress or an orphaned continuation was thrown away.
+BROKEN_CHAIN = "broken_chain"
+
+
+def _parse_message(payload: bytes, start: int, stop: int) -> tuple[tuple[bytes, ...], bytes] | None:
+    """Split one encoded message into (groups, data); None if the group header is malformed."""
+    count = payload[start]
+    names_at = start + 1 + count
+    if count == 1:
+        # Fast path: most messages name one group.
+        length = payload[start + 1]
+        end = names_at + length
+        if length == 0 or end > stop:
+            return None
+        return (payload[names_at:end],), payload[end:stop]
+    if count == 0 or names_at > stop:
+        return None
+    names = []
+    position = names_at
+    for length in payload[start + 1 : names_at]:
+        end = position + length
+        if length == 0 or end > stop:
+            return None
+        names.append(payload[position:end])
+        position = end
+    return tuple(names), payload[position:stop]
+
+
+class Unpacker:
+    """Reassembles each originator's packets into messages; never raises on peer input.
+
+    Feed every packet of an originator in the ring's order. A malformed packet is dropped
+    whole, discards that originator's message in progress, and is counted in ``drops`` by
+    reason. Call ``reset()`` at each regular configuration change, after the transitional
+    configuration's messages are delivered (pitfall 14): old-ring fragments must still find
+    their beginnings, and new-ring traffic must not be glued to them. Senders restart their
+    fragment ids in the new ring, so without the reset a lost first packet could let a new
+    fragment id match a stale one.
+    """
+
+    __slots__ = ("_assemblies", "_limit", "drops")
+
+    def __init__(
+        self, max_message_size: int = MiB, max_groups: int = 32, max_group_name: int = 64
+    ) -> None:
+        # A longer reassembly cannot come from a Packer with the same limits: a broken or
+        # hostile stream, refused before it can grow without bound.
+        self._limit = max_message_size + 1 + max_groups * (1 + max_group_name)
+        self._assemblies: dict[int, _Assembly] = {}
+        self.drops: Counter[str] = Counter()
+
+    def reset(self, originator: int | None = None) -> None:
+        """Discard the partial assembly of one originator, or of all when None."""
+        if originator is None:
+            self._assemblies.clear()
+        else:
+            self._assemblies.pop(originator, None)
+
+    def pending_bytes(self, originator: int) -> int:
+        """Bytes held for ``originator``'s message in progress."""
+        assembly = self._assemblies.get(originator)
+        if assembly is None or assembly.buffer is None:
+            return 0
+        return len(assembly.buffer)
+
+    def _drop(self, originator: int, reason: str) -> list[tuple[tuple[bytes, ...], bytes]]:
+        self._assemblies.pop(originator, None)
+        self.drops[reason] += 1
+        return []
+
+    def feed(
+        self, originator: int, payload: bytes | memoryview, guarantee: Guarantee
+    ) -> list[tuple[tuple[bytes, ...], bytes]]:
+        """Take the next packet of ``originator``; return the messages it completes, in order.
+
+        A packet whose first item continues anything but the fragment we hold means packets
+        were lost: the message in progress and that orphaned item are thrown away (counted as
+        "broken_chain"), and the packet's fresh items are delivered as usual.
+        """
+        if not isinstance(payload, bytes):
+            payload = bytes(payload)
+        size = len(payload)
+        if size < HEADER_SIZE:
+            return self._drop(originator, TRUNCATED)
+        version, flags, count, continues, fragmented = _HEADER.unpack_from(payload)
+        if version != FORMAT_VERSION:
+            return self._drop(originator, BAD_VERSION)
+        if flags:
+            return self._drop(originator, BAD_FLAG)
+        if not count:
+            return self._drop(originator, NO_ITEMS)
+        position = HEADER_SIZE + _SLOT * count
+        if position > size:
+            return self._drop(originator, TRUNCATED)
+        lengths = _length_table(count).unpack_from(payload, HEADER_SIZE)
+        total = sum(lengths)
+        if total != size - position:
+            return self._drop(originator, TRUNCATED if total > size - position else TRAILING_BYTES)
+        if 0 in lengths:
+            return self._drop(originator, EMPTY_ITEM)
+
+        out: list[tuple[tuple[bytes, ...], bytes]] = []
+        last = count - 1
+        index = 0
+        assembly = self._assemblies.get(originator)
+        if assembly is not None:
+            if continues == assembly.expect:
+                length = lengths[0]
+                buffer = assembly.buffer
+                if buffer is not None:
+                    if assembly.guarantee != guarantee:
+                        return self._drop(originator, GUARANTEE_CHANGED)
+                    if len(buffer) + length > self._limit:
+                        return self._drop(originator, OVERSIZE)
+                    buffer += payload[position : position + length]
+                if last == 0 and fragmented:
+                    assembly.expect = fragmented
+                    return out
+                del self._assemblies[originator]
+                if buffer is not None:
+                    whole = bytes(buffer)
+                    message = _parse_message(whole, 0, len(whole))
+                    if message is None:
+                        return self._drop(originator, BAD_GROUPS)
+                    out.append(message)
+                position += length
+                index = 1
+            else:
+                del self._assemblies[originator]
+                self.drops[BROKEN_CHAIN] += 1
+                if continues:
+                    index = self._orphan(originator, last, fragmented, guarantee)
+                    if index < 0:
+                        return out
+                    position += lengths[0]
+        elif continues:
+            self.drops[BROKEN_CHAIN] += 1
+            index = self._orphan(originator, last, fragmented, guarantee)
+            if index < 0:
+                return out
+            position += lengths[0]
+
+        while index <= last:
+            length = lengths[index]
+            stop = position + length
+            if index == last and fragmented:
+                if length > self._limit:
+                    return self._drop(originator, OVERSIZE)
+                self._assemblies[originator] = _Assembly(
+                    fragmented, bytearray(payload[position:stop]), guarantee
+                )
+                break
+            message = _parse_message(payload, position, stop)
+            if message is None:
+                return self._drop(originator, BAD_GROUPS)
+            out.append(message)
+            position = stop
+            index += 1
+        return out
+
+    def _orphan(self, originator: int, last: int, fragmented: int, guarantee: Guarantee) -> int:
+        """Skip a first item that continues a message we do not hold.
+
+        Returns the index of the first fresh item, or -1 when the orphan also fills the packet
+        and continues, in which case its later pieces are thrown away as they arrive.
+        """
+        if last == 0 and fragmented:
+            self._assemblies[originator] = _Assembly(fragmented, None, guarantee)
+            return -1
+        return 1

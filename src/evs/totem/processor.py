@@ -1,0 +1,579 @@
+"""The Totem processor: one sans-I/O state machine per executive.
+
+Theory of operation. Inputs are ``start``, ``receive`` (a datagram), ``handle_timer`` and
+``submit`` (an application message); each takes ``now`` in milliseconds from the driver's
+monotonic clock. Outputs accumulate in ``outbox`` (datagrams: destination node id or
+``BROADCAST``), ``events`` (deliveries, configuration changes, notices) and the timer table
+(``next_deadline``). The driver drains both lists after every input. Nothing here reads a
+clock, a socket or a random source, so the simulator replays a run exactly.
+
+The operational ring follows protocol.md section 4: the token orders messages, carries the
+all-received-up-to mark and the retransmission requests, and bounds what each visit may send.
+Agreed messages are delivered as soon as everything before them is held; safe messages wait
+until the token showed them received on two successive visits. Membership (GATHER, COMMIT)
+lives in ``membership.py`` and RECOVERY in ``recovery.py``; they share this object's state.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from evs.totem import membership, recovery
+from evs.totem.codec import DecodeError, cluster_id_for, decode, encode, encode_mcast
+from evs.totem.config import TotemConfig
+from evs.totem.events import (
+    BROADCAST,
+    CoreEvent,
+    Deliver,
+    GatherReason,
+    MembState,
+    Notice,
+    Sent,
+)
+from evs.totem.groups import Packer, Unpacker
+from evs.totem.messages import (
+    CommitToken,
+    Join,
+    Mcast,
+    MergeDetect,
+    OrfToken,
+    RtrEntry,
+    TokenHoldCancel,
+)
+from evs.totem.timers import Timer, Timers
+from evs.types import ConfigChange, Guarantee, RingId
+
+__all__ = ["Processor"]
+
+_SAFE = Guarantee.SAFE
+#: Retransmission requests one token may carry (protocol.md section 2).
+RTR_MAX = 30
+
+
+class Processor:
+    """A Totem single-ring processor (ordering, membership, recovery and message groups)."""
+
+    def __init__(
+        self,
+        config: TotemConfig,
+        nodeid: int,
+        *,
+        ring_seq: int = 0,
+        static_members: Sequence[int] | None = None,
+        known_nodes: Sequence[int] = (),
+        canary: str = "",
+    ) -> None:
+        if not 0 < nodeid < 1 << 32:
+            raise ValueError(f"nodeid must be 1..2^32-1, got {nodeid}")
+        self.config = config
+        self.nodeid = nodeid
+        self.cluster_id = cluster_id_for(config.cluster_name)
+        #: Deliberately injected bug for checker canaries ("" = none).
+        self.canary = canary
+        self.static = static_members is not None
+        self.outbox: list[tuple[int, bytes]] = []
+        self.events: list[CoreEvent] = []
+        self.stats: Counter[str] = Counter()
+        self.drops: Counter[str] = Counter()
+        self.timers = Timers()
+        self.started = False
+        self.known_nodes = tuple(sorted(set(known_nodes) | {nodeid}))
+
+        self.state = MembState.OPERATIONAL
+        self.ring_id = RingId(seq=ring_seq, rep=nodeid)
+        self.memb_list: tuple[int, ...] = (nodeid,)
+        self.successor = nodeid
+        self._static_members = tuple(sorted(set(static_members or ())))
+        #: Highest ring seq seen anywhere; new rings are numbered above it.
+        self.token_ring_id_seq = ring_seq
+
+        # Regular sort queue: seq -> (packet, its datagram for retransmission).
+        self.rq: dict[int, tuple[Mcast, bytes]] = {}
+        self.my_aru = 0
+        self.my_high_seq_received = 0
+        self.my_high_delivered = 0
+        self.last_released = 0
+        self.my_token_seq = 0
+        self.my_last_aru = 0
+        self.my_prev_aru = 0
+        self.my_last_seq = -1
+        self.my_seq_unchanged = 0
+        self.my_aru_count = 0
+        self.my_trc = 0
+        self.my_pbl = 0
+        self.miss: dict[int, int] = {}
+        self.orf_token_discard = False
+        #: The last token (or commit token) sent, and where, for retransmission.
+        self.token_copy: bytes | None = None
+        self.token_copy_dest = nodeid
+        self.holding = False
+        self.cancel_sent = False
+        self.failed_to_recv = False
+
+        self.packer = Packer(
+            config.payload_max,
+            queue_bytes_max=config.queue_bytes_max,
+            max_message_size=config.max_message_size,
+        )
+        self.unpacker = Unpacker(max_message_size=config.max_message_size)
+        self.memb = membership.MembershipState(nodeid)
+        self.rec = recovery.RecoveryState()
+
+    # ------------------------------------------------------------------ inputs
+
+    def start(self, now: float) -> None:
+        """Bring the processor up: a static ring installs at once, otherwise form one."""
+        if self.started:
+            return
+        self.started = True
+        if self.static:
+            self._install_static(now)
+        else:
+            membership.startup(self, now)
+
+    def receive(self, now: float, data: bytes) -> None:
+        """Handle one datagram from the network; malformed input is a counted drop."""
+        if not self.started:
+            self.drops["not started"] += 1
+            return
+        try:
+            msg = decode(data, self.cluster_id)
+        except DecodeError as exc:
+            self.drops[exc.reason.name.lower()] += 1
+            return
+        if isinstance(msg, Mcast):
+            self._on_mcast(now, msg, data)
+        elif isinstance(msg, OrfToken):
+            self.on_token(now, msg)
+        elif isinstance(msg, Join):
+            membership.on_join(self, now, msg)
+        elif isinstance(msg, CommitToken):
+            membership.on_commit_token(self, now, msg)
+        elif isinstance(msg, MergeDetect):
+            membership.on_merge_detect(self, now, msg)
+        else:
+            self._on_hold_cancel(now, msg)
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer due at ``now``."""
+        for timer in self.timers.pop_expired(now):
+            self._fire(now, timer)
+
+    def submit(
+        self, now: float, groups: Sequence[bytes], data: bytes, guarantee: Guarantee
+    ) -> int:
+        """Queue an application message; raises TryAgain or InvalidArgument.
+
+        Returns the message's local number; a ``Sent`` event with it follows once the
+        message is wholly on the ring.
+        """
+        number = self.packer.submit(groups, data, guarantee)
+        if self.state is MembState.OPERATIONAL and self.started:
+            self._request_token_release(now)
+        return number
+
+    def leave(self, now: float) -> None:
+        """Leave gracefully: tell the others (so they need not wait for a timeout), then stop.
+
+        The LEAVE goes out twice, since a lost one would cost the others a token timeout.
+        """
+        if self.started and not self.static:
+            membership.send_leave(self)
+            membership.send_leave(self)
+        self.timers = Timers()
+        self.started = False
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which ``handle_timer`` must be called, or None."""
+        return self.timers.next_deadline()
+
+    # ------------------------------------------------------------------ helpers for drivers
+
+    def has_received(self, ring_id: RingId, seq: int) -> bool:
+        """Whether this processor holds (or has released) message ``seq`` of ``ring_id``."""
+        if ring_id != self.ring_id:
+            return False
+        return seq <= self.last_released or seq in self.rq
+
+    @property
+    def members(self) -> tuple[int, ...]:
+        return self.memb_list
+
+    # ------------------------------------------------------------------ outputs
+
+    def broadcast(self, data: bytes) -> None:
+        self.outbox.append((BROADCAST, data))
+
+    def unicast(self, dest: int, data: bytes) -> None:
+        self.outbox.append((dest, data))
+
+    def notice(self, kind: str, detail: str) -> None:
+        self.events.append(Notice(kind, detail))
+
+    # ------------------------------------------------------------------ ring install
+
+    def _install_static(self, now: float) -> None:
+        members = self._static_members
+        if self.nodeid not in members:
+            raise ValueError(f"static ring {members} does not contain node {self.nodeid}")
+        self.install_ring(RingId(seq=self.ring_id.seq, rep=members[0]), members)
+        self.events.append(
+            ConfigChange(
+                ring_id=self.ring_id, transitional=False, members=members, joined=members
+            )
+        )
+        self.timers.arm(Timer.TOKEN, now + self.config.token)
+        if self.nodeid == members[0]:
+            self.on_token(now, self.initial_token(retrans_flg=False))
+
+    def install_ring(self, ring_id: RingId, members: tuple[int, ...]) -> None:
+        """Make ``ring_id`` the current ring with a fresh, empty ordering state."""
+        self.ring_id = ring_id
+        self.token_ring_id_seq = max(self.token_ring_id_seq, ring_id.seq)
+        self.memb_list = members
+        idx = members.index(self.nodeid)
+        self.successor = members[(idx + 1) % len(members)]
+        self.reset_ordering()
+
+    def reset_ordering(self) -> None:
+        self.rq = {}
+        self.my_aru = 0
+        self.my_high_seq_received = 0
+        self.my_high_delivered = 0
+        self.last_released = 0
+        self.my_token_seq = 0
+        self.my_last_aru = 0
+        self.my_prev_aru = 0
+        self.my_last_seq = -1
+        self.my_seq_unchanged = 0
+        self.my_aru_count = 0
+        self.my_trc = 0
+        self.my_pbl = 0
+        self.miss = {}
+        self.holding = False
+        self.cancel_sent = False
+
+    def initial_token(self, *, retrans_flg: bool) -> OrfToken:
+        """The first ORF token of a ring, created by its representative."""
+        return OrfToken(
+            sender=self.nodeid,
+            ring_id=self.ring_id,
+            token_seq=self.my_token_seq + 1,
+            seq=0,
+            aru=0,
+            aru_addr=self.nodeid,
+            backlog=0,
+            fcc=0,
+            retrans_flg=retrans_flg,
+        )
+
+    # ------------------------------------------------------------------ MCAST
+
+    def _on_mcast(self, now: float, msg: Mcast, data: bytes) -> None:
+        if msg.inner is not None:
+            recovery.on_encapsulated(self, now, msg, data)
+            return
+        if msg.ring_id != self.ring_id:
+            membership.on_foreign(self, now, msg.system_from, msg.ring_id)
+            return
+        if self.store(msg, data) and self.state is MembState.OPERATIONAL:
+            self.deliver()
+
+    def store(self, msg: Mcast, data: bytes) -> bool:
+        """Keep a message of the current ring in the sort queue; False for a duplicate."""
+        seq = msg.seq
+        if (
+            seq <= self.last_released
+            or seq > self.last_released + self.config.sort_queue_slots
+            or seq in self.rq
+        ):
+            self.stats["mcast duplicate or outside window"] += 1
+            return False
+        self.rq[seq] = (msg, data)
+        if seq > self.my_high_seq_received:
+            self.my_high_seq_received = seq
+        if seq == self.my_aru + 1:
+            self.update_aru()
+        return True
+
+    def update_aru(self) -> None:
+        aru = self.my_aru
+        rq = self.rq
+        while aru + 1 in rq:
+            aru += 1
+        self.my_aru = aru
+
+    # ------------------------------------------------------------------ token
+
+    def on_token(self, now: float, tok: OrfToken) -> None:
+        """Token receipt in the order of protocol.md section 4.2."""
+        if self.orf_token_discard or self.state in (MembState.GATHER, MembState.COMMIT):
+            self.stats["token discarded outside ring"] += 1
+            return
+        if tok.ring_id != self.ring_id:
+            self.stats["token of another ring"] += 1
+            return
+        if tok.token_seq <= self.my_token_seq:
+            self.stats["token duplicate"] += 1
+            return
+        cfg = self.config
+        if tok.seq == self.my_last_seq:
+            self.my_seq_unchanged += 1
+            if not self.timers.running(Timer.MERGE_DETECT) and not self.static:
+                self.timers.arm(Timer.MERGE_DETECT, now + cfg.merge)
+        else:
+            self.my_seq_unchanged = 0
+            self.cancel_sent = False
+            self.timers.cancel(Timer.MERGE_DETECT)
+        self.my_last_seq = tok.seq
+        operational = self.state is MembState.OPERATIONAL
+        if operational:
+            self._messages_free(tok.aru)
+        self.my_prev_aru = self.my_last_aru
+        self.my_last_aru = tok.aru
+
+        allowed, backlog = self._fcc_calculate(tok)
+        sent_rtr = self._retransmit(tok, allowed)
+        allowed -= sent_rtr
+        self._request_missing(tok)
+        if self.last_released + cfg.sort_queue_slots - allowed - cfg.window_size < tok.seq:
+            allowed = 0
+        if operational:
+            sent_new = self._send_new(tok, allowed)
+        else:
+            sent_new = recovery.send_queued(self, tok, allowed)
+        sent = sent_rtr + sent_new
+        tok.fcc = max(0, tok.fcc + sent - self.my_trc)
+        tok.backlog = max(0, tok.backlog + backlog - self.my_pbl)
+        self.my_trc = sent
+        self.my_pbl = backlog
+        self.stats["mcast retransmitted"] += sent_rtr
+
+        if self.my_aru < tok.aru or tok.aru_addr in (self.nodeid, 0):
+            tok.aru = self.my_aru
+            tok.aru_addr = 0 if tok.aru == tok.seq else self.nodeid
+        if tok.aru == self.my_prev_aru and tok.aru_addr != 0:
+            self.my_aru_count += 1
+        else:
+            self.my_aru_count = 0
+        if self.my_aru_count > cfg.fail_recv_const and tok.aru_addr == self.nodeid:
+            self.notice("failed to receive", f"aru stuck at {tok.aru} for {self.my_aru_count}")
+            self.my_aru_count = 0
+            if not self.static:
+                self.failed_to_recv = True
+                membership.enter_gather(self, now, GatherReason.FAILED_TO_RECEIVE, fail_self=True)
+                return
+
+        self.my_token_seq = tok.token_seq
+        tok.token_seq += 1
+        if self.state is MembState.RECOVERY:
+            recovery.on_token(self, now, tok)  # may install: then we are OPERATIONAL below
+        self._forward(now, tok)
+        if self.state is MembState.OPERATIONAL:
+            self.deliver()
+
+    def _forward(self, now: float, tok: OrfToken) -> None:
+        cfg = self.config
+        tok.sender = self.nodeid
+        data = encode(tok, self.cluster_id)
+        self.token_copy = data
+        self.token_copy_dest = self.successor
+        is_rep = self.nodeid == self.ring_id.rep
+        idle = self.my_seq_unchanged > cfg.seqno_unchanged_const
+        hold = (
+            is_rep
+            and idle
+            and self.state is MembState.OPERATIONAL
+            and not self.packer.queued_messages()
+            and not tok.rtr_list
+        )
+        self.timers.arm(Timer.TOKEN, now + cfg.token)
+        if hold:
+            self.holding = True
+            self.timers.cancel(Timer.TOKEN_RETRANSMIT)
+            self.timers.arm(Timer.HOLD, now + cfg.hold_ms)
+            self.stats["token held"] += 1
+            return
+        self.holding = False
+        self.timers.cancel(Timer.HOLD)
+        self.unicast(self.successor, data)
+        self.timers.arm(Timer.TOKEN_RETRANSMIT, now + cfg.token_retransmit_ms)
+
+    def _release_held_token(self, now: float) -> None:
+        if not self.holding or self.token_copy is None:
+            return
+        self.holding = False
+        self.timers.cancel(Timer.HOLD)
+        self.unicast(self.token_copy_dest, self.token_copy)
+        self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.config.token_retransmit_ms)
+
+    def _request_token_release(self, now: float) -> None:
+        """New data on an idle ring: get the token moving again (protocol.md section 4.6)."""
+        if self.holding:
+            self.my_seq_unchanged = 0
+            self._release_held_token(now)
+        elif self.my_seq_unchanged >= self.config.seqno_unchanged_const and not self.cancel_sent:
+            self.cancel_sent = True
+            self.broadcast(encode(TokenHoldCancel(self.nodeid, self.ring_id), self.cluster_id))
+
+    def _on_hold_cancel(self, now: float, msg: TokenHoldCancel) -> None:
+        if msg.ring_id != self.ring_id or self.state is not MembState.OPERATIONAL:
+            return
+        self.my_seq_unchanged = 0
+        self._release_held_token(now)
+
+    def _fcc_calculate(self, tok: OrfToken) -> tuple[int, int]:
+        """Flow control: how many packets this visit may send, and this node's backlog."""
+        cfg = self.config
+        allowed = min(cfg.max_messages, max(0, cfg.window_size - tok.fcc))
+        if self.state is MembState.RECOVERY:
+            backlog = len(self.rec.retrans_queue)
+        else:
+            backlog = self.packer.backlog_packets()
+        total = tok.backlog + backlog - self.my_pbl
+        if total > 0:
+            share = cfg.window_size * self.my_pbl // total
+            if share > 0:
+                allowed = min(allowed, share)
+        return allowed, backlog
+
+    def _retransmit(self, tok: OrfToken, allowed: int) -> int:
+        """Answer retransmission requests we can serve, within ``allowed``."""
+        if not tok.rtr_list:
+            return 0
+        ring_id = self.ring_id
+        rq = self.rq
+        sent = 0
+        keep: list[RtrEntry] = []
+        for entry in tok.rtr_list:
+            if entry.ring_id != ring_id:
+                continue  # stale request of another ring: nobody here can serve it
+            held = rq.get(entry.seq)
+            if held is not None and sent < allowed:
+                self.broadcast(held[1])
+                sent += 1
+            else:
+                keep.append(entry)
+        tok.rtr_list = keep
+        return sent
+
+    def _request_missing(self, tok: OrfToken) -> None:
+        """Ask for holes that have lasted ``miss_count_const`` visits (protocol.md 4.2.6)."""
+        if self.my_aru >= tok.seq:
+            if self.miss:
+                self.miss = {}
+            return
+        rtr = tok.rtr_list
+        if len(rtr) >= RTR_MAX:
+            return
+        listed = {e.seq for e in rtr if e.ring_id == self.ring_id}
+        limit = min(tok.seq, self.last_released + self.config.sort_queue_slots)
+        miss = self.miss
+        threshold = self.config.miss_count_const
+        rq = self.rq
+        for seq in range(self.my_aru + 1, limit + 1):
+            if len(rtr) >= RTR_MAX:
+                break
+            if seq in rq:
+                continue
+            count = miss.get(seq, 0) + 1
+            miss[seq] = count
+            if count >= threshold and seq not in listed:
+                rtr.append(RtrEntry(self.ring_id, seq))
+                self.stats["retransmit requested"] += 1
+        for seq in [s for s in miss if s <= self.my_aru]:
+            del miss[seq]
+
+    def _send_new(self, tok: OrfToken, allowed: int) -> int:
+        """Stamp and broadcast up to ``allowed`` new packets (batched per visit)."""
+        sent = 0
+        packer = self.packer
+        ring_id = self.ring_id
+        me = self.nodeid
+        cid = self.cluster_id
+        events = self.events
+        while sent < allowed:
+            item = packer.next_packet()
+            if item is None:
+                break
+            payload, guarantee, completed = item
+            seq = tok.seq + 1
+            tok.seq = seq
+            data = encode_mcast(me, ring_id, seq, me, guarantee, payload, cid)
+            self.rq[seq] = (Mcast(me, ring_id, seq, me, guarantee, payload), data)
+            self.my_high_seq_received = seq
+            self.broadcast(data)
+            sent += 1
+            for number in completed:
+                events.append(Sent(number, ring_id))
+        if sent:
+            self.update_aru()
+            self.stats["mcast sent"] += sent
+        return sent
+
+    def _messages_free(self, token_aru: int) -> None:
+        """Drop messages every member holds and we delivered (protocol.md section 4.5)."""
+        upto = min(token_aru, self.my_last_aru, self.my_high_delivered)
+        if upto <= self.last_released:
+            return
+        rq = self.rq
+        for seq in range(self.last_released + 1, upto + 1):
+            rq.pop(seq, None)
+        self.last_released = upto
+
+    # ------------------------------------------------------------------ delivery
+
+    def deliver(self) -> None:
+        """Deliver, in sequence order, every message the rules allow (section 4.3)."""
+        seq = self.my_high_delivered + 1
+        aru = self.my_aru
+        if seq > aru:
+            return
+        safe_bound = min(aru, self.my_last_aru, self.my_prev_aru)
+        rq = self.rq
+        ring_id = self.ring_id
+        first_new = len(self.events)
+        while seq <= aru:
+            msg = rq[seq][0]
+            if msg.guarantee is _SAFE and seq > safe_bound and self.canary != "unsafe":
+                break
+            self.deliver_packet(msg, ring_id=ring_id, transitional=False)
+            seq += 1
+        self.my_high_delivered = seq - 1
+        if self.canary == "order" and len(self.events) - first_new >= 2:
+            # Deliberate bug for the checker canary: two deliveries in the wrong order.
+            ev = self.events
+            ev[first_new], ev[first_new + 1] = ev[first_new + 1], ev[first_new]
+
+    def deliver_packet(self, msg: Mcast, *, ring_id: RingId, transitional: bool) -> None:
+        """Unpack one ordered packet into application deliveries."""
+        events = self.events
+        for groups, data in self.unpacker.feed(msg.system_from, msg.payload, msg.guarantee):
+            events.append(
+                Deliver(msg.system_from, groups, data, msg.guarantee, ring_id, transitional)
+            )
+
+    # ------------------------------------------------------------------ timers
+
+    def _fire(self, now: float, timer: Timer) -> None:
+        if timer is Timer.TOKEN_RETRANSMIT:
+            if self.token_copy is not None and self.state is not MembState.GATHER:
+                self.unicast(self.token_copy_dest, self.token_copy)
+                self.stats["token retransmitted"] += 1
+                self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.config.token_retransmit_ms)
+        elif timer is Timer.HOLD:
+            self._release_held_token(now)
+        elif timer is Timer.TOKEN:
+            self.stats["token lost"] += 1
+            if self.static:
+                self.notice("token lost", "static ring: keep retransmitting")
+                self.timers.arm(Timer.TOKEN, now + self.config.token)
+            else:
+                membership.on_token_loss(self, now)
+        elif timer is Timer.MERGE_DETECT:
+            membership.on_merge_timer(self, now)
+        elif timer is Timer.JOIN:
+            membership.on_join_timer(self, now)
+        elif timer is Timer.CONSENSUS:
+            membership.on_consensus_timer(self, now)

@@ -1,0 +1,81 @@
+"""Layer rules of architecture.md, enforced on the source tree with an AST walk."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "evs"
+
+#: The protocol core decides; it must not reach for I/O, clocks, randomness or logging.
+CORE_BANNED = {
+    "asyncio",
+    "logging",
+    "os",
+    "random",
+    "secrets",
+    "select",
+    "selectors",
+    "socket",
+    "subprocess",
+    "sys",
+    "threading",
+    "time",
+}
+#: Which evs packages each layer may import (architecture.md, "Layers").
+ALLOWED_EVS = {
+    "totem": {"evs.types", "evs.errors", "evs.totem"},
+    "check": {"evs.types", "evs.errors", "evs.trace", "evs.check"},
+    "trace": {"evs.types", "evs.errors", "evs.trace"},
+    "sim": {"evs.types", "evs.errors", "evs.totem", "evs.trace", "evs.check", "evs.sim",
+            "evs.runtime", "evs.crypto"},
+    "client": {"evs.types", "evs.errors", "evs.ipc", "evs.client"},
+}
+
+
+def imports_of(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def files_of(package: str) -> list[Path]:
+    return sorted((SRC / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED_EVS))
+def test_layer_imports_point_down_only(package: str) -> None:
+    allowed = ALLOWED_EVS[package]
+    bad = []
+    for path in files_of(package):
+        for line, module in imports_of(path):
+            if module == "evs" or module.startswith("evs."):
+                if not any(module == a or module.startswith(a + ".") for a in allowed):
+                    bad.append(f"{path.relative_to(SRC)}:{line} imports {module}")
+    assert not bad, "layer violation:\n" + "\n".join(bad)
+
+
+def test_protocol_core_is_pure() -> None:
+    paths = files_of("totem")
+    assert paths, "evs.totem has no modules"
+    bad = [
+        f"{path.relative_to(SRC)}:{line} imports {module}"
+        for path in paths
+        for line, module in imports_of(path)
+        if module.split(".")[0] in CORE_BANNED
+    ]
+    assert not bad, "the protocol core must stay sans-I/O:\n" + "\n".join(bad)
+
+
+def test_rules_catch_a_violation(tmp_path: Path) -> None:
+    """The walker itself works: a planted socket import is found."""
+    planted = tmp_path / "planted.py"
+    planted.write_text("import socket\nfrom evs.sim import cluster\n", encoding="utf-8")
+    assert [m for _, m in imports_of(planted)] == ["socket", "evs.sim"]

@@ -1,0 +1,166 @@
+"""The operational ring, one token visit at a time (protocol.md section 4).
+
+Each test drives one real Processor by hand: it receives tokens built by the test, and the
+test reads exactly what the processor put on the wire and delivered.
+"""
+
+from __future__ import annotations
+
+from evs.totem.codec import cluster_id_for, decode, encode
+from evs.totem.config import TotemConfig
+from evs.totem.events import BROADCAST, ConfigChange, Deliver, Sent
+from evs.totem.messages import Mcast, OrfToken, RtrEntry
+from evs.totem.processor import Processor
+from evs.types import Guarantee
+
+CID = cluster_id_for("evs")
+
+
+def ring_of_two(**cfg: object) -> Processor:
+    """Node 1 (the representative) of a static ring {1, 2}, after its first token visit."""
+    p = Processor(TotemConfig(**cfg), 1, static_members=(1, 2))  # type: ignore[arg-type]
+    p.start(0.0)
+    assert any(isinstance(e, ConfigChange) for e in p.events)
+    p.events.clear()
+    p.outbox.clear()
+    return p
+
+
+def token_back(p: Processor, **fields: object) -> OrfToken:
+    """The token as node 2 would return it to node 1 (one hop later, nothing changed)."""
+    tok = OrfToken(
+        sender=2,
+        ring_id=p.ring_id,
+        token_seq=p.my_token_seq + 2,
+        seq=p.my_high_seq_received,
+        aru=p.my_aru,
+        aru_addr=0,
+        backlog=0,
+        fcc=0,
+        retrans_flg=False,
+    )
+    for key, value in fields.items():
+        setattr(tok, key, value)
+    return tok
+
+
+def sent_mcasts(p: Processor) -> list[Mcast]:
+    out = [decode(d, CID) for dest, d in p.outbox if dest == BROADCAST]
+    return [m for m in out if isinstance(m, Mcast)]
+
+
+def forwarded_token(p: Processor) -> OrfToken:
+    toks = [decode(d, CID) for dest, d in p.outbox if dest == 2]
+    assert len(toks) == 1 and isinstance(toks[0], OrfToken)
+    return toks[0]
+
+
+def test_token_visit_sends_queued_messages_and_stamps_sequence_numbers() -> None:
+    p = ring_of_two()
+    numbers = [p.submit(1.0, [b"g"], b"m%d" % i, Guarantee.AGREED) for i in range(3)]
+    p.receive(2.0, encode(token_back(p), CID))
+    (packet,) = sent_mcasts(p)  # three small messages packed into one packet
+    assert packet.seq == 1 and packet.system_from == 1
+    tok = forwarded_token(p)
+    assert tok.seq == 1 and tok.aru == 1
+    sent = [e.number for e in p.events if isinstance(e, Sent)]
+    assert sent == numbers
+    delivered = [e.data for e in p.events if isinstance(e, Deliver)]
+    assert delivered == [b"m0", b"m1", b"m2"]  # agreed: self-delivered right after forwarding
+
+
+def test_flow_control_bounds_what_one_visit_may_send() -> None:
+    p = ring_of_two()
+    for i in range(100):
+        p.submit(1.0, [b"g"], bytes([i]) * 1000, Guarantee.AGREED)  # one packet each
+    p.receive(2.0, encode(token_back(p), CID))
+    assert len(sent_mcasts(p)) == p.config.max_messages == 17
+    assert forwarded_token(p).fcc == 17
+    assert forwarded_token(p).backlog > 0
+    p.outbox.clear()
+    # The last rotation used 45 of the window of 50 (ours included): room for 5.
+    p.receive(3.0, encode(token_back(p, fcc=45), CID))
+    assert len(sent_mcasts(p)) == 50 - 45
+
+
+def test_safe_message_is_held_until_the_token_showed_it_received_twice() -> None:
+    p = ring_of_two()
+    p.submit(1.0, [b"g"], b"safe", Guarantee.SAFE)
+    p.receive(2.0, encode(token_back(p), CID))  # visit 1: stamped seq 1, aru 1 on our side only
+    assert sent_mcasts(p) and not [e for e in p.events if isinstance(e, Deliver)]
+    p.outbox.clear()
+    p.receive(3.0, encode(token_back(p, aru=1), CID))  # visit 2: everyone had it for one rotation
+    assert not [e for e in p.events if isinstance(e, Deliver)]
+    p.receive(4.0, encode(token_back(p, aru=1), CID))  # visit 3: and for a second rotation
+    assert [e.data for e in p.events if isinstance(e, Deliver)] == [b"safe"]
+
+
+def test_safe_message_waits_while_a_member_pulls_the_aru_down() -> None:
+    p = ring_of_two()
+    p.submit(1.0, [b"g"], b"safe", Guarantee.SAFE)
+    p.receive(2.0, encode(token_back(p), CID))
+    for t in range(3, 8):  # node 2 keeps reporting that it misses seq 1
+        p.receive(float(t), encode(token_back(p, aru=0, aru_addr=2), CID))
+    assert not [e for e in p.events if isinstance(e, Deliver)]
+
+
+def test_retransmission_request_is_answered_from_the_sort_queue() -> None:
+    p = ring_of_two()
+    p.submit(1.0, [b"g"], b"x", Guarantee.AGREED)
+    p.receive(2.0, encode(token_back(p), CID))
+    p.outbox.clear()
+    rtr = [RtrEntry(p.ring_id, 1)]
+    p.receive(3.0, encode(token_back(p, aru=0, aru_addr=2, rtr_list=rtr), CID))
+    (again,) = sent_mcasts(p)
+    assert again.seq == 1 and again.payload
+    assert forwarded_token(p).rtr_list == []
+
+
+def test_missing_message_is_requested_after_miss_count_visits() -> None:
+    p = ring_of_two(miss_count_const=3)
+    for visit in range(1, 4):  # the ring says seq 1 exists; we never received it
+        p.outbox.clear()
+        p.receive(float(visit), encode(token_back(p, seq=1, aru=0, aru_addr=2), CID))
+    tok = forwarded_token(p)
+    assert [e.seq for e in tok.rtr_list] == [1]
+
+
+def test_duplicate_token_is_ignored() -> None:
+    p = ring_of_two()
+    tok = token_back(p)
+    p.receive(2.0, encode(tok, CID))
+    p.outbox.clear()
+    p.receive(2.5, encode(tok, CID))  # a retransmitted copy of the same hop
+    assert p.outbox == []
+    assert p.stats["token duplicate"] == 1
+
+
+def test_token_retransmitted_until_the_successor_answers() -> None:
+    p = ring_of_two()
+    p.receive(2.0, encode(token_back(p), CID))
+    first = forwarded_token(p)
+    p.outbox.clear()
+    deadline = p.next_deadline()
+    assert deadline is not None
+    p.handle_timer(2.0 + p.config.token_retransmit_ms)
+    assert forwarded_token(p).token_seq == first.token_seq
+    assert p.stats["token retransmitted"] == 1
+
+
+def test_messages_are_freed_once_every_member_has_them_and_we_delivered() -> None:
+    p = ring_of_two()
+    p.submit(1.0, [b"g"], b"x", Guarantee.AGREED)
+    p.receive(2.0, encode(token_back(p), CID))
+    assert 1 in p.rq
+    p.receive(3.0, encode(token_back(p, aru=1), CID))
+    assert 1 in p.rq  # one rotation at aru 1 is not enough
+    p.receive(4.0, encode(token_back(p, aru=1), CID))
+    assert 1 not in p.rq and p.last_released == 1
+
+
+def test_malformed_datagrams_are_counted_drops() -> None:
+    p = ring_of_two()
+    for junk in (b"", b"\x00" * 5, b"\xe7\xa5\x01\x00" + b"\x00" * 40):
+        p.receive(1.0, junk)
+    assert sum(p.drops.values()) == 3
+    assert p.outbox == [] and p.events == []
