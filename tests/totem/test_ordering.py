@@ -51,7 +51,8 @@ def sent_mcasts(p: Processor) -> list[Mcast]:
 
 def forwarded_token(p: Processor) -> OrfToken:
     toks = [decode(d, CID) for dest, d in p.outbox if dest == 2]
-    assert len(toks) == 1 and isinstance(toks[0], OrfToken)
+    assert len(toks) == 1
+    assert isinstance(toks[0], OrfToken)
     return toks[0]
 
 
@@ -60,9 +61,11 @@ def test_token_visit_sends_queued_messages_and_stamps_sequence_numbers() -> None
     numbers = [p.submit(1.0, [b"g"], b"m%d" % i, Guarantee.AGREED) for i in range(3)]
     p.receive(2.0, encode(token_back(p), CID))
     (packet,) = sent_mcasts(p)  # three small messages packed into one packet
-    assert packet.seq == 1 and packet.system_from == 1
+    assert packet.seq == 1
+    assert packet.system_from == 1
     tok = forwarded_token(p)
-    assert tok.seq == 1 and tok.aru == 1
+    assert tok.seq == 1
+    assert tok.aru == 1
     sent = [e.number for e in p.events if isinstance(e, Sent)]
     assert sent == numbers
     delivered = [e.data for e in p.events if isinstance(e, Deliver)]
@@ -87,7 +90,8 @@ def test_safe_message_is_held_until_the_token_showed_it_received_twice() -> None
     p = ring_of_two()
     p.submit(1.0, [b"g"], b"safe", Guarantee.SAFE)
     p.receive(2.0, encode(token_back(p), CID))  # visit 1: stamped seq 1, aru 1 on our side only
-    assert sent_mcasts(p) and not [e for e in p.events if isinstance(e, Deliver)]
+    assert sent_mcasts(p)
+    assert not [e for e in p.events if isinstance(e, Deliver)]
     p.outbox.clear()
     p.receive(3.0, encode(token_back(p, aru=1), CID))  # visit 2: everyone had it for one rotation
     assert not [e for e in p.events if isinstance(e, Deliver)]
@@ -112,7 +116,8 @@ def test_retransmission_request_is_answered_from_the_sort_queue() -> None:
     rtr = [RtrEntry(p.ring_id, 1)]
     p.receive(3.0, encode(token_back(p, aru=0, aru_addr=2, rtr_list=rtr), CID))
     (again,) = sent_mcasts(p)
-    assert again.seq == 1 and again.payload
+    assert again.seq == 1
+    assert again.payload
     assert forwarded_token(p).rtr_list == []
 
 
@@ -155,7 +160,8 @@ def test_messages_are_freed_once_every_member_has_them_and_we_delivered() -> Non
     p.receive(3.0, encode(token_back(p, aru=1), CID))
     assert 1 in p.rq  # one rotation at aru 1 is not enough
     p.receive(4.0, encode(token_back(p, aru=1), CID))
-    assert 1 not in p.rq and p.last_released == 1
+    assert 1 not in p.rq
+    assert p.last_released == 1
 
 
 def test_malformed_datagrams_are_counted_drops() -> None:
@@ -163,4 +169,5 @@ def test_malformed_datagrams_are_counted_drops() -> None:
     for junk in (b"", b"\x00" * 5, b"\xe7\xa5\x01\x00" + b"\x00" * 40):
         p.receive(1.0, junk)
     assert sum(p.drops.values()) == 3
-    assert p.outbox == [] and p.events == []
+    assert p.outbox == []
+    assert p.events == []

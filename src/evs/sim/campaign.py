@@ -40,7 +40,9 @@ class CampaignResult:
         return [o for o in self.outcomes if o.violations]
 
 
-def replay_command(seed: int, overrides: dict[str, Any], with_faults: bool) -> str:
+def replay_command(
+    seed: int, overrides: dict[str, Any], with_faults: bool, light: bool = False
+) -> str:
     """The ``evs sim`` command line that replays one seed exactly."""
     parts = ["evs sim", f"--seed {seed}"]
     flags = {
@@ -62,11 +64,15 @@ def replay_command(seed: int, overrides: dict[str, Any], with_faults: bool) -> s
         parts.append("--static-ring")
     elif not with_faults:
         parts.append("--no-faults")
+    if light:
+        parts.append("--light")
     return " ".join(parts)
 
 
-def run_seed(seed: int, overrides: dict[str, Any], with_faults: bool) -> SeedOutcome:
-    options = draw_options(seed, with_faults=with_faults, **overrides)
+def run_seed(
+    seed: int, overrides: dict[str, Any], with_faults: bool, light: bool = False
+) -> SeedOutcome:
+    options = draw_options(seed, with_faults=with_faults, light=light, **overrides)
     result = Cluster(options).run()
     return SeedOutcome(
         seed=seed,
@@ -80,7 +86,7 @@ def run_seed(seed: int, overrides: dict[str, Any], with_faults: bool) -> SeedOut
     )
 
 
-def _run_star(args: tuple[int, dict[str, Any], bool]) -> SeedOutcome:
+def _run_star(args: tuple[int, dict[str, Any], bool, bool]) -> SeedOutcome:
     return run_seed(*args)
 
 
@@ -89,6 +95,7 @@ def run_campaign(
     overrides: dict[str, Any],
     *,
     with_faults: bool,
+    light: bool = False,
     jobs: int = 0,
     progress: Callable[[SeedOutcome, int, int], None] | None = None,
 ) -> CampaignResult:
@@ -96,7 +103,7 @@ def run_campaign(
     seed_list = list(seeds)
     started = time.perf_counter()
     result = CampaignResult()
-    work = [(s, overrides, with_faults) for s in seed_list]
+    work = [(s, overrides, with_faults, light) for s in seed_list]
     jobs = jobs or multiprocessing.cpu_count()
     if jobs == 1:
         outcomes: Iterable[SeedOutcome] = map(_run_star, work)

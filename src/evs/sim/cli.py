@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from typing import Any
 
 from evs.sim.campaign import SeedOutcome, replay_command, run_campaign
@@ -63,6 +62,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--token", type=_positive, help="token timeout in ms (default 1000)")
     p.add_argument("--static-ring", action="store_true", help="no membership: a fixed ring")
     p.add_argument("--no-faults", action="store_true", help="no crashes, partitions or pauses")
+    p.add_argument("--light", action="store_true", help="cap the drawn workload (campaigns)")
     p.add_argument("--canary", choices=CANARIES, help="inject a known bug the checker must catch")
     p.add_argument("--trace", metavar="FILE", help="write the JSON-lines trace here")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds > 1:
         return _campaign(seed, args, overrides, with_faults)
     print(f"evs sim: seed={seed}", flush=True)
-    options = draw_options(seed, with_faults=with_faults, **overrides)
+    options = draw_options(seed, with_faults=with_faults, light=args.light, **overrides)
     print(options.describe(), flush=True)
     cluster = Cluster(options)
     result = cluster.run()
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"VIOLATIONS ({len(result.violations)}):")
         for v in result.violations[:50]:
             print("  " + v)
-        print("replay: " + replay_command(seed, overrides, with_faults))
+        print("replay: " + replay_command(seed, overrides, with_faults, args.light))
         return 1
     print("result: OK, no violation")
     return 0
@@ -171,8 +171,14 @@ def _campaign(
         if done % step == 0 or done == total:
             print(f"  {done}/{total} seeds", flush=True)
 
-    result = run_campaign(seeds, overrides, with_faults=with_faults, jobs=args.jobs,
-                          progress=progress)
+    result = run_campaign(
+        seeds,
+        overrides,
+        with_faults=with_faults,
+        light=args.light,
+        jobs=args.jobs,
+        progress=progress,
+    )
     sim_s = sum(o.sim_ms for o in result.outcomes) / 1000
     print(
         f"{len(result.outcomes)} seeds, {len(result.failures)} failing; "
@@ -181,5 +187,5 @@ def _campaign(
     )
     for o in result.failures:
         print(f"FAIL seed {o.seed}: {o.violations[0][:300]}")
-        print("  replay: " + replay_command(o.seed, overrides, with_faults))
+        print("  replay: " + replay_command(o.seed, overrides, with_faults, args.light))
     return 1 if result.failures else 0

@@ -165,12 +165,23 @@ def on_join(p: Processor, now: float, join: Join) -> None:
         _process_join(p, now, join, from_operational=True)
     elif state is MembState.GATHER:
         _process_join(p, now, join, from_operational=False)
-    elif join.sender in p.memb.new_members and join.ring_seq >= p.ring_id.seq:
-        # A member of the ring being formed gave up on it: so do we.
+    elif join.sender in p.memb.new_members and (
+        join.ring_seq >= p.ring_id.seq or (state is MembState.COMMIT and _disagrees(p, join))
+    ):
+        # A member of the ring being formed gave up on it, or never took it because it
+        # wants a processor we left out (it refuses our commit token): so do we.
         enter_gather(p, now, GatherReason.JOIN)
         _process_join(p, now, join, from_operational=False)
     else:
         p.stats["join ignored in commit/recovery"] += 1
+
+
+def _disagrees(p: Processor, join: Join) -> bool:
+    wanted = set(join.proc_list) - set(join.failed_list)
+    if wanted - set(p.memb.new_members):
+        p.stats["commit abandoned: a member wants another membership"] += 1
+        return True
+    return False
 
 
 def _process_join(p: Processor, now: float, join: Join, *, from_operational: bool) -> None:
@@ -345,10 +356,9 @@ def on_foreign(p: Processor, now: float, sender: int, ring_id: RingId) -> None:
     if p.static:
         p.stats["foreign packet on static ring"] += 1
         return
-    if p.state is MembState.OPERATIONAL:
-        p.memb.proc.add(sender)
-        enter_gather(p, now, GatherReason.FOREIGN_MCAST)
-    elif p.state is MembState.GATHER and sender not in p.memb.proc:
+    if p.state is MembState.OPERATIONAL or (
+        p.state is MembState.GATHER and sender not in p.memb.proc
+    ):
         p.memb.proc.add(sender)
         enter_gather(p, now, GatherReason.FOREIGN_MCAST)
 
@@ -358,10 +368,9 @@ def on_merge_detect(p: Processor, now: float, msg: MergeDetect) -> None:
         return
     if msg.ring_id in p.memb.past_rings:
         return
-    if p.state is MembState.OPERATIONAL:
-        p.memb.proc.add(msg.sender)
-        enter_gather(p, now, GatherReason.MERGE_DETECT)
-    elif p.state is MembState.GATHER and msg.sender not in p.memb.proc:
+    if p.state is MembState.OPERATIONAL or (
+        p.state is MembState.GATHER and msg.sender not in p.memb.proc
+    ):
         p.memb.proc.add(msg.sender)
         enter_gather(p, now, GatherReason.MERGE_DETECT)
 
@@ -401,9 +410,7 @@ def _fail_silent(p: Processor, now: float) -> None:
     if not limit or now - m.gather_started < limit:
         return
     silent = {
-        n
-        for n in m.proc - m.failed
-        if n != p.nodeid and m.heard.get(n, -1.0) < m.gather_started
+        n for n in m.proc - m.failed if n != p.nodeid and m.heard.get(n, -1.0) < m.gather_started
     }
     if silent:
         m.failed |= silent

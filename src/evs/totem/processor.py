@@ -160,9 +160,7 @@ class Processor:
         for timer in self.timers.pop_expired(now):
             self._fire(now, timer)
 
-    def submit(
-        self, now: float, groups: Sequence[bytes], data: bytes, guarantee: Guarantee
-    ) -> int:
+    def submit(self, now: float, groups: Sequence[bytes], data: bytes, guarantee: Guarantee) -> int:
         """Queue an application message; raises TryAgain or InvalidArgument.
 
         Returns the message's local number; a ``Sent`` event with it follows once the
@@ -219,9 +217,7 @@ class Processor:
             raise ValueError(f"static ring {members} does not contain node {self.nodeid}")
         self.install_ring(RingId(seq=self.ring_id.seq, rep=members[0]), members)
         self.events.append(
-            ConfigChange(
-                ring_id=self.ring_id, transitional=False, members=members, joined=members
-            )
+            ConfigChange(ring_id=self.ring_id, transitional=False, members=members, joined=members)
         )
         self.timers.arm(Timer.TOKEN, now + self.config.token)
         if self.nodeid == members[0]:
@@ -271,13 +267,12 @@ class Processor:
     # ------------------------------------------------------------------ MCAST
 
     def _on_mcast(self, now: float, msg: Mcast, data: bytes) -> None:
-        if msg.inner is not None:
-            recovery.on_encapsulated(self, now, msg, data)
-            return
         if msg.ring_id != self.ring_id:
             membership.on_foreign(self, now, msg.system_from, msg.ring_id)
             return
-        if self.store(msg, data) and self.state is MembState.OPERATIONAL:
+        # Recovery packets (old-ring messages wrapped in new-ring ones) are only stored:
+        # install() unwraps them.
+        if self.store(msg, data) and msg.inner is None and self.state is MembState.OPERATIONAL:
             self.deliver()
 
     def store(self, msg: Mcast, data: bytes) -> bool:
@@ -291,8 +286,7 @@ class Processor:
             self.stats["mcast duplicate or outside window"] += 1
             return False
         self.rq[seq] = (msg, data)
-        if seq > self.my_high_seq_received:
-            self.my_high_seq_received = seq
+        self.my_high_seq_received = max(self.my_high_seq_received, seq)
         if seq == self.my_aru + 1:
             self.update_aru()
         return True

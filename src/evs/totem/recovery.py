@@ -110,9 +110,7 @@ def enter(p: Processor, now: float, token: CommitToken) -> None:
         assert entry is not None
         entries[node] = entry
     old = set(rec.old_members)
-    trans = tuple(
-        n for n in token.addrs if n in old and entries[n].old_ring_id == rec.old_ring_id
-    )
+    trans = tuple(n for n in token.addrs if n in old and entries[n].old_ring_id == rec.old_ring_id)
     rec.trans = trans
     rec.deliver_memb = frozenset(trans)
     low = min(entries[n].aru for n in trans)
@@ -162,15 +160,6 @@ def send_queued(p: Processor, tok: OrfToken, allowed: int) -> int:
         p.update_aru()
         p.stats["recovery messages sent"] += sent
     return sent
-
-
-def on_encapsulated(p: Processor, now: float, msg: Mcast, data: bytes) -> None:
-    from evs.totem import membership
-
-    if msg.ring_id != p.ring_id:
-        membership.on_foreign(p, now, msg.system_from, msg.ring_id)
-        return
-    p.store(msg, data)
 
 
 def on_token(p: Processor, now: float, tok: OrfToken) -> None:
