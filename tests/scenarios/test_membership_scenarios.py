@@ -7,6 +7,8 @@ case was taken (its counter), and runs the EVS checker over the whole trace.
 
 from __future__ import annotations
 
+from typing import Any
+
 from evs.sim.scenario import Scenario
 from evs.totem.codec import cluster_id_for, encode
 from evs.totem.config import TotemConfig
@@ -18,7 +20,7 @@ def regular_rings(sc: Scenario, node: int) -> list[tuple[str, list[int]]]:
     return [(e["ring"], e["members"]) for e in sc.confchgs(node) if e["kind"] == "regular"]
 
 
-def last_transitional(sc: Scenario, node: int) -> dict[str, object]:
+def last_transitional(sc: Scenario, node: int) -> dict[str, Any]:
     return [e for e in sc.confchgs(node) if e["kind"] == "transitional"][-1]
 
 
@@ -231,11 +233,14 @@ def test_late_packet_of_a_past_ring_is_stale_not_foreign() -> None:
     sc.run_until_ring((1, 2, 3))
     old = sc.ring(1).ring_id
     captured: list[bytes] = []
-    sc.cluster.filters.append(
-        lambda src, dst, data: bool(
-            dst == 2 and data[3] == MessageType.MCAST and not captured and captured.append(data)
-        )
-    )
+
+    def capture_one(src: int, dst: int, data: bytes) -> bool:
+        if dst == 2 and data[3] == MessageType.MCAST and not captured:
+            captured.append(data)
+            return True
+        return False
+
+    sc.cluster.filters.append(capture_one)
     sc.submit(1, 100)
     sc.run_ms(20)
     sc.cluster.filters.clear()
