@@ -29,7 +29,7 @@ def regular_at(sc: Scenario, members: tuple[int, ...], after: float) -> float:
                 if e["kind"] == "regular" and e["t"] >= after and tuple(e["members"]) == members
             )
         )
-    return max(times)
+    return float(max(times))
 
 
 def crash_trial(seed: int, nodes: int) -> float:

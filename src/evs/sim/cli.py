@@ -149,9 +149,32 @@ def _print_summary(cluster: Cluster, sim_ms: float, real_s: float, conv: float |
         f"{s['crashes']} crashes, {s['restarts']} restarts, {s['partitions']} partitions, "
         f"{s['pauses']} pauses"
     )
+    _print_timeline(cluster)
     if conv is not None:
         print(f"liveness: one ring of all live processors {conv:.0f} ms after the faults ended")
     print("final: " + cluster.describe_states())
+
+
+def _print_timeline(cluster: Cluster, limit: int = 12) -> None:
+    """The regular configurations, in the order they first appeared, and who installed each."""
+    first: dict[str, tuple[float, list[int], list[int]]] = {}
+    faults = []
+    for e in cluster.trace:
+        if e["ev"] in ("crash", "restart"):
+            faults.append(f"{e['t']:.0f}ms {e['ev']} {e['node']}")
+        if e["ev"] != "confchg" or e["kind"] != "regular":
+            continue
+        seen = first.setdefault(e["ring"], (e["t"], e["members"], []))
+        seen[2].append(e["node"])
+    print(f"configurations ({len(first)} regular rings):")
+    for ring, (t, members, installed) in list(first.items())[:limit]:
+        absent = sorted(set(members) - set(installed))
+        note = f" (not installed by {absent})" if absent else ""
+        print(f"  {t:8.1f} ms  ring {ring:<8} members {members}{note}")
+    if len(first) > limit:
+        print(f"  ... and {len(first) - limit} more")
+    if faults:
+        print("crashes and restarts: " + ", ".join(faults[:20]))
 
 
 def _campaign(

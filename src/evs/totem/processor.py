@@ -88,27 +88,11 @@ class Processor:
         #: Highest ring seq seen anywhere; new rings are numbered above it.
         self.token_ring_id_seq = ring_seq
 
-        # Regular sort queue: seq -> (packet, its datagram for retransmission).
-        self.rq: dict[int, tuple[Mcast, bytes]] = {}
-        self.my_aru = 0
-        self.my_high_seq_received = 0
-        self.my_high_delivered = 0
-        self.last_released = 0
-        self.my_token_seq = 0
-        self.my_last_aru = 0
-        self.my_prev_aru = 0
-        self.my_last_seq = -1
-        self.my_seq_unchanged = 0
-        self.my_aru_count = 0
-        self.my_trc = 0
-        self.my_pbl = 0
-        self.miss: dict[int, int] = {}
+        self.reset_ordering()
         self.orf_token_discard = False
         #: The last token (or commit token) sent, and where, for retransmission.
         self.token_copy: bytes | None = None
         self.token_copy_dest = nodeid
-        self.holding = False
-        self.cancel_sent = False
         self.failed_to_recv = False
 
         self.packer = Packer(
@@ -233,12 +217,15 @@ class Processor:
         self.reset_ordering()
 
     def reset_ordering(self) -> None:
-        self.rq = {}
+        """The per-ring ordering state, empty: a new ring numbers its messages from 1."""
+        #: Regular sort queue: seq -> (packet, its datagram for retransmission).
+        self.rq: dict[int, tuple[Mcast, bytes]] = {}
         self.my_aru = 0
         self.my_high_seq_received = 0
         self.my_high_delivered = 0
         self.last_released = 0
         self.my_token_seq = 0
+        #: The token's aru at this visit and at the one before (safe delivery, freeing).
         self.my_last_aru = 0
         self.my_prev_aru = 0
         self.my_last_seq = -1
@@ -246,7 +233,8 @@ class Processor:
         self.my_aru_count = 0
         self.my_trc = 0
         self.my_pbl = 0
-        self.miss = {}
+        #: Visits for which each hole has been missing (miss_count_const).
+        self.miss: dict[int, int] = {}
         self.holding = False
         self.cancel_sent = False
 
