@@ -161,6 +161,16 @@ def test_paused_processor_rejoins_cleanly() -> None:
     sc.run_until_ring((1, 2), within_ms=5000)
     sc.run_ms(2500)
     sc.run_until_ring((1, 2, 3), within_ms=5000)
+    assert sc.processor(3).stats["pause detected"] >= 1
+    assert sc.processor(3).stats["join dropped after a pause"] >= 1
+    sc.assert_evs()
+
+
+def test_send_join_spreads_the_first_joins_and_the_ring_still_forms() -> None:
+    sc = Scenario(6, config=TotemConfig(send_join=80.0))
+    sc.run_until_ring((1, 2, 3, 4, 5, 6), within_ms=5000)
+    sc.crash(6)
+    sc.run_until_ring((1, 2, 3, 4, 5), within_ms=5000)
     sc.assert_evs()
 
 

@@ -53,6 +53,7 @@ class _Replay:
             "confchg": self.on_confchg,
             "crash": self.on_crash,
             "restart": self.on_restart,
+            "gather": self.on_gather,
         }
         for ev in events:
             self.last = ev
@@ -69,6 +70,9 @@ class _Replay:
             handlers[kind](ev)
         self.close_incarnation(CRASH if self.down else END)
         self.h.ends[self.node] = NodeEnd(self.down, self.cur, self.in_trans, self.last)
+
+    def on_gather(self, ev: Event) -> None:
+        """Why the processor entered GATHER: for people reading the trace, nothing to judge."""
 
     def on_deliver(self, ev: Event) -> None:
         msg = ev["msg"]

@@ -32,6 +32,7 @@ from evs.totem.events import (
     ConfigChange,
     CoreEvent,
     Deliver,
+    GatherEntered,
     MembState,
     Notice,
     PersistRingSeq,
@@ -369,6 +370,8 @@ class Cluster:
                     }
                 )
                 self.stats["deliveries"] += 1
+                if ev.guarantee is Guarantee.SAFE and not ev.transitional:
+                    self._check_safe_held(node, ev)
                 probe = self.delivered_probe.get(msgid)
                 if probe is not None:
                     probe.add(nodeid)
@@ -404,10 +407,39 @@ class Cluster:
                 )
                 if not ev.transitional:
                     self.stats["regular configurations"] += 1
+            elif isinstance(ev, GatherEntered):
+                trace.append(
+                    {
+                        "t": t,
+                        "node": nodeid,
+                        "ev": "gather",
+                        "reason": ev.reason.value,
+                        "from": ev.from_state.value,
+                    }
+                )
             elif isinstance(ev, PersistRingSeq):
                 node.persisted_seq = max(node.persisted_seq, ev.seq)
             elif isinstance(ev, Notice):
                 self.notices.append(f"{t:.1f} node {nodeid} {ev.kind}: {ev.detail}")
+
+    def _check_safe_held(self, node: SimNode, ev: Deliver) -> None:
+        """Property 7.3, which only the simulator can see: a safe message delivered in a
+        regular configuration is held by every member still on that ring."""
+        proc = node.proc
+        assert proc is not None
+        if ev.ring_id != proc.ring_id or proc.state is not MembState.OPERATIONAL:
+            return  # delivered at install, from the saved old ring
+        for member in proc.memb_list:
+            other = self.nodes[member].proc
+            if other is None or other.ring_id != ev.ring_id:
+                continue  # crashed or already gone to another ring
+            if not other.has_received(ev.ring_id, ev.seq):
+                self.violations.append(
+                    f"7.3 (safe held by all): node {node.nodeid} delivered safe seq {ev.seq} "
+                    f"of ring {ev.ring_id} at {self.now:.1f} ms, but node {member} does not "
+                    f"hold it"
+                )
+                return
 
     # ------------------------------------------------------------------ faults
 
@@ -443,12 +475,14 @@ class Cluster:
             self.heal()
         elif kind == "burst":
             self.loss = action.value
+            self.dup = action.value / 3
             self.stats["loss bursts"] += 1
             self.at(self.now + action.duration_ms, self._end_burst)
 
     def _end_burst(self) -> None:
         if self.faults_on:
             self.loss = self.options.loss
+            self.dup = self.options.dup
 
     # ------------------------------------------------------------------ phases
 

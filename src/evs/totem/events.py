@@ -16,6 +16,7 @@ __all__ = [
     "ConfigChange",
     "CoreEvent",
     "Deliver",
+    "GatherEntered",
     "GatherReason",
     "MembState",
     "Notice",
@@ -64,6 +65,8 @@ class Deliver:
     ring_id: RingId
     #: True when delivered in the transitional configuration that closes ``ring_id``.
     transitional: bool = False
+    #: Sequence number of the packet that carried it on ``ring_id`` (for invariant checks).
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,14 @@ class PersistRingSeq:
 
 
 @dataclass(frozen=True, slots=True)
+class GatherEntered:
+    """The processor (re-)entered GATHER from ``from_state`` because of ``reason``."""
+
+    reason: GatherReason
+    from_state: MembState
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     """Something an operator may want in the log (token loss, gather reasons, drops)."""
 
@@ -89,4 +100,4 @@ class Notice:
     detail: str
 
 
-CoreEvent = Deliver | ConfigChange | Sent | PersistRingSeq | Notice
+CoreEvent = Deliver | ConfigChange | Sent | PersistRingSeq | GatherEntered | Notice

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from evs.totem import recovery
 from evs.totem.codec import encode
-from evs.totem.events import GatherReason, MembState, PersistRingSeq
+from evs.totem.events import GatherEntered, GatherReason, MembState, PersistRingSeq
 from evs.totem.messages import CommitEntry, CommitToken, Join, MergeDetect
 from evs.totem.timers import Timer
 from evs.types import RingId
@@ -102,6 +102,7 @@ def enter_gather(
         p.notice("gather", f"entering GATHER from {p.state.value}: {reason.value}")
         m.gather_started = now
     p.stats[f"gather: {reason.value}"] += 1
+    p.events.append(GatherEntered(reason, p.state))
     m.gather_reason = reason
     p.state = MembState.GATHER
     p.orf_token_discard = True
@@ -113,8 +114,14 @@ def enter_gather(
     m.commit_token_seq = -1
     m.orf_sent = False
     p.timers.cancel(Timer.TOKEN, Timer.TOKEN_RETRANSMIT, Timer.MERGE_DETECT, Timer.HOLD)
-    send_join(p)
-    p.timers.arm(Timer.JOIN, now + p.config.join)
+    if p.config.send_join and reason is not GatherReason.JOIN:
+        # Large rings: spread the first JOINs over send_join ms so they do not all collide.
+        # The spread comes from the node id (the core has no randomness of its own).
+        spread = (p.nodeid * 2654435761 % 1024) / 1024 * p.config.send_join
+        p.timers.arm(Timer.JOIN, now + spread)
+    else:
+        send_join(p)
+        p.timers.arm(Timer.JOIN, now + p.config.join)
     p.timers.arm(Timer.CONSENSUS, now + p.config.consensus_ms)
 
 
@@ -149,6 +156,9 @@ def send_leave(p: Processor) -> None:
 def on_join(p: Processor, now: float, join: Join) -> None:
     """Handle a JOIN according to our state (section 5.3)."""
     if join.sender == p.nodeid:
+        return
+    if now - p.paused_at < p.config.join:
+        p.stats["join dropped after a pause"] += 1
         return
     p.memb.heard[join.sender] = now
     if join.leave:

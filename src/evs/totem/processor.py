@@ -94,6 +94,8 @@ class Processor:
         self.token_copy: bytes | None = None
         self.token_copy_dest = nodeid
         self.failed_to_recv = False
+        #: When a stall of this process was last detected (drops stale JOINs after it).
+        self.paused_at = -1e18
 
         self.packer = Packer(
             config.payload_max,
@@ -121,6 +123,7 @@ class Processor:
         if not self.started:
             self.drops["not started"] += 1
             return
+        self._detect_pause(now)
         try:
             msg = decode(data, self.cluster_id)
         except DecodeError as exc:
@@ -141,6 +144,7 @@ class Processor:
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``."""
+        self._detect_pause(now)
         for timer in self.timers.pop_expired(now):
             self._fire(now, timer)
 
@@ -165,6 +169,19 @@ class Processor:
             membership.send_leave(self)
         self.timers = Timers()
         self.started = False
+
+    def _detect_pause(self, now: float) -> None:
+        """A timer overdue by half a token timeout means this process was stalled.
+
+        What queued up meanwhile is old news: JOINs read in the next ``join`` ms are
+        dropped (protocol.md 5.10), so a stalled processor does not act on a membership
+        round that ended while it slept.
+        """
+        due = self.timers.next_deadline()
+        if due is not None and now - due > self.config.token / 2:
+            self.paused_at = now
+            self.stats["pause detected"] += 1
+            self.notice("pause", f"stalled for about {now - due:.0f} ms past a timer")
 
     def next_deadline(self) -> float | None:
         """The earliest time at which ``handle_timer`` must be called, or None."""
@@ -533,7 +550,9 @@ class Processor:
         events = self.events
         for groups, data in self.unpacker.feed(msg.system_from, msg.payload, msg.guarantee):
             events.append(
-                Deliver(msg.system_from, groups, data, msg.guarantee, ring_id, transitional)
+                Deliver(
+                    msg.system_from, groups, data, msg.guarantee, ring_id, transitional, msg.seq
+                )
             )
 
     # ------------------------------------------------------------------ timers

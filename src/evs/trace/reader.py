@@ -32,7 +32,7 @@ __all__ = [
     "validate_event",
 ]
 
-EVENT_KINDS = ("send", "deliver", "confchg", "crash", "restart")
+EVENT_KINDS = ("send", "deliver", "confchg", "crash", "restart", "gather")
 GUARANTEES = frozenset({"agreed", "safe"})
 CONF_KINDS = frozenset({"transitional", "regular"})
 
@@ -125,12 +125,19 @@ def _check_nothing(obj: dict[str, Any]) -> None:
     del obj
 
 
+def _check_gather(obj: dict[str, Any]) -> None:
+    """Informational: why a processor (re-)entered GATHER; the checker does not judge it."""
+    if type(obj.get("reason")) is not str:
+        _fail(f'"reason" must be a string, got {obj.get("reason")!r}')
+
+
 _CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "send": _check_send,
     "deliver": _check_deliver,
     "confchg": _check_confchg,
     "crash": _check_nothing,
     "restart": _check_nothing,
+    "gather": _check_gather,
 }
 
 
