@@ -174,7 +174,6 @@ class Cluster:
             nodeid,
             ring_seq=node.persisted_seq,
             static_members=static,
-            known_nodes=self.all_ids,
             canary=self.options.canary if nodeid == self.all_ids[-1] else "",
         )
         node.sent_counter = 0

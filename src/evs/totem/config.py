@@ -42,6 +42,7 @@ class TotemConfig:
     #: than after the whole ``consensus`` timeout (0 disables). Live processors answer a JOIN
     #: within a few ``join`` intervals, so this shortens failover without blaming them.
     silent_timeout: float = 200.0
+    #: Re-check interval of a downed network interface (used by the executive, not the core).
     downcheck: float = 1000.0
     fail_recv_const: int = 2500
     seqno_unchanged_const: int = 30

@@ -61,7 +61,6 @@ class Processor:
         *,
         ring_seq: int = 0,
         static_members: Sequence[int] | None = None,
-        known_nodes: Sequence[int] = (),
         canary: str = "",
     ) -> None:
         if not 0 < nodeid < 1 << 32:
@@ -78,7 +77,6 @@ class Processor:
         self.drops: Counter[str] = Counter()
         self.timers = Timers()
         self.started = False
-        self.known_nodes = tuple(sorted(set(known_nodes) | {nodeid}))
 
         self.state = MembState.OPERATIONAL
         self.ring_id = RingId(seq=ring_seq, rep=nodeid)

@@ -21,7 +21,6 @@ class Timer(enum.IntEnum):
     JOIN = 3
     CONSENSUS = 4
     MERGE_DETECT = 5
-    DOWNCHECK = 6
 
 
 class Timers:
