@@ -44,9 +44,18 @@ def test_the_contract_examples_are_valid(kind: str) -> None:
 
 
 def test_optional_fields_are_accepted() -> None:
-    validate_event({**VALID["send"], "ring": "1.8", "digest": "00ffAB", "extra": [1]})
-    validate_event({**VALID["deliver"], "digest": "abc0", "pid": 77})
-    validate_event({**VALID["confchg"], "kind": "regular"})
+    for event in (
+        {**VALID["send"], "ring": "1.8", "digest": "00ffAB", "extra": [1]},
+        {**VALID["deliver"], "digest": "abc0", "pid": 77},
+        {**VALID["confchg"], "kind": "regular"},
+        {"t": 3.0, "node": 2, "ev": "gather", "reason": "token lost", "from": "operational"},
+    ):
+        assert validate_event(event) is event
+
+
+def test_gather_event_needs_a_reason() -> None:
+    with pytest.raises(TraceError, match="reason"):
+        validate_event({"t": 3.0, "node": 2, "ev": "gather"})
 
 
 def without(kind: str, key: str) -> dict[str, Any]:

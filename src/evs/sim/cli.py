@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(cluster: Cluster, sim_ms: float, real_s: float, conv: float | None) -> None:
-    s = cluster.stats if not cluster.nodes else cluster._final_stats()
+    s = cluster.final_stats()
     speed = sim_ms / 1000.0 / real_s if real_s else 0.0
     print(f"simulated {sim_ms / 1000:.2f} s in {real_s:.2f} s real ({speed:.1f}x)")
     print(

@@ -187,6 +187,7 @@ class Cluster:
         node = self.nodes[nodeid]
         if node.proc is None:
             return
+        self.stats.update(node.proc.stats)  # keep the dead processor's counters in the totals
         node.proc = None
         node.timer_gen += 1
         node.timer_at = None
@@ -554,7 +555,7 @@ class Cluster:
         return SimResult(
             options=opts,
             violations=self.violations,
-            stats=self._final_stats(),
+            stats=self.final_stats(),
             sim_ms=self.now,
             real_s=time.perf_counter() - started,
             converged_ms=None if converged_at is None else converged_at - opts.duration_ms,
@@ -598,7 +599,7 @@ class Cluster:
                 )
         return "; ".join(parts)
 
-    def _final_stats(self) -> Counter[str]:
+    def final_stats(self) -> Counter[str]:
         total: Counter[str] = Counter(self.stats)
         for node in self.nodes.values():
             if node.proc is not None:
