@@ -298,3 +298,21 @@ def test_ring_ids_increase_and_are_never_reused_after_restarts() -> None:
     seqs = [int(ring.split(".")[1]) for ring, _ in regular_rings(sc, 2)]
     assert seqs == sorted(set(seqs))
     sc.assert_evs()
+
+
+def test_recovery_resends_one_copy_of_each_missing_message() -> None:
+    """A laggard far behind: each old message is re-sent once, not once per member."""
+    sc = Scenario(4)
+    sc.run_until_ring((1, 2, 3, 4))
+    sc.cluster.filters.append(lambda src, dst, data: dst == 4 and data[3] == MessageType.MCAST)
+    for i in range(400):
+        sc.submit(1 + i % 3, 900)
+    sc.run_ms(60)
+    missing = sc.processor(2).my_high_seq_received - sc.processor(4).my_aru
+    assert missing > 100
+    sc.crash(1)
+    sc.cluster.filters.clear()
+    sc.run_until_ring((2, 3, 4), within_ms=10000)
+    assert 0 < sc.stat("recovery messages sent") <= missing
+    assert set(sc.delivered(2)) == set(sc.delivered(4))
+    sc.assert_evs()

@@ -80,8 +80,9 @@ class TotemConfig:
         need(self.send_join >= 0, "send_join must not be negative")
         need(self.merge > 0 and self.downcheck > 0, "merge and downcheck must be positive")
         need(
-            self.silent_timeout == 0 or self.silent_timeout >= 2 * self.join,
-            "silent_timeout must be 0 (off) or at least twice join",
+            self.silent_timeout == 0 or self.silent_timeout >= self.send_join + 2 * self.join,
+            "silent_timeout must be 0 (off) or at least send_join + 2 x join, or live "
+            "processors still spreading their first JOIN would be failed",
         )
         need(self.fail_recv_const >= 1, "fail_recv_const must be at least 1")
         need(self.seqno_unchanged_const >= 1, "seqno_unchanged_const must be at least 1")

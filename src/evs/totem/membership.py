@@ -187,8 +187,11 @@ def on_join(p: Processor, now: float, join: Join) -> None:
 
 
 def _disagrees(p: Processor, join: Join) -> bool:
-    wanted = set(join.proc_list) - set(join.failed_list)
-    if wanted - set(p.memb.new_members):
+    m = p.memb
+    proc, failed = set(join.proc_list), set(join.failed_list)
+    if proc <= m.proc and failed <= m.failed:
+        return False  # sets only grow: this JOIN is older than the round we committed to
+    if (proc - failed) - set(m.new_members):
         p.stats["commit abandoned: a member wants another membership"] += 1
         return True
     return False

@@ -143,7 +143,8 @@ class Processor:
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``."""
         self._detect_pause(now)
-        for timer in self.timers.pop_expired(now):
+        # One at a time: a handler may re-arm or cancel a timer that was also due.
+        while (timer := self.timers.pop_next_due(now)) is not None:
             self._fire(now, timer)
 
     def submit(self, now: float, groups: Sequence[bytes], data: bytes, guarantee: Guarantee) -> int:

@@ -23,6 +23,7 @@ COMMIT or RECOVERY) keeps the saved state for the next attempt.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from evs.totem.codec import encode
@@ -115,8 +116,11 @@ def enter(p: Processor, now: float, token: CommitToken) -> None:
     rec.deliver_memb = frozenset(trans)
     low = min(entries[n].aru for n in trans)
     rec.high_ring_delivered = max(entries[n].high_delivered for n in trans)
+    resend = _designated(p.nodeid, trans, entries)
     rec.retrans_queue = deque(
-        rec.old_rq[seq][0] for seq in sorted(rec.old_rq) if low < seq <= rec.old_high_seq_received
+        rec.old_rq[seq][0]
+        for seq in sorted(rec.old_rq)
+        if low < seq <= rec.old_high_seq_received and resend(seq)
     )
     rec.reset_counters()
     p.state = MembState.RECOVERY
@@ -127,11 +131,33 @@ def enter(p: Processor, now: float, token: CommitToken) -> None:
     p.stats["recovery messages queued"] += len(rec.retrans_queue)
 
 
+def _designated(
+    me: int, trans: tuple[int, ...], entries: dict[int, CommitEntry]
+) -> Callable[[int], bool]:
+    """Whether we are the one to re-send old message ``seq`` (one copy, not one per member).
+
+    A member whose old aru is at or above ``seq`` certainly holds it (nothing above ``low``
+    was freed), so the lowest such member re-sends it; every member decides the same from
+    the same commit token. Above every aru nobody is known to hold it: all holders send.
+    Re-sending one copy keeps recovery inside the sort-queue window even when the
+    transitional members are far behind.
+    """
+    by_aru = sorted((entries[n].aru, n) for n in trans)
+    top = by_aru[-1][0]
+
+    def resend(seq: int) -> bool:
+        if seq > top:
+            return True
+        return min(n for aru, n in by_aru if aru >= seq) == me
+
+    return resend
+
+
 def abandon(p: Processor) -> None:
     """RECOVERY failed: drop the new ring's queue, keep the saved old ring for next time."""
     p.rec.retrans_queue.clear()
     p.rec.reset_counters()
-    p.rq = {}
+    p.reset_ordering()
     p.stats["recovery abandoned"] += 1
 
 

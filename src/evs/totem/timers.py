@@ -47,9 +47,11 @@ class Timers:
     def next_deadline(self) -> float | None:
         return min(self._at.values()) if self._at else None
 
-    def pop_expired(self, now: float) -> list[Timer]:
-        """Remove and return the timers due at ``now``, earliest first, ties by name order."""
-        due = sorted((at, timer) for timer, at in self._at.items() if at <= now)
-        for _, timer in due:
-            del self._at[timer]
-        return [timer for _, timer in due]
+    def pop_next_due(self, now: float) -> Timer | None:
+        """Remove and return the earliest timer due at ``now`` (ties by name order), if any."""
+        due = [(at, timer) for timer, at in self._at.items() if at <= now]
+        if not due:
+            return None
+        _, timer = min(due)
+        del self._at[timer]
+        return timer
