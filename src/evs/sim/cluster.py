@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import heapq
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +38,15 @@ from evs.totem.events import (
     Sent,
 )
 from evs.totem.processor import Processor
+from evs.trace import (
+    confchg_event,
+    crash_event,
+    deliver_event,
+    gather_event,
+    payload_digest,
+    restart_event,
+    send_event,
+)
 from evs.types import Guarantee
 
 __all__ = ["Cluster", "SimNode", "SimResult"]
@@ -102,10 +110,6 @@ def payload_for(msgid: str, size: int) -> bytes:
         return head
     body = (msgid.encode() + b".") * (1 + (size - len(head)) // (len(msgid) + 1))
     return head + body[: size - len(head)]
-
-
-def digest_of(data: bytes) -> str:
-    return format(zlib.crc32(data), "08x")
 
 
 class Cluster:
@@ -193,7 +197,7 @@ class Cluster:
         node.timer_at = None
         node.deferred = []
         self.stats["crashes"] += 1
-        self.trace.append({"t": self.now, "node": nodeid, "ev": "crash"})
+        self.trace.append(crash_event(self.now, nodeid))
 
     def restart(self, nodeid: int) -> None:
         node = self.nodes[nodeid]
@@ -201,7 +205,7 @@ class Cluster:
             return
         node.incarnation += 1
         node.want_restart = False
-        self.trace.append({"t": self.now, "node": nodeid, "ev": "restart"})
+        self.trace.append(restart_event(self.now, nodeid))
         self.stats["restarts"] += 1
         self.start_node(nodeid)
 
@@ -319,7 +323,7 @@ class Cluster:
             self.stats["submit try again"] += 1
             return None
         node.sent_counter += 1
-        node.pending[number] = (msgid, digest_of(data), guarantee)
+        node.pending[number] = (msgid, payload_digest(data), guarantee)
         self.stats["messages submitted"] += 1
         self._flush(node)
         return msgid
@@ -358,16 +362,15 @@ class Cluster:
                         f"sim: node {nodeid} delivered {msgid} attributed to sender {ev.sender}"
                     )
                 trace.append(
-                    {
-                        "t": t,
-                        "node": nodeid,
-                        "ev": "deliver",
-                        "msg": msgid,
-                        "sender": ev.sender,
-                        "ring": str(ev.ring_id),
-                        "guarantee": ev.guarantee.label,
-                        "digest": digest_of(data),
-                    }
+                    deliver_event(
+                        t,
+                        nodeid,
+                        msgid,
+                        ev.sender,
+                        ev.ring_id,
+                        guarantee=ev.guarantee,
+                        digest=payload_digest(data),
+                    )
                 )
                 self.stats["deliveries"] += 1
                 if ev.guarantee is Guarantee.SAFE and not ev.transitional:
@@ -382,40 +385,27 @@ class Cluster:
                     continue
                 msgid, digest, guarantee = pending
                 trace.append(
-                    {
-                        "t": t,
-                        "node": nodeid,
-                        "ev": "send",
-                        "msg": msgid,
-                        "guarantee": guarantee.label,
-                        "ring": str(ev.ring_id),
-                        "digest": digest,
-                    }
+                    send_event(
+                        t, nodeid, msgid, guarantee=guarantee, ring=ev.ring_id, digest=digest
+                    )
                 )
             elif isinstance(ev, ConfigChange):
                 trace.append(
-                    {
-                        "t": t,
-                        "node": nodeid,
-                        "ev": "confchg",
-                        "kind": "transitional" if ev.transitional else "regular",
-                        "ring": str(ev.ring_id),
-                        "members": list(ev.members),
-                        "left": list(ev.left),
-                        "joined": list(ev.joined),
-                    }
+                    confchg_event(
+                        t,
+                        nodeid,
+                        transitional=ev.transitional,
+                        ring=ev.ring_id,
+                        members=ev.members,
+                        left=ev.left,
+                        joined=ev.joined,
+                    )
                 )
                 if not ev.transitional:
                     self.stats["regular configurations"] += 1
             elif isinstance(ev, GatherEntered):
                 trace.append(
-                    {
-                        "t": t,
-                        "node": nodeid,
-                        "ev": "gather",
-                        "reason": ev.reason.value,
-                        "from": ev.from_state.value,
-                    }
+                    gather_event(t, nodeid, reason=ev.reason.value, from_state=ev.from_state.value)
                 )
             elif isinstance(ev, PersistRingSeq):
                 node.persisted_seq = max(node.persisted_seq, ev.seq)

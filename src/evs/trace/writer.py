@@ -26,6 +26,7 @@ __all__ = [
     "confchg_event",
     "crash_event",
     "deliver_event",
+    "gather_event",
     "payload_digest",
     "restart_event",
     "send_event",
@@ -116,6 +117,11 @@ def crash_event(t: float, node: int) -> dict[str, Any]:
 def restart_event(t: float, node: int) -> dict[str, Any]:
     """The start of a new incarnation: a fresh processor with no configuration yet."""
     return {"t": t, "node": node, "ev": "restart"}
+
+
+def gather_event(t: float, node: int, *, reason: str, from_state: str) -> dict[str, Any]:
+    """Informational: why a processor (re-)entered GATHER; checkers judge nothing by it."""
+    return {"t": t, "node": node, "ev": "gather", "reason": reason, "from": from_state}
 
 
 class TraceWriter:
