@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from evs.totem.codec import MCAST_HEADER_SIZE
+
 __all__ = ["ConfigError", "TotemConfig"]
 
 #: IPv4 + UDP headers; the datagram budget is netmtu minus these.
 IP_UDP_OVERHEAD = 28
 #: Room kept for the wire-security envelope (nonce, tag, key id) added below the core.
 CRYPTO_RESERVE = 48
-#: Fixed part of an MCAST datagram (common header + body); mirrored by the codec.
-MCAST_OVERHEAD = 38
 
 
 class ConfigError(ValueError):
@@ -116,4 +116,4 @@ class TotemConfig:
     @property
     def payload_max(self) -> int:
         """Largest totem payload: room for the MCAST header twice (recovery encapsulation)."""
-        return self.netmtu - IP_UDP_OVERHEAD - CRYPTO_RESERVE - 2 * MCAST_OVERHEAD
+        return self.netmtu - IP_UDP_OVERHEAD - CRYPTO_RESERVE - 2 * MCAST_HEADER_SIZE
