@@ -15,6 +15,7 @@ from evs.totem.codec import (
     MAX_PROCESSORS,
     MAX_RTR,
     MCAST_HEADER_SIZE,
+    SEQ_LIMIT,
     cluster_id_for,
     decode,
     encode,
@@ -208,12 +209,54 @@ def test_lists_at_the_limit_round_trip() -> None:
 
 
 def test_extreme_field_values_round_trip() -> None:
-    top64, top32 = 2**64 - 1, 2**32 - 1
-    big = RingId(seq=top64, rep=top32)
-    token = OrfToken(top32, big, top64, top64, top64, top32, top32, top32, True, [])
+    top, top32 = SEQ_LIMIT - 1, 2**32 - 1
+    big = RingId(seq=top, rep=top32)
+    token = OrfToken(top32, big, top, top, top, top32, top32, top32, True, [])
     assert decode(encode(token, CID), CID) == token
     assert decode(encode(MERGE, top32), top32) == MERGE
     assert decode(encode(MERGE, 0), 0) == MERGE
+
+
+def _seq_fields_at(value: int) -> list[Message]:
+    """One message per sequence-number field a peer sends, that field set to ``value``."""
+    ring = RingId(seq=5, rep=1)
+    high = RingId(seq=value, rep=1)
+    entry = CommitEntry(ring, 3, 2, False)
+    return [
+        Mcast(2, high, 1, 2, Guarantee.AGREED, b"x"),
+        Mcast(2, ring, value, 2, Guarantee.AGREED, b"x"),
+        Mcast(2, ring, 1, 2, Guarantee.AGREED, b"", Mcast(2, ring, value, 2, Guarantee.SAFE, b"")),
+        OrfToken(2, high, 9, 9, 9, 0, 0, 0, False, []),
+        OrfToken(2, ring, value, 9, 9, 0, 0, 0, False, []),
+        OrfToken(2, ring, 9, value, 9, 0, 0, 0, False, []),
+        OrfToken(2, ring, 9, 9, value, 0, 0, 0, False, []),
+        OrfToken(2, ring, 9, 9, 9, 0, 0, 0, False, [RtrEntry(high, 1)]),
+        OrfToken(2, ring, 9, 9, 9, 0, 0, 0, False, [RtrEntry(ring, value)]),
+        Join(2, value, (1, 2), ()),
+        MergeDetect(2, high),
+        TokenHoldCancel(2, high),
+        CommitToken(2, high, 1, 1, (1, 2), [entry, None]),
+        CommitToken(2, ring, value, 1, (1, 2), [entry, None]),
+        CommitToken(2, ring, 1, 1, (1, 2), [CommitEntry(high, 3, 2, False), None]),
+        CommitToken(2, ring, 1, 1, (1, 2), [CommitEntry(ring, value, 2, False), None]),
+        CommitToken(2, ring, 1, 1, (1, 2), [CommitEntry(ring, 3, value, False), None]),
+    ]
+
+
+@pytest.mark.parametrize("value", [SEQ_LIMIT, 2**63, 2**64 - 1])
+def test_sequence_numbers_from_2_62_are_dropped_as_out_of_range(value: int) -> None:
+    """No real ring reaches 2^62; the headroom above it keeps the core's own +1/+4 steps on a
+    peer's number from overflowing u64. So the encoder takes them and the decoder drops them."""
+    for msg in _seq_fields_at(value):
+        data = encode(msg, CID)
+        with pytest.raises(DecodeError) as info:
+            decode(data, CID)
+        assert info.value.reason is DropReason.OUT_OF_RANGE, msg
+
+
+def test_sequence_numbers_just_below_2_62_decode() -> None:
+    for msg in _seq_fields_at(SEQ_LIMIT - 1):
+        assert decode(encode(msg, CID), CID) == msg
 
 
 @pytest.mark.parametrize("msg", SAMPLES, ids=SAMPLE_IDS)
@@ -344,6 +387,8 @@ CASES: list[tuple[DropReason, bytes, str]] = [
     (DropReason.BAD_ENCAPSULATION, mcast_dg(token_dg(), encap=1), "token inside"),
     (DropReason.NESTED_ENCAPSULATION, mcast_dg(mcast_dg(mcast_dg(), encap=1), encap=1), "2 deep"),
     (DropReason.NESTED_ENCAPSULATION, mcast_dg(mcast_dg(encap=1), encap=1), "inner flagged"),
+    (DropReason.OUT_OF_RANGE, hdr(2) + ring(seq=2**62), "merge detect ring seq 2^62"),
+    (DropReason.OUT_OF_RANGE, token_dg(rtr(msg_seq=2**64 - 1)), "rtr seq 2^64-1"),
 ]
 
 

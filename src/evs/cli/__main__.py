@@ -7,6 +7,7 @@ import sys
 
 from evs._version import __version__
 from evs.cli import check as check_cmd
+from evs.cli import fuzz as fuzz_cmd
 from evs.sim import cli as sim_cmd
 
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sim_cmd.add_parser(sub)
     check_cmd.add_parser(sub)
+    fuzz_cmd.add_parser(sub)
     return parser
 
 
@@ -30,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sim":
             return sim_cmd.run(args)
+        if args.command == "fuzz":
+            return fuzz_cmd.run(args)
         return check_cmd.run(args)
     except KeyboardInterrupt:
         print("evs: interrupted", file=sys.stderr)

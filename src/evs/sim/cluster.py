@@ -409,6 +409,8 @@ class Cluster:
                 )
             elif isinstance(ev, PersistRingSeq):
                 node.persisted_seq = max(node.persisted_seq, ev.seq)
+                for dest, data in ev.then_send:  # only now: the seq is durable
+                    self._send(nodeid, dest, data)
             elif isinstance(ev, Notice):
                 self.notices.append(f"{t:.1f} node {nodeid} {ev.kind}: {ev.detail}")
 

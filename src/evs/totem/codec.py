@@ -16,7 +16,11 @@ Theory of operation:
   checks are explicit rather than a catch-all, so a codec bug shows up as a crash in tests
   instead of being counted as a drop.
 * Pair assertions: the encoder refuses (ValueError) every message the decoder would drop, so
-  a bug on the sending side fails where it happens, not as a silent drop on every peer.
+  a bug on the sending side fails where it happens, not as a silent drop on every peer. One
+  deliberate exception: the decoder drops sequence numbers (message, token, ring) at or above
+  ``SEQ_LIMIT`` = 2^62, while the encoder takes any u64. No real ring gets near 2^62, and the
+  headroom means the core's own small increments (+1 per token hop, +4 per ring) of a number a
+  peer sent can never overflow the field and raise: a hostile value is dropped on arrival.
 * Mcasts are the hot path (protocol cost per message is a benchmarked target):
   ``encode_mcast`` packs without building a message object and ``decode`` reads an mcast's
   header and fixed body with one ``unpack_from``.
@@ -51,6 +55,7 @@ __all__ = [
     "MAX_PROCESSORS",
     "MAX_RTR",
     "MCAST_HEADER_SIZE",
+    "SEQ_LIMIT",
     "VERSION",
     "Datagram",
     "DecodeError",
@@ -61,6 +66,9 @@ __all__ = [
     "encode_mcast",
     "peek_type",
 ]
+
+#: Every sequence number a peer sends (message, token, ring, aru) must be below this.
+SEQ_LIMIT = 1 << 62
 
 #: First two bytes of every datagram; picked to be unlikely in other protocols' traffic.
 MAGIC = 0xE7A5
@@ -183,6 +191,11 @@ def _check_length(n: int, need: int, what: str) -> None:
         raise DecodeError(DropReason.TRAILING_BYTES, f"{what}: {n} bytes, expected {need}")
 
 
+def _out_of_range(what: str, **values: int) -> DecodeError:
+    bad = ", ".join(f"{k} {v}" for k, v in values.items() if v >= SEQ_LIMIT)
+    return DecodeError(DropReason.OUT_OF_RANGE, f"{what}: {bad} (limit 2^62)")
+
+
 def _truncated(n: int, need: int, what: str) -> DecodeError:
     return DecodeError(DropReason.TRUNCATED, f"{what}: {n} bytes, fixed part needs {need}")
 
@@ -201,6 +214,8 @@ def _decode_mcast(data: Datagram, cluster_id: int, inner: bool) -> Mcast:
     level = _GUARANTEES.get(guarantee)
     if level is None:
         raise DecodeError(DropReason.BAD_GUARANTEE, f"guarantee byte {guarantee}")
+    if (seq | rseq) >= SEQ_LIMIT:
+        raise _out_of_range("mcast", seq=seq, ring_seq=rseq)
     if encap == 0:
         payload = data[MCAST_HEADER_SIZE:]
         if type(payload) is not bytes:
@@ -249,10 +264,14 @@ def _decode_token(data: Datagram, n: int, sender: int, cluster_id: int) -> OrfTo
         raise DecodeError(DropReason.ZERO_NODEID, "token ring rep is 0")
     if retrans > 1:
         raise DecodeError(DropReason.BAD_FLAG, f"token retrans_flg byte {retrans}")
+    if (rseq | token_seq | seq | aru) >= SEQ_LIMIT:
+        raise _out_of_range("token", ring_seq=rseq, token_seq=token_seq, seq=seq, aru=aru)
     ring = _RINGS.get((rseq, rep)) or _new_ring(rseq, rep)
     rtr: list[RtrEntry] = []
     if count:
         for erep, eseq, mseq in _RTR.iter_unpack(data[_TOKEN_END:]):
+            if (eseq | mseq) >= SEQ_LIMIT:
+                raise _out_of_range("rtr entry", ring_seq=eseq, seq=mseq)
             if erep == rep and eseq == rseq:
                 rtr.append(RtrEntry(ring, mseq))
             elif erep:
@@ -274,6 +293,8 @@ def _decode_join(data: Datagram, n: int, sender: int, cluster_id: int) -> Join:
     _check_length(n, _JOIN_END + 4 * total, f"join with {procs}+{failed} ids")
     if flags & ~_JOIN_LEAVE:
         raise DecodeError(DropReason.BAD_FLAG, f"join flags {flags:#04x}")
+    if ring_seq >= SEQ_LIMIT:
+        raise _out_of_range("join", ring_seq=ring_seq)
     ids = struct.unpack_from(f"!{total}I", data, _JOIN_END)
     if 0 in ids:
         raise DecodeError(DropReason.ZERO_NODEID, "join list names node 0")
@@ -285,6 +306,8 @@ def _decode_ring_only(data: Datagram, n: int, what: str) -> RingId:
     rep, rseq = _RING_BODY.unpack_from(data, HEADER_SIZE)
     if not rep:
         raise DecodeError(DropReason.ZERO_NODEID, f"{what} ring rep is 0")
+    if rseq >= SEQ_LIMIT:
+        raise _out_of_range(what, ring_seq=rseq)
     return RingId(rseq, rep)
 
 
@@ -309,6 +332,8 @@ def _decode_commit(data: Datagram, n: int, sender: int, cluster_id: int) -> Comm
     _check_length(n, _COMMIT_END + count * _MEMBER_SIZE, f"commit token with {count} members")
     if not rep:
         raise DecodeError(DropReason.ZERO_NODEID, "commit token ring rep is 0")
+    if (rseq | token_seq) >= SEQ_LIMIT:
+        raise _out_of_range("commit token", ring_seq=rseq, token_seq=token_seq)
     addrs = struct.unpack_from(f"!{count}I", data, _COMMIT_END)
     if addrs[0] == 0:  # strictly ascending below, so only the first can be 0
         raise DecodeError(DropReason.ZERO_NODEID, "commit token member 0")
@@ -325,6 +350,8 @@ def _decode_commit(data: Datagram, n: int, sender: int, cluster_id: int) -> Comm
                 raise DecodeError(DropReason.ZERO_NODEID, "commit entry old ring rep is 0")
             if received > 1:
                 raise DecodeError(DropReason.BAD_FLAG, f"received_flg byte {received}")
+            if (eseq | aru | high) >= SEQ_LIMIT:
+                raise _out_of_range("commit entry", ring_seq=eseq, aru=aru, high=high)
             entries.append(CommitEntry(RingId(eseq, erep), aru, high, received == 1))
         elif present == 0:
             if erep or eseq or aru or high or received:

@@ -50,6 +50,9 @@ class DropReason(enum.Enum):
     BAD_ENCAPSULATION = "bad_encapsulation"
     #: An encapsulated mcast whose inner mcast is itself encapsulated.
     NESTED_ENCAPSULATION = "nested_encapsulation"
+    #: A sequence number (message, token or ring) at or above SEQ_LIMIT (2^62): no real ring
+    #: gets there, and the core's own increments of such a value would overflow its u64 field.
+    OUT_OF_RANGE = "out_of_range"
 
 
 class DecodeError(Exception):

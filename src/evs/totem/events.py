@@ -79,9 +79,16 @@ class Sent:
 
 @dataclass(frozen=True, slots=True)
 class PersistRingSeq:
-    """Store this ring sequence number durably before relying on it (restart safety)."""
+    """Store ``seq`` durably, then send ``then_send`` (restart safety: ring ids never repeat).
+
+    The datagrams that rely on ``seq`` (a commit token naming the ring) exist only here, never
+    in the outbox, so no driver can send them before it has persisted the number. Persisting
+    the same number again is harmless (a retransmitted commit token asks again).
+    """
 
     seq: int
+    #: (destination, datagram) pairs to send once ``seq`` is on stable storage.
+    then_send: tuple[tuple[int, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -367,8 +367,12 @@ BROKEN_CHAIN = "broken_chain"
 
 def _parse_message(payload: bytes, start: int, stop: int) -> tuple[tuple[bytes, ...], bytes] | None:
     """Split one encoded message into (groups, data); None if the group header is malformed."""
+    if start >= stop:
+        return None
     count = payload[start]
     names_at = start + 1 + count
+    if names_at > stop:
+        return None  # the name lengths alone run past the item: read nothing beyond it
     if count == 1:
         # Fast path: most messages name one group.
         length = payload[start + 1]
@@ -376,7 +380,7 @@ def _parse_message(payload: bytes, start: int, stop: int) -> tuple[tuple[bytes, 
         if length == 0 or end > stop:
             return None
         return (payload[names_at:end],), payload[end:stop]
-    if count == 0 or names_at > stop:
+    if count == 0:
         return None
     names = []
     position = names_at

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from evs.totem import recovery
-from evs.totem.codec import encode
-from evs.totem.events import GatherEntered, GatherReason, MembState, PersistRingSeq
+from evs.totem.codec import MAX_PROCESSORS, encode
+from evs.totem.events import GatherEntered, GatherReason, MembState
 from evs.totem.messages import CommitEntry, CommitToken, Join, MergeDetect
 from evs.totem.timers import Timer
 from evs.types import RingId
@@ -29,6 +29,10 @@ __all__ = ["MembershipState"]
 
 #: Ring ids of our own past rings remembered to recognise late packets as stale, not foreign.
 RING_HISTORY = 32
+#: How far above the highest ring seq we know a peer's ring seq may be. Each ring formation
+#: adds 4, so an honest peer is never 2^32 ahead; a forged JOIN or commit token that is
+#: must not drag every later ring number up toward the end of the u64 range.
+RING_SEQ_LEAP = 1 << 32
 
 
 class MembershipState:
@@ -41,7 +45,7 @@ class MembershipState:
         "gather_reason",
         "gather_started",
         "heard",
-        "left_gracefully",
+        "my_entry",
         "my_index",
         "new_members",
         "orf_sent",
@@ -62,9 +66,10 @@ class MembershipState:
         self.gather_reason = GatherReason.STARTUP
         #: When the current membership round began (GATHER entered from another state).
         self.gather_started = 0.0
-        #: When a JOIN was last received from each processor.
+        #: When a JOIN was last received from each processor of ``proc`` (no one else).
         self.heard: dict[int, float] = {}
-        self.left_gracefully: set[int] = set()
+        #: Our own line in the commit token being circulated (checked on its return).
+        self.my_entry: CommitEntry | None = None
         self.past_rings: list[RingId] = []
 
     def candidates(self) -> list[int]:
@@ -82,7 +87,7 @@ def startup(p: Processor, now: float) -> None:
     """First interface-up: a singleton pseudo-ring above the persisted seq, then GATHER."""
     p.ring_id = RingId(seq=p.token_ring_id_seq + 1, rep=p.nodeid)
     p.token_ring_id_seq = p.ring_id.seq
-    p.memb_list = (p.nodeid,)
+    p.set_members((p.nodeid,))
     enter_gather(p, now, GatherReason.STARTUP)
 
 
@@ -160,10 +165,31 @@ def on_join(p: Processor, now: float, join: Join) -> None:
     if now - p.paused_at < p.config.join:
         p.stats["join dropped after a pause"] += 1
         return
-    p.memb.heard[join.sender] = now
-    if join.leave:
-        p.memb.left_gracefully.add(join.sender)
+    reason = _implausible(p, join)
+    if reason:
+        p.drops[reason] += 1
+        return
     p.token_ring_id_seq = max(p.token_ring_id_seq, join.ring_seq)
+    _handle_join(p, now, join)
+    if join.sender in p.memb.proc:
+        p.memb.heard[join.sender] = now
+
+
+def _implausible(p: Processor, join: Join) -> str:
+    """Why a decodable JOIN cannot come from an honest peer ("" if it can)."""
+    if join.ring_seq > p.token_ring_id_seq + RING_SEQ_LEAP:
+        return "join ring seq leaps too far"
+    proc, failed = set(join.proc_list), set(join.failed_list)
+    if not failed <= proc | {join.sender}:
+        # Honest failed sets are subsets of proc (a LEAVE adds only its sender): so ours stay
+        # subsets too, and both stay within MAX_PROCESSORS, the most a JOIN can carry.
+        return "join failed list outside its proc list"
+    if len(p.memb.proc | proc) > MAX_PROCESSORS:
+        return "join would exceed the processor limit"
+    return ""
+
+
+def _handle_join(p: Processor, now: float, join: Join) -> None:
     state = p.state
     if state is MembState.OPERATIONAL:
         if p.nodeid in join.failed_list and not join.leave:
@@ -280,7 +306,7 @@ def on_commit_token(p: Processor, now: float, token: CommitToken) -> None:
             token.memb_index < n
             and token.addrs[token.memb_index] == p.nodeid
             and list(token.addrs) == m.candidates()
-            and token.ring_id.seq > p.ring_id.seq
+            and p.ring_id.seq < token.ring_id.seq <= p.token_ring_id_seq + RING_SEQ_LEAP
         ):
             _enter_commit(p, now, token)
         else:
@@ -292,6 +318,9 @@ def on_commit_token(p: Processor, now: float, token: CommitToken) -> None:
     if token.memb_index != n or any(e is None for e in token.entries):
         p.stats["commit token incomplete"] += 1
         return
+    if not _is_our_round(p, token):
+        p.drops["commit token altered"] += 1
+        return
     m.commit_token_seq = token.token_seq
     if p.state is MembState.COMMIT:
         recovery.enter(p, now, token)
@@ -300,6 +329,25 @@ def on_commit_token(p: Processor, now: float, token: CommitToken) -> None:
         # Second rotation complete: start the new ring's ordering token, once only.
         m.orf_sent = True
         recovery.start_token(p, now)
+
+
+def _is_our_round(p: Processor, token: CommitToken) -> bool:
+    """The returning token names the members we committed to and our line as we wrote it.
+
+    Recovery trusts the entries (our own line puts us in the transitional configuration); a
+    token that changed them was not the one we forwarded. Only received_flg may change
+    on the way, since later members clear lagging claims (_clear_lagging_flags).
+    """
+    if token.addrs != p.memb.new_members:
+        return False
+    mine = token.entries[p.memb.my_index]
+    want = p.memb.my_entry
+    return (
+        mine is not None
+        and want is not None
+        and (mine.old_ring_id, mine.aru, mine.high_delivered)
+        == (want.old_ring_id, want.aru, want.high_delivered)
+    )
 
 
 def _enter_commit(p: Processor, now: float, token: CommitToken) -> None:
@@ -313,6 +361,7 @@ def _enter_commit(p: Processor, now: float, token: CommitToken) -> None:
         received_flg=p.rec.old_aru == p.rec.old_high_seq_received,
     )
     token.entries[index] = entry
+    m.my_entry = entry
     _clear_lagging_flags(token, index)
     token.memb_index = index + 1
     m.new_members = token.addrs
@@ -323,9 +372,7 @@ def _enter_commit(p: Processor, now: float, token: CommitToken) -> None:
     p.ring_id = token.ring_id
     p.token_ring_id_seq = max(p.token_ring_id_seq, token.ring_id.seq)
     m.remember_ring(token.ring_id)
-    p.memb_list = token.addrs
-    p.successor = token.addrs[(index + 1) % len(token.addrs)]
-    p.events.append(PersistRingSeq(token.ring_id.seq))
+    p.set_members(token.addrs)
     p.stats["commit entered"] += 1
     _forward_commit(p, now, token, token.addrs[token.memb_index % len(token.addrs)])
 
@@ -352,7 +399,8 @@ def _forward_commit(p: Processor, now: float, token: CommitToken, dest: int) -> 
     data = encode(token, p.cluster_id)
     p.token_copy = data
     p.token_copy_dest = dest
-    p.unicast(dest, data)
+    p.token_copy_persist = token.ring_id.seq
+    p.send_token_copy()
     p.timers.arm(Timer.TOKEN, now + p.config.token)
     p.timers.arm(Timer.TOKEN_RETRANSMIT, now + p.config.token_retransmit_ms)
 
@@ -369,6 +417,9 @@ def on_foreign(p: Processor, now: float, sender: int, ring_id: RingId) -> None:
     if p.static:
         p.stats["foreign packet on static ring"] += 1
         return
+    if len(p.memb.proc) >= MAX_PROCESSORS and sender not in p.memb.proc:
+        p.drops["foreign sender beyond the processor limit"] += 1
+        return
     if p.state is MembState.OPERATIONAL or (
         p.state is MembState.GATHER and sender not in p.memb.proc
     ):
@@ -380,6 +431,9 @@ def on_merge_detect(p: Processor, now: float, msg: MergeDetect) -> None:
     if msg.ring_id == p.ring_id or msg.sender == p.nodeid or p.static:
         return
     if msg.ring_id in p.memb.past_rings:
+        return
+    if len(p.memb.proc) >= MAX_PROCESSORS and msg.sender not in p.memb.proc:
+        p.drops["foreign sender beyond the processor limit"] += 1
         return
     if p.state is MembState.OPERATIONAL or (
         p.state is MembState.GATHER and msg.sender not in p.memb.proc

@@ -29,6 +29,7 @@ from evs.totem.events import (
     GatherReason,
     MembState,
     Notice,
+    PersistRingSeq,
     Sent,
 )
 from evs.totem.groups import Packer, Unpacker
@@ -47,8 +48,12 @@ from evs.types import ConfigChange, Guarantee, RingId
 __all__ = ["Processor"]
 
 _SAFE = Guarantee.SAFE
+_RECOVERING = (MembState.COMMIT, MembState.RECOVERY)
 #: Retransmission requests one token may carry (protocol.md section 2).
 RTR_MAX = 30
+#: The token's backlog and fcc are u32 on the wire; sums of a peer's value and ours are
+#: clamped here rather than overflowing the field (a hostile value must not make us raise).
+_U32_MAX = (1 << 32) - 1
 
 
 class Processor:
@@ -81,6 +86,8 @@ class Processor:
         self.state = MembState.OPERATIONAL
         self.ring_id = RingId(seq=ring_seq, rep=nodeid)
         self.memb_list: tuple[int, ...] = (nodeid,)
+        #: The same members as a set: who may originate messages on the current ring.
+        self.member_set: frozenset[int] = frozenset(self.memb_list)
         self.successor = nodeid
         self._static_members = tuple(sorted(set(static_members or ())))
         #: Highest ring seq seen anywhere; new rings are numbered above it.
@@ -91,6 +98,9 @@ class Processor:
         #: The last token (or commit token) sent, and where, for retransmission.
         self.token_copy: bytes | None = None
         self.token_copy_dest = nodeid
+        #: The ring seq a commit token copy depends on (it is re-sent only through a
+        #: PersistRingSeq event), or None when the copy is an ORF token.
+        self.token_copy_persist: int | None = None
         self.failed_to_recv = False
         #: When a stall of this process was last detected (drops stale JOINs after it).
         self.paused_at = -1e18
@@ -227,10 +237,15 @@ class Processor:
         """Make ``ring_id`` the current ring with a fresh, empty ordering state."""
         self.ring_id = ring_id
         self.token_ring_id_seq = max(self.token_ring_id_seq, ring_id.seq)
+        self.set_members(members)
+        self.reset_ordering()
+
+    def set_members(self, members: tuple[int, ...]) -> None:
+        """The members of the ring this processor is on (or forming), and its successor."""
         self.memb_list = members
+        self.member_set = frozenset(members)
         idx = members.index(self.nodeid)
         self.successor = members[(idx + 1) % len(members)]
-        self.reset_ordering()
 
     def reset_ordering(self) -> None:
         """The per-ring ordering state, empty: a new ring numbers its messages from 1."""
@@ -274,9 +289,23 @@ class Processor:
         if msg.ring_id != self.ring_id:
             membership.on_foreign(self, now, msg.system_from, msg.ring_id)
             return
-        # Recovery packets (old-ring messages wrapped in new-ring ones) are only stored:
-        # install() unwraps them.
-        if self.store(msg, data) and msg.inner is None and self.state is MembState.OPERATIONAL:
+        if msg.system_from not in self.member_set:
+            # Only members originate on a ring: a forged originator must not get a
+            # reassembly buffer (or anything else) of its own.
+            self.drops["mcast from a non-member"] += 1
+            return
+        if msg.inner is not None and self.state not in _RECOVERING:
+            # Old-ring messages are re-sent only while a new ring recovers; stored on an
+            # operational ring, one would be re-sent wrapped twice at the next change.
+            self.drops["encapsulated mcast outside recovery"] += 1
+            return
+        if not self.store(msg, data):
+            return
+        if msg.inner is not None:
+            # Recovery packets carry an old-ring message: it joins the saved old ring now,
+            # so the new ring's copy can be freed like any other packet.
+            recovery.on_recovered(self, msg.inner)
+        elif self.state is MembState.OPERATIONAL:
             self.deliver()
 
     def store(self, msg: Mcast, data: bytes) -> bool:
@@ -315,6 +344,11 @@ class Processor:
         if tok.token_seq <= self.my_token_seq:
             self.stats["token duplicate"] += 1
             return
+        if tok.seq < self.my_high_seq_received or tok.aru > tok.seq:
+            # Every message of the ring was stamped from the token, so an honest token's seq
+            # covers all we hold; numbering from a lower one would reuse sequence numbers.
+            self.drops["token seq below messages held"] += 1
+            return
         cfg = self.config
         if tok.seq == self.my_last_seq:
             self.my_seq_unchanged += 1
@@ -328,6 +362,8 @@ class Processor:
         operational = self.state is MembState.OPERATIONAL
         if operational:
             self._messages_free(tok.aru)
+        elif self.state is MembState.RECOVERY:
+            recovery.free(self, tok.aru)
         self.my_prev_aru = self.my_last_aru
         self.my_last_aru = tok.aru
 
@@ -342,8 +378,8 @@ class Processor:
         else:
             sent_new = recovery.send_queued(self, tok, allowed)
         sent = sent_rtr + sent_new
-        tok.fcc = max(0, tok.fcc + sent - self.my_trc)
-        tok.backlog = max(0, tok.backlog + backlog - self.my_pbl)
+        tok.fcc = min(_U32_MAX, max(0, tok.fcc + sent - self.my_trc))
+        tok.backlog = min(_U32_MAX, max(0, tok.backlog + backlog - self.my_pbl))
         self.my_trc = sent
         self.my_pbl = backlog
         self.stats["mcast retransmitted"] += sent_rtr
@@ -377,6 +413,7 @@ class Processor:
         data = encode(tok, self.cluster_id)
         self.token_copy = data
         self.token_copy_dest = self.successor
+        self.token_copy_persist = None
         is_rep = self.nodeid == self.ring_id.rep
         idle = self.my_seq_unchanged > cfg.seqno_unchanged_const
         hold = (
@@ -398,12 +435,29 @@ class Processor:
         self.unicast(self.successor, data)
         self.timers.arm(Timer.TOKEN_RETRANSMIT, now + cfg.token_retransmit_ms)
 
+    def send_token_copy(self) -> None:
+        """(Re-)send the last token; a commit token only ever leaves inside PersistRingSeq.
+
+        The ring seq a commit token names must be durable before the token leaves (a restart
+        must never reuse a ring id). The datagram travels in the event itself, so a driver
+        cannot send it without seeing the request to persist first: the rule is structural,
+        not an ordering convention between ``events`` and ``outbox``.
+        """
+        data = self.token_copy
+        assert data is not None
+        if self.token_copy_persist is None:
+            self.unicast(self.token_copy_dest, data)
+        else:
+            self.events.append(
+                PersistRingSeq(self.token_copy_persist, ((self.token_copy_dest, data),))
+            )
+
     def _release_held_token(self, now: float) -> None:
         if not self.holding or self.token_copy is None:
             return
         self.holding = False
         self.timers.cancel(Timer.HOLD)
-        self.unicast(self.token_copy_dest, self.token_copy)
+        self.send_token_copy()
         self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.config.token_retransmit_ms)
 
     def _request_token_release(self, now: float) -> None:
@@ -559,7 +613,7 @@ class Processor:
     def _fire(self, now: float, timer: Timer) -> None:
         if timer is Timer.TOKEN_RETRANSMIT:
             if self.token_copy is not None and self.state is not MembState.GATHER:
-                self.unicast(self.token_copy_dest, self.token_copy)
+                self.send_token_copy()
                 self.stats["token retransmitted"] += 1
                 self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.config.token_retransmit_ms)
         elif timer is Timer.HOLD:

@@ -18,6 +18,13 @@ The old ring's state is saved once, when COMMIT is first entered after the last 
 is frozen from then on: a late old-ring packet must not change what we told the commit token,
 or the transitional members would deliver different sets. A failed attempt (token lost in
 COMMIT or RECOVERY) keeps the saved state for the next attempt.
+
+Old-ring messages re-sent by others are unwrapped as they arrive (``on_recovered``) into a
+separate table that a failed attempt discards, so the new ring's copies can be freed once the
+token shows every member holds them (``free``). Without that, RECOVERY could stamp at most
+about ``sort_queue_slots - window_size`` packets and stalled for good when a member was further
+behind than that. Everything a peer names is bounded before it drives a loop: an inner seq
+must lie within two sort-queue windows of the old ring's released mark.
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ class RecoveryState:
         "old_ring_id",
         "old_rq",
         "received_flg",
+        "recovered",
+        "recovered_high",
         "retrans_flg_count",
         "retrans_queue",
         "rotation_counter",
@@ -77,6 +86,9 @@ class RecoveryState:
         self.deliver_memb: frozenset[int] = frozenset()
         self.high_ring_delivered = 0
         self.retrans_queue: deque[Mcast] = deque()
+        #: Old-ring messages re-sent by others in this attempt, by old seq (not yet in old_rq).
+        self.recovered: dict[int, Mcast] = {}
+        self.recovered_high = 0
         self.reset_counters()
 
     def reset_counters(self) -> None:
@@ -112,6 +124,8 @@ def enter(p: Processor, now: float, token: CommitToken) -> None:
         entries[node] = entry
     old = set(rec.old_members)
     trans = tuple(n for n in token.addrs if n in old and entries[n].old_ring_id == rec.old_ring_id)
+    # We are in it: membership checked that our own line came back as we wrote it.
+    assert p.nodeid in trans, (p.nodeid, trans)
     rec.trans = trans
     rec.deliver_memb = frozenset(trans)
     low = min(entries[n].aru for n in trans)
@@ -123,6 +137,8 @@ def enter(p: Processor, now: float, token: CommitToken) -> None:
         if low < seq <= rec.old_high_seq_received and resend(seq)
     )
     rec.reset_counters()
+    rec.recovered = {}
+    rec.recovered_high = 0
     p.state = MembState.RECOVERY
     p.install_ring(token.ring_id, token.addrs)
     p.orf_token_discard = False
@@ -157,8 +173,51 @@ def abandon(p: Processor) -> None:
     """RECOVERY failed: drop the new ring's queue, keep the saved old ring for next time."""
     p.rec.retrans_queue.clear()
     p.rec.reset_counters()
+    p.rec.recovered = {}
+    p.rec.recovered_high = 0
     p.reset_ordering()
     p.stats["recovery abandoned"] += 1
+
+
+def on_recovered(p: Processor, inner: Mcast) -> None:
+    """An old-ring message re-sent in a new-ring packet: keep it for install, if it is ours.
+
+    Only messages of our old ring from its members, above what we released and within two
+    sort-queue windows of it (no honest ring runs further ahead of a member; the bound keeps
+    install's loops short whatever a peer claims).
+    """
+    rec = p.rec
+    seq = inner.seq
+    if (
+        not rec.saved
+        or inner.ring_id != rec.old_ring_id
+        or inner.system_from not in rec.old_members
+        or not rec.old_last_released < seq <= rec.old_last_released + 2 * p.config.sort_queue_slots
+    ):
+        p.drops["recovered message not of our old ring"] += 1
+        return
+    if seq in rec.old_rq or seq in rec.recovered:
+        return
+    rec.recovered[seq] = inner
+    rec.recovered_high = max(rec.recovered_high, seq)
+
+
+def free(p: Processor, token_aru: int) -> None:
+    """RECOVERY: drop re-sent packets every member holds (their content is unwrapped).
+
+    Stops at the first plain packet: that one was sent by a member that already installed
+    and is still to be delivered here after our own install.
+    """
+    upto = min(token_aru, p.my_last_aru)
+    rq = p.rq
+    seq = p.last_released
+    while seq < upto:
+        held = rq.get(seq + 1)
+        if held is None or held[0].inner is None:
+            break
+        del rq[seq + 1]
+        seq += 1
+    p.last_released = seq
 
 
 def start_token(p: Processor, now: float) -> None:
@@ -216,16 +275,9 @@ def install(p: Processor, now: float) -> None:
     rec = p.rec
     old_rq = rec.old_rq
     old_ring = rec.old_ring_id
-    for seq in sorted(p.rq):
-        inner = p.rq[seq][0].inner
-        if (
-            inner is not None
-            and inner.ring_id == old_ring
-            and inner.seq > rec.old_last_released
-            and inner.seq not in old_rq
-        ):
-            old_rq[inner.seq] = (inner, b"")
-            rec.old_high_seq_received = max(rec.old_high_seq_received, inner.seq)
+    for s, inner in rec.recovered.items():
+        old_rq[s] = (inner, b"")
+    rec.old_high_seq_received = max(rec.old_high_seq_received, rec.recovered_high)
 
     seq = rec.old_high_delivered + 1
     while seq <= rec.old_high_seq_received and seq in old_rq:
@@ -244,12 +296,13 @@ def install(p: Processor, now: float) -> None:
         # here); after a gap only transitional members' messages, since a departed member's
         # message might depend on the missing one while ours cannot (we would hold it).
         gap = False
-        for s in range(seq, rec.old_high_seq_received + 1):
-            held = old_rq.get(s)
-            if held is None:
-                gap = True
-            elif not gap or held[0].system_from in rec.deliver_memb:
-                p.deliver_packet(held[0], ring_id=old_ring, transitional=True)
+        expect = seq
+        for s in sorted(s for s in old_rq if s >= seq):
+            gap = gap or s != expect
+            expect = s + 1
+            msg = old_rq[s][0]
+            if not gap or msg.system_from in rec.deliver_memb:
+                p.deliver_packet(msg, ring_id=old_ring, transitional=True)
     p.unpacker.reset()
     p.packer.restart_partial()
     joined = tuple(n for n in new if n not in trans) if rec.has_regular else new
@@ -258,15 +311,18 @@ def install(p: Processor, now: float) -> None:
     p.state = MembState.OPERATIONAL
     for s in [s for s in p.rq if s <= rec.install_seq]:
         del p.rq[s]
-    p.my_high_delivered = rec.install_seq
-    p.last_released = rec.install_seq
+    # Freeing in RECOVERY only ever passes re-sent (encapsulated) packets, which are not
+    # delivered on the new ring; a forged one above install_seq may have been freed too.
+    p.my_high_delivered = p.last_released = max(p.last_released, rec.install_seq)
     p.memb.proc = set(new)
     p.memb.failed = set()
     p.memb.consensus = {p.nodeid}
-    p.memb.left_gracefully -= set(new)
+    p.memb.heard = {n: t for n, t in p.memb.heard.items() if n in p.memb.proc}
     rec.saved = False
     rec.has_regular = True
     rec.old_rq = {}
+    rec.recovered = {}
+    rec.recovered_high = 0
     rec.retrans_queue.clear()
     p.failed_to_recv = False
     p.timers.cancel(Timer.MERGE_DETECT)

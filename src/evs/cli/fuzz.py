@@ -1,0 +1,219 @@
+"""``evs fuzz``: feed live processors hostile but decodable datagrams (docs/fuzzing.md).
+
+Exit codes: 0 when no call raised, hung, ran long, emitted an undecodable datagram or left
+the processor in a broken state; 1 otherwise (with a replay command per failure); 2 for bad
+arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from evs.sim.hostile import FuzzReport, fuzz, harvest, replay
+
+__all__ = ["add_parser", "run"]
+
+#: Seconds between two progress lines.
+PROGRESS_EVERY_S = 3.0
+
+_DESCRIPTION = """\
+Harvest real datagrams and processor snapshots (OPERATIONAL, GATHER, COMMIT, RECOVERY) from
+small simulated clusters, then deliver mutated datagrams, made fresh for each live target
+(its ring, its next sequence numbers, its members), and check that no call raises or runs
+long. A run is a pure function of --seed and --nodes: --replay INDEX re-runs one datagram.
+Exit status: 0 no failure, 1 failures found (each with its replay command), 2 bad arguments."""
+
+
+def _natural(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _natural(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _nodes(text: str) -> int:
+    value = _natural(text)
+    if not 2 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"must be 2..16 (simulated cluster size), got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``fuzz`` on the ``evs`` command's subparsers and return its parser."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "fuzz",
+        help="deliver hostile but decodable datagrams to live processors",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--seed", type=_natural, required=True, help="the run's seed")
+    p.add_argument("--datagrams", type=_positive, default=100_000, help="how many (default 100000)")
+    p.add_argument(
+        "--nodes", type=_nodes, help="size of the harvest clusters (default: drawn, 2-6)"
+    )
+    p.add_argument(
+        "--jobs", type=_natural, default=1, help="worker processes (0: one per core; default 1)"
+    )
+    p.add_argument(
+        "--replay", type=_natural, metavar="INDEX", help="re-run one datagram and describe it"
+    )
+    p.add_argument(
+        "--watchdog",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="interrupt a call still running after this long (default 10)",
+    )
+    p.add_argument(
+        "--slow",
+        type=_seconds,
+        default=0.5,
+        metavar="SECONDS",
+        help="report a call that took longer as a failure (default 0.5)",
+    )
+    return p
+
+
+def replay_command(seed: int, nodes: int | None, index: int) -> str:
+    """The ``evs fuzz`` command line that re-runs datagram ``index``."""
+    parts = ["evs fuzz", f"--seed {seed}"]
+    if nodes:
+        parts.append(f"--nodes {nodes}")
+    parts.append(f"--replay {index}")
+    return " ".join(parts)
+
+
+def _counts(counter: Counter[str], total: int | None = None, limit: int = 40) -> str:
+    if not counter:
+        return "none"
+    items = counter.most_common(limit)
+    if total:
+        text = ", ".join(f"{k} {v} ({100.0 * v / total:.1f}%)" for k, v in items)
+    else:
+        text = ", ".join(f"{k} {v}" for k, v in items)
+    if len(counter) > limit:
+        text += f", ... {len(counter) - limit} more"
+    return text
+
+
+def _other_failures(report: FuzzReport) -> int:
+    return sum(report.failure_counts.values()) - report.exceptions
+
+
+def _summary(report: FuzzReport, seed: int, nodes: int | None) -> None:
+    n = report.datagrams
+    rate = n / report.real_s if report.real_s else 0.0
+    print(
+        f"datagrams: {n} in {report.real_s:.1f} s ({rate:.0f}/s), {report.rounds} rounds "
+        f"(targets: {_counts(report.targets)}), {report.timer_calls} timer calls"
+    )
+    print(f"by message type: {_counts(report.by_base, n)}")
+    print(f"decoded as: {_counts(report.decoded, n)}")
+    applied = ", ".join(
+        f"{k} {v} ({100.0 * report.mutation_decoded[k] / v:.0f}% decodable)"
+        for k, v in report.by_mutation.most_common()
+    )
+    print(f"mutations: {applied or 'none'}")
+    print(f"codec drops by reason: {_counts(report.codec_drops)}")
+    print(f"processor drops by reason: {_counts(report.core_drops)}")
+    print(f"reached the handlers: {_counts(report.effects)}")
+    print(
+        f"slowest call: {report.slowest_ms:.2f} ms (datagram {report.slowest_at}, "
+        f"{report.slowest_call or '-'})"
+    )
+    fc = report.failure_counts
+    print(
+        f"exceptions: {fc['exception']}, hangs: {fc['hang']}, slow calls: {fc['slow']}, "
+        f"insane states: {fc['insane']}, bad outputs: {fc['bad output']}"
+    )
+    if report.ok:
+        print("result: OK, nothing escaped")
+        return
+    total = sum(fc.values())
+    print(f"FAILURES ({total}, first {len(report.failures)} shown):")
+    for failure in report.failures:
+        print(failure.render())
+        print("  replay: " + replay_command(seed, nodes, failure.index))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the fuzzer as described by parsed ``args``; returns the exit status."""
+    seed, nodes = args.seed, args.nodes
+    jobs = args.jobs or multiprocessing.cpu_count()
+    print(f"evs fuzz: seed={seed} nodes={nodes or 'drawn'} jobs={jobs}", flush=True)
+    started = time.perf_counter()
+    corpus = harvest(seed, nodes)
+    print(corpus.describe(), flush=True)
+    print(f"  ({time.perf_counter() - started:.1f} s)", flush=True)
+    if args.replay is not None:
+        text, report = replay(
+            seed, args.replay, nodes=nodes, corpus=corpus, watchdog_s=args.watchdog
+        )
+        print(text)
+        mine = [f for f in report.failures if f.index == args.replay]
+        for failure in mine:
+            print(failure.render())
+        return 1 if mine else 0
+    total = args.datagrams
+    last = [time.perf_counter()]
+
+    def progress(report: FuzzReport) -> None:
+        now = time.perf_counter()
+        if now - last[0] < PROGRESS_EVERY_S or report.datagrams >= total:
+            return
+        last[0] = now
+        rate = report.datagrams / report.real_s if report.real_s else 0.0
+        print(
+            f"  {report.datagrams}/{total} datagrams, {rate:.0f}/s, "
+            f"{report.exceptions} exceptions, {_other_failures(report)} other failures, "
+            f"{report.real_s:.0f} s",
+            flush=True,
+        )
+
+    report = fuzz(
+        seed,
+        total,
+        jobs=jobs,
+        corpus=corpus,
+        watchdog_s=args.watchdog,
+        slow_s=args.slow,
+        progress=progress,
+    )
+    _summary(report, seed, nodes)
+    return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry: ``python -m evs.cli.fuzz``."""
+    parser = argparse.ArgumentParser(prog="evs")
+    add_parser(parser.add_subparsers(dest="command"))
+    return run(parser.parse_args(["fuzz", *(argv if argv is not None else sys.argv[1:])]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
