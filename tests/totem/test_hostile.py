@@ -301,3 +301,17 @@ def test_an_encapsulated_mcast_on_an_operational_ring_is_dropped() -> None:
     p.receive(1.0, encode(Mcast(2, p.ring_id, 2, 2, Guarantee.AGREED, b"", inner), CID))
     assert p.drops["encapsulated mcast outside recovery"] == 1
     assert p.rq == {}
+
+
+def test_recovery_re_sends_only_plain_messages_of_the_old_ring() -> None:
+    """A forged wrapped packet stored while a ring recovered (above its install_seq) stayed in
+    the operational queue; at the next change recovery tried to wrap it again (ValueError)."""
+    p, back = committing_pair()
+    old = p.rec.old_ring_id
+    inner = Mcast(2, RingId(seq=1, rep=2), 1, 2, Guarantee.AGREED, b"x")
+    wrapped = Mcast(2, old, 1, 1, Guarantee.AGREED, b"", inner)
+    plain = Mcast(1, old, 2, 1, Guarantee.AGREED, group_payload(message(b"y")))
+    p.rec.old_rq = {1: (wrapped, b""), 2: (plain, b"")}
+    p.rec.old_high_seq_received = 2
+    p.receive(2.0, encode(back, CID))
+    assert list(p.rec.retrans_queue) == [plain]

@@ -131,10 +131,13 @@ def enter(p: Processor, now: float, token: CommitToken) -> None:
     low = min(entries[n].aru for n in trans)
     rec.high_ring_delivered = max(entries[n].high_delivered for n in trans)
     resend = _designated(p.nodeid, trans, entries)
+    # Only plain messages are re-sent. A wrapped one in the old ring's queue can only be a
+    # forgery stored while that ring recovered (real ones are never stamped after its
+    # install_seq); it carries nothing deliverable and cannot be wrapped again.
     rec.retrans_queue = deque(
-        rec.old_rq[seq][0]
-        for seq in sorted(rec.old_rq)
-        if low < seq <= rec.old_high_seq_received and resend(seq)
+        msg
+        for seq, (msg, _) in sorted(rec.old_rq.items())
+        if low < seq <= rec.old_high_seq_received and msg.inner is None and resend(seq)
     )
     rec.reset_counters()
     rec.recovered = {}
