@@ -157,14 +157,14 @@ def test_fresh_tokens_and_mcasts_are_new_to_their_target(corpus: Corpus) -> None
         for _ in range(5):
             trials += 1
             p = snap.thaw()
-            before = p.my_token_seq
+            before = p.ring.my_token_seq
             p.receive(snap.now + 1.0, forge.fresh(p, "token"))
-            tokens += p.my_token_seq > before
+            tokens += p.ring.my_token_seq > before
             p = snap.thaw()
             data = forge.fresh(p, "mcast")
             msg = decode(data, corpus.cluster_id)
             p.receive(snap.now + 1.0, data)
-            held = p.rq.get(msg.seq)  # type: ignore[union-attr]
+            held = p.ring.rq.get(msg.seq)  # type: ignore[union-attr]
             stored += held is not None and held[1] is data
     assert tokens >= 0.7 * trials, (tokens, trials)
     assert stored >= 0.5 * trials, (stored, trials)
@@ -252,7 +252,7 @@ def test_a_slow_call_is_reported(corpus: Corpus, monkeypatch: pytest.MonkeyPatch
 
 def test_a_broken_state_is_reported(corpus: Corpus, monkeypatch: pytest.MonkeyPatch) -> None:
     def corrupt(p: object, now: float, msg: object) -> None:
-        p.my_aru = p.my_high_seq_received + 1  # type: ignore[attr-defined]
+        p.ring.my_aru = p.ring.my_high_seq_received + 1  # type: ignore[attr-defined]
 
     monkeypatch.setattr(membership, "on_merge_detect", corrupt)
     report = fuzz(5, 2 * ROUND, corpus=corpus, watchdog_s=WATCHDOG_S)

@@ -308,7 +308,7 @@ def test_recovery_resends_one_copy_of_each_missing_message() -> None:
     for i in range(400):
         sc.submit(1 + i % 3, 900)
     sc.run_ms(60)
-    missing = sc.processor(2).my_high_seq_received - sc.processor(4).my_aru
+    missing = sc.processor(2).ring.my_high_seq_received - sc.processor(4).ring.my_aru
     assert missing > 100
     sc.crash(1)
     sc.cluster.filters.clear()

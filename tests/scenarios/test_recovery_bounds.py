@@ -41,7 +41,7 @@ def test_recovery_re_sends_more_than_the_sort_queue_window_and_installs() -> Non
     sent = {half: [sc.submit(n, 1200) for _ in range(200) for n in senders]
             for half, senders in halves.items()}  # fmt: skip
     sc.run_ms(1000)
-    assert sc.processor(1).my_high_seq_received >= 140  # the half filled its window
+    assert sc.processor(1).ring.my_high_seq_received >= 140  # the half filled its window
     muted[0] = False
     sc.heal()
     sc.run_until_ring((1, 2, 3, 4, 5, 6), within_ms=20000)
@@ -69,7 +69,9 @@ def test_a_re_sent_message_claiming_a_far_old_seq_is_dropped_and_install_stays_s
         p = node.proc
         assert p is not None
         inner = Mcast(2, old_ring, 1 << 60, 2, Guarantee.AGREED, b"")
-        outer = Mcast(1, p.ring_id, p.my_high_seq_received + 1, 1, Guarantee.AGREED, b"", inner)
+        outer = Mcast(
+            1, p.ring_id, p.ring.my_high_seq_received + 1, 1, Guarantee.AGREED, b"", inner
+        )
         p.receive(sc.cluster.now, encode(outer, CID))
         sc.cluster._flush(node)
         injected.append(p.ring_id)

@@ -7,6 +7,7 @@ counted drop (or harmless), and the processor's state stays what it was.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 from evs.totem.codec import MAX_PROCESSORS, SEQ_LIMIT, cluster_id_for, decode, encode
@@ -45,7 +46,8 @@ def mcast(p: Processor, seq: int, payload: bytes, frm: int = 2) -> bytes:
 
 
 def token(p: Processor, **fields: object) -> bytes:
-    tok = OrfToken(2, p.ring_id, p.my_token_seq + 2, p.my_high_seq_received, p.my_aru, 0, 0, 0,
+    r = p.ring
+    tok = OrfToken(2, p.ring_id, r.my_token_seq + 2, r.my_high_seq_received, r.my_aru, 0, 0, 0,
                    False)  # fmt: skip
     for key, value in fields.items():
         setattr(tok, key, value)
@@ -99,7 +101,7 @@ def test_an_item_of_one_byte_naming_one_group_is_dropped_and_delivery_goes_on() 
     p.receive(2.0, mcast(p, 2, group_payload(b"\x01")))
     p.receive(3.0, mcast(p, 3, group_payload(message(b"third"))))
     assert deliveries(p) == [b"third"]
-    assert p.my_high_delivered == 3
+    assert p.ring.my_high_delivered == 3
     assert p.unpacker.drops["bad_groups"] == 1
 
 
@@ -110,7 +112,7 @@ def test_group_headers_claiming_more_than_the_item_holds_are_dropped() -> None:
         p.receive(float(seq), mcast(p, seq, group_payload(item)))
     assert deliveries(p) == []
     assert p.unpacker.drops["bad_groups"] == len(bad)
-    assert p.my_high_delivered == len(bad)
+    assert p.ring.my_high_delivered == len(bad)
 
 
 # ------------------------------------------------------------------ defect 2: out of range
@@ -245,7 +247,7 @@ def test_forged_originators_get_no_reassembly_state() -> None:
         p.receive(float(i), encode(Mcast(2, p.ring_id, i + 1, frm, Guarantee.AGREED, piece), CID))
         assert p.unpacker.pending_bytes(frm) == 0
     assert p.drops["mcast from a non-member"] == 200
-    assert p.my_high_seq_received == 0
+    assert p.ring.my_high_seq_received == 0
 
 
 def test_joins_from_strangers_leave_no_trace_in_operational() -> None:
@@ -274,7 +276,7 @@ def test_a_token_whose_seq_is_below_what_we_hold_is_dropped() -> None:
     p.receive(3.0, token(p, seq=9, aru=10))
     assert p.drops["token seq below messages held"] == 2
     assert p.outbox == []
-    assert (p.my_aru, p.my_high_seq_received) == (5, 5)
+    assert (p.ring.my_aru, p.ring.my_high_seq_received) == (5, 5)
 
 
 def test_a_returning_commit_token_with_fewer_members_is_dropped() -> None:
@@ -300,18 +302,20 @@ def test_an_encapsulated_mcast_on_an_operational_ring_is_dropped() -> None:
     inner = Mcast(2, RingId(seq=1, rep=2), 1, 2, Guarantee.AGREED, b"x")
     p.receive(1.0, encode(Mcast(2, p.ring_id, 2, 2, Guarantee.AGREED, b"", inner), CID))
     assert p.drops["encapsulated mcast outside recovery"] == 1
-    assert p.rq == {}
+    assert p.ring.rq == {}
 
 
 def test_recovery_re_sends_only_plain_messages_of_the_old_ring() -> None:
     """A forged wrapped packet stored while a ring recovered (above its install_seq) stayed in
     the operational queue; at the next change recovery tried to wrap it again (ValueError)."""
     p, back = committing_pair()
-    old = p.rec.old_ring_id
+    assert p.rec.old is not None
+    old = p.rec.old.ring_id
     inner = Mcast(2, RingId(seq=1, rep=2), 1, 2, Guarantee.AGREED, b"x")
     wrapped = Mcast(2, old, 1, 1, Guarantee.AGREED, b"", inner)
     plain = Mcast(1, old, 2, 1, Guarantee.AGREED, group_payload(message(b"y")))
-    p.rec.old_rq = {1: (wrapped, b""), 2: (plain, b"")}
-    p.rec.old_high_seq_received = 2
+    p.rec.old = dataclasses.replace(
+        p.rec.old, rq={1: (wrapped, b""), 2: (plain, b"")}, high_seq_received=2
+    )
     p.receive(2.0, encode(back, CID))
     assert list(p.rec.retrans_queue) == [plain]

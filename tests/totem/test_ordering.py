@@ -31,9 +31,9 @@ def token_back(p: Processor, **fields: object) -> OrfToken:
     tok = OrfToken(
         sender=2,
         ring_id=p.ring_id,
-        token_seq=p.my_token_seq + 2,
-        seq=p.my_high_seq_received,
-        aru=p.my_aru,
+        token_seq=p.ring.my_token_seq + 2,
+        seq=p.ring.my_high_seq_received,
+        aru=p.ring.my_aru,
         aru_addr=0,
         backlog=0,
         fcc=0,
@@ -156,12 +156,12 @@ def test_messages_are_freed_once_every_member_has_them_and_we_delivered() -> Non
     p = ring_of_two()
     p.submit(1.0, [b"g"], b"x", Guarantee.AGREED)
     p.receive(2.0, encode(token_back(p), CID))
-    assert 1 in p.rq
+    assert 1 in p.ring.rq
     p.receive(3.0, encode(token_back(p, aru=1), CID))
-    assert 1 in p.rq  # one rotation at aru 1 is not enough
+    assert 1 in p.ring.rq  # one rotation at aru 1 is not enough
     p.receive(4.0, encode(token_back(p, aru=1), CID))
-    assert 1 not in p.rq
-    assert p.last_released == 1
+    assert 1 not in p.ring.rq
+    assert p.ring.last_released == 1
 
 
 def test_malformed_datagrams_are_counted_drops() -> None:

@@ -8,12 +8,11 @@ import os
 from typing import Any
 
 from evs.sim.campaign import SeedOutcome, replay_command, run_campaign
+from evs.sim.canaries import CANARIES
 from evs.sim.cluster import Cluster
 from evs.sim.options import draw_options
 
 __all__ = ["add_parser", "run"]
-
-CANARIES = ("order", "unsafe", "skip-transitional")
 
 
 def _probability(text: str) -> float:

@@ -23,6 +23,7 @@ from typing import Any
 
 from evs.check import check_events
 from evs.errors import TryAgain
+from evs.sim.canaries import make_processor
 from evs.sim.options import FaultAction, SimOptions
 from evs.sim.rng import derive
 from evs.totem.config import TotemConfig
@@ -37,6 +38,7 @@ from evs.totem.events import (
     PersistRingSeq,
     Sent,
 )
+from evs.totem.invariants import Invariants
 from evs.totem.processor import Processor
 from evs.trace import (
     confchg_event,
@@ -97,6 +99,8 @@ class SimResult:
     converged_ms: float | None
     trace_events: int
     details: list[str] = field(default_factory=list)
+    #: The violations the trace checker (evs.check) found, also part of ``violations``.
+    checker_violations: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -129,6 +133,7 @@ class Cluster:
         self.notices: list[str] = []
         self.stats: Counter[str] = Counter()
         self.violations: list[str] = []
+        self.invariants = Invariants()
         self.loss = options.loss
         self.dup = options.dup
         self.reorder = options.reorder
@@ -173,12 +178,12 @@ class Cluster:
         if node.proc is not None:
             return
         static = self.all_ids if self.options.static_ring else None
-        node.proc = Processor(
+        node.proc = make_processor(
+            self.options.canary if nodeid == self.all_ids[-1] else "",
             self.config,
             nodeid,
             ring_seq=node.persisted_seq,
             static_members=static,
-            canary=self.options.canary if nodeid == self.all_ids[-1] else "",
         )
         node.sent_counter = 0
         node.pending = {}
@@ -228,8 +233,12 @@ class Cluster:
         self._flush(node)
 
     def _flush(self, node: SimNode) -> None:
+        """After every input: check the processor's invariants, then take its outputs."""
         proc = node.proc
         assert proc is not None
+        broken = self.invariants.check(proc)
+        if broken and len(self.violations) < 20:
+            self.violations.extend(f"invariant at {self.now:.1f} ms: {b}" for b in broken[:3])
         if proc.outbox:
             out, proc.outbox = proc.outbox, []
             for dest, data in out:
@@ -487,7 +496,7 @@ class Cluster:
         first = live[0].proc
         assert first is not None
         ring = first.ring_id
-        high = first.my_high_delivered
+        high = first.ring.my_high_delivered
         for node in live:
             p = node.proc
             assert p is not None
@@ -498,8 +507,8 @@ class Cluster:
                 or node.paused_until > self.now
                 or p.packer.queued_messages()
                 or node.pending
-                or p.my_high_delivered != high
-                or p.my_high_seq_received != high
+                or p.ring.my_high_delivered != high
+                or p.ring.my_high_seq_received != high
             ):
                 return False
         return True
@@ -543,8 +552,10 @@ class Cluster:
                 f" after the faults ended; states: {self.describe_states()}"
             )
         report = check_events(self.trace, quiet_end=converged_at is not None)
-        self.violations.extend(str(v) for v in report.violations)
+        checked = [str(v) for v in report.violations]
+        self.violations.extend(checked)
         return SimResult(
+            checker_violations=checked,
             options=opts,
             violations=self.violations,
             stats=self.final_stats(),
@@ -586,7 +597,7 @@ class Cluster:
             else:
                 parts.append(
                     f"{nodeid}:{p.state.value} ring={p.ring_id} members={list(p.memb_list)}"
-                    f" delivered={p.my_high_delivered}/{p.my_high_seq_received}"
+                    f" delivered={p.ring.my_high_delivered}/{p.ring.my_high_seq_received}"
                     f" queued={p.packer.queued_messages()}"
                 )
         return "; ".join(parts)

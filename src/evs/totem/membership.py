@@ -109,9 +109,9 @@ def enter_gather(
     p.stats[f"gather: {reason.value}"] += 1
     p.events.append(GatherEntered(reason, p.state))
     m.gather_reason = reason
-    p.state = MembState.GATHER
+    p.enter_state(MembState.GATHER)
     p.orf_token_discard = True
-    p.holding = False
+    p.ring.holding = False
     m.proc.add(p.nodeid)
     if fail_self:
         m.failed.add(p.nodeid)
@@ -258,7 +258,7 @@ def _process_join(p: Processor, now: float, join: Join, *, from_operational: boo
 
 
 def _old_members(p: Processor) -> tuple[int, ...]:
-    return p.rec.old_members if p.rec.saved else p.memb_list
+    return p.rec.old.members if p.rec.old is not None else p.memb_list
 
 
 def _maybe_commit(p: Processor, now: float) -> None:
@@ -352,13 +352,13 @@ def _is_our_round(p: Processor, token: CommitToken) -> bool:
 
 def _enter_commit(p: Processor, now: float, token: CommitToken) -> None:
     m = p.memb
-    recovery.save_old_ring(p)
+    old = recovery.save_old_ring(p)
     index = token.memb_index
     entry = CommitEntry(
-        old_ring_id=p.rec.old_ring_id,
-        aru=p.rec.old_aru,
-        high_delivered=p.rec.old_high_delivered,
-        received_flg=p.rec.old_aru == p.rec.old_high_seq_received,
+        old_ring_id=old.ring_id,
+        aru=old.aru,
+        high_delivered=old.high_delivered,
+        received_flg=old.aru == old.high_seq_received,
     )
     token.entries[index] = entry
     m.my_entry = entry
@@ -367,7 +367,7 @@ def _enter_commit(p: Processor, now: float, token: CommitToken) -> None:
     m.new_members = token.addrs
     m.my_index = index
     m.commit_token_seq = token.token_seq
-    p.state = MembState.COMMIT
+    p.enter_state(MembState.COMMIT)
     p.timers.cancel(Timer.JOIN, Timer.CONSENSUS)
     p.ring_id = token.ring_id
     p.token_ring_id_seq = max(p.token_ring_id_seq, token.ring_id.seq)
@@ -410,7 +410,7 @@ def _forward_commit(p: Processor, now: float, token: CommitToken, dest: int) -> 
 
 def on_foreign(p: Processor, now: float, sender: int, ring_id: RingId) -> None:
     """Traffic of another ring: another partition exists, so gather (section 4.1)."""
-    if ring_id in p.memb.past_rings or (p.rec.saved and ring_id == p.rec.old_ring_id):
+    if ring_id in p.memb.past_rings or (p.rec.old is not None and ring_id == p.rec.old.ring_id):
         # A late packet of a ring we belonged to: stale, not another partition.
         p.stats["stale packet of a past ring"] += 1
         return

@@ -42,15 +42,24 @@ from evs.totem.messages import (
     RtrEntry,
     TokenHoldCancel,
 )
+from evs.totem.ordering import OldRing, RingOrdering
 from evs.totem.timers import Timer, Timers
 from evs.types import ConfigChange, Guarantee, RingId
 
-__all__ = ["Processor"]
+__all__ = ["TRANSITIONS", "Processor"]
 
 _SAFE = Guarantee.SAFE
 _RECOVERING = (MembState.COMMIT, MembState.RECOVERY)
-#: Retransmission requests one token may carry (protocol.md section 2).
-RTR_MAX = 30
+_O, _G, _C, _R = MembState.OPERATIONAL, MembState.GATHER, MembState.COMMIT, MembState.RECOVERY
+#: Membership transitions (protocol.md section 5.1): any state may fall back to GATHER;
+#: COMMIT is reached only from GATHER, RECOVERY only from COMMIT, and OPERATIONAL only by
+#: installing a recovered ring. ``enter_state`` refuses anything else.
+TRANSITIONS: dict[MembState, frozenset[MembState]] = {
+    _O: frozenset({_G}),
+    _G: frozenset({_G, _C}),
+    _C: frozenset({_G, _R}),
+    _R: frozenset({_G, _O}),
+}
 #: The token's backlog and fcc are u32 on the wire; sums of a peer's value and ours are
 #: clamped here rather than overflowing the field (a hostile value must not make us raise).
 _U32_MAX = (1 << 32) - 1
@@ -66,15 +75,12 @@ class Processor:
         *,
         ring_seq: int = 0,
         static_members: Sequence[int] | None = None,
-        canary: str = "",
     ) -> None:
         if not 0 < nodeid < 1 << 32:
             raise ValueError(f"nodeid must be 1..2^32-1, got {nodeid}")
         self.config = config
         self.nodeid = nodeid
         self.cluster_id = cluster_id_for(config.cluster_name)
-        #: Deliberately injected bug for checker canaries ("" = none).
-        self.canary = canary
         self.static = static_members is not None
         self.outbox: list[tuple[int, bytes]] = []
         self.events: list[CoreEvent] = []
@@ -93,7 +99,8 @@ class Processor:
         #: Highest ring seq seen anywhere; new rings are numbered above it.
         self.token_ring_id_seq = ring_seq
 
-        self.reset_ordering()
+        #: Ordering state of the current ring; a new ring gets a new object.
+        self.ring = RingOrdering()
         self.orf_token_discard = False
         #: The last token (or commit token) sent, and where, for retransmission.
         self.token_copy: bytes | None = None
@@ -202,7 +209,7 @@ class Processor:
         """Whether this processor holds (or has released) message ``seq`` of ``ring_id``."""
         if ring_id != self.ring_id:
             return False
-        return seq <= self.last_released or seq in self.rq
+        return seq <= self.ring.last_released or seq in self.ring.rq
 
     @property
     def members(self) -> tuple[int, ...]:
@@ -218,6 +225,14 @@ class Processor:
 
     def notice(self, kind: str, detail: str) -> None:
         self.events.append(Notice(kind, detail))
+
+    # ------------------------------------------------------------------ state
+
+    def enter_state(self, new: MembState) -> None:
+        """The one place the membership state changes; the table says what is allowed."""
+        if new not in TRANSITIONS[self.state]:
+            raise AssertionError(f"illegal membership transition {self.state} -> {new}")
+        self.state = new
 
     # ------------------------------------------------------------------ ring install
 
@@ -238,7 +253,7 @@ class Processor:
         self.ring_id = ring_id
         self.token_ring_id_seq = max(self.token_ring_id_seq, ring_id.seq)
         self.set_members(members)
-        self.reset_ordering()
+        self.ring = RingOrdering()
 
     def set_members(self, members: tuple[int, ...]) -> None:
         """The members of the ring this processor is on (or forming), and its successor."""
@@ -247,34 +262,12 @@ class Processor:
         idx = members.index(self.nodeid)
         self.successor = members[(idx + 1) % len(members)]
 
-    def reset_ordering(self) -> None:
-        """The per-ring ordering state, empty: a new ring numbers its messages from 1."""
-        #: Regular sort queue: seq -> (packet, its datagram for retransmission).
-        self.rq: dict[int, tuple[Mcast, bytes]] = {}
-        self.my_aru = 0
-        self.my_high_seq_received = 0
-        self.my_high_delivered = 0
-        self.last_released = 0
-        self.my_token_seq = 0
-        #: The token's aru at this visit and at the one before (safe delivery, freeing).
-        self.my_last_aru = 0
-        self.my_prev_aru = 0
-        self.my_last_seq = -1
-        self.my_seq_unchanged = 0
-        self.my_aru_count = 0
-        self.my_trc = 0
-        self.my_pbl = 0
-        #: Visits for which each hole has been missing (miss_count_const).
-        self.miss: dict[int, int] = {}
-        self.holding = False
-        self.cancel_sent = False
-
     def initial_token(self, *, retrans_flg: bool) -> OrfToken:
         """The first ORF token of a ring, created by its representative."""
         return OrfToken(
             sender=self.nodeid,
             ring_id=self.ring_id,
-            token_seq=self.my_token_seq + 1,
+            token_seq=self.ring.my_token_seq + 1,
             seq=0,
             aru=0,
             aru_addr=self.nodeid,
@@ -299,7 +292,8 @@ class Processor:
             # operational ring, one would be re-sent wrapped twice at the next change.
             self.drops["encapsulated mcast outside recovery"] += 1
             return
-        if not self.store(msg, data):
+        if not self.ring.store(msg.seq, (msg, data), self.config.sort_queue_slots):
+            self.stats["mcast duplicate or outside window"] += 1
             return
         if msg.inner is not None:
             # Recovery packets carry an old-ring message: it joins the saved old ring now,
@@ -307,29 +301,6 @@ class Processor:
             recovery.on_recovered(self, msg.inner)
         elif self.state is MembState.OPERATIONAL:
             self.deliver()
-
-    def store(self, msg: Mcast, data: bytes) -> bool:
-        """Keep a message of the current ring in the sort queue; False for a duplicate."""
-        seq = msg.seq
-        if (
-            seq <= self.last_released
-            or seq > self.last_released + self.config.sort_queue_slots
-            or seq in self.rq
-        ):
-            self.stats["mcast duplicate or outside window"] += 1
-            return False
-        self.rq[seq] = (msg, data)
-        self.my_high_seq_received = max(self.my_high_seq_received, seq)
-        if seq == self.my_aru + 1:
-            self.update_aru()
-        return True
-
-    def update_aru(self) -> None:
-        aru = self.my_aru
-        rq = self.rq
-        while aru + 1 in rq:
-            aru += 1
-        self.my_aru = aru
 
     # ------------------------------------------------------------------ token
 
@@ -341,65 +312,68 @@ class Processor:
         if tok.ring_id != self.ring_id:
             self.stats["token of another ring"] += 1
             return
-        if tok.token_seq <= self.my_token_seq:
+        ring = self.ring
+        if tok.token_seq <= ring.my_token_seq:
             self.stats["token duplicate"] += 1
             return
-        if tok.seq < self.my_high_seq_received or tok.aru > tok.seq:
+        if tok.seq < ring.my_high_seq_received or tok.aru > tok.seq:
             # Every message of the ring was stamped from the token, so an honest token's seq
             # covers all we hold; numbering from a lower one would reuse sequence numbers.
             self.drops["token seq below messages held"] += 1
             return
         cfg = self.config
-        if tok.seq == self.my_last_seq:
-            self.my_seq_unchanged += 1
+        if tok.seq == ring.my_last_seq:
+            ring.my_seq_unchanged += 1
             if not self.timers.running(Timer.MERGE_DETECT) and not self.static:
                 self.timers.arm(Timer.MERGE_DETECT, now + cfg.merge)
         else:
-            self.my_seq_unchanged = 0
-            self.cancel_sent = False
+            ring.my_seq_unchanged = 0
+            ring.cancel_sent = False
             self.timers.cancel(Timer.MERGE_DETECT)
-        self.my_last_seq = tok.seq
+        ring.my_last_seq = tok.seq
         operational = self.state is MembState.OPERATIONAL
         if operational:
-            self._messages_free(tok.aru)
+            ring.release(min(tok.aru, ring.my_last_aru, ring.my_high_delivered))
         elif self.state is MembState.RECOVERY:
-            recovery.free(self, tok.aru)
-        self.my_prev_aru = self.my_last_aru
-        self.my_last_aru = tok.aru
+            ring.release_wrapped(min(tok.aru, ring.my_last_aru))
+        ring.my_prev_aru = ring.my_last_aru
+        ring.my_last_aru = tok.aru
 
         allowed, backlog = self._fcc_calculate(tok)
         sent_rtr = self._retransmit(tok, allowed)
         allowed -= sent_rtr
-        self._request_missing(tok)
-        if self.last_released + cfg.sort_queue_slots - allowed - cfg.window_size < tok.seq:
+        self.stats["retransmit requested"] += ring.request_missing(
+            self.ring_id, tok.seq, tok.rtr_list, cfg.miss_count_const, cfg.sort_queue_slots
+        )
+        if ring.last_released + cfg.sort_queue_slots - allowed - cfg.window_size < tok.seq:
             allowed = 0
         if operational:
             sent_new = self._send_new(tok, allowed)
         else:
             sent_new = recovery.send_queued(self, tok, allowed)
         sent = sent_rtr + sent_new
-        tok.fcc = min(_U32_MAX, max(0, tok.fcc + sent - self.my_trc))
-        tok.backlog = min(_U32_MAX, max(0, tok.backlog + backlog - self.my_pbl))
-        self.my_trc = sent
-        self.my_pbl = backlog
+        tok.fcc = min(_U32_MAX, max(0, tok.fcc + sent - ring.my_trc))
+        tok.backlog = min(_U32_MAX, max(0, tok.backlog + backlog - ring.my_pbl))
+        ring.my_trc = sent
+        ring.my_pbl = backlog
         self.stats["mcast retransmitted"] += sent_rtr
 
-        if self.my_aru < tok.aru or tok.aru_addr in (self.nodeid, 0):
-            tok.aru = self.my_aru
+        if ring.my_aru < tok.aru or tok.aru_addr in (self.nodeid, 0):
+            tok.aru = ring.my_aru
             tok.aru_addr = 0 if tok.aru == tok.seq else self.nodeid
-        if tok.aru == self.my_prev_aru and tok.aru_addr != 0:
-            self.my_aru_count += 1
+        if tok.aru == ring.my_prev_aru and tok.aru_addr != 0:
+            ring.my_aru_count += 1
         else:
-            self.my_aru_count = 0
-        if self.my_aru_count > cfg.fail_recv_const and tok.aru_addr == self.nodeid:
-            self.notice("failed to receive", f"aru stuck at {tok.aru} for {self.my_aru_count}")
-            self.my_aru_count = 0
+            ring.my_aru_count = 0
+        if ring.my_aru_count > cfg.fail_recv_const and tok.aru_addr == self.nodeid:
+            self.notice("failed to receive", f"aru stuck at {tok.aru} for {ring.my_aru_count}")
+            ring.my_aru_count = 0
             if not self.static:
                 self.failed_to_recv = True
                 membership.enter_gather(self, now, GatherReason.FAILED_TO_RECEIVE, fail_self=True)
                 return
 
-        self.my_token_seq = tok.token_seq
+        ring.my_token_seq = tok.token_seq
         tok.token_seq += 1
         if self.state is MembState.RECOVERY:
             recovery.on_token(self, now, tok)  # may install: then we are OPERATIONAL below
@@ -414,8 +388,9 @@ class Processor:
         self.token_copy = data
         self.token_copy_dest = self.successor
         self.token_copy_persist = None
+        ring = self.ring
         is_rep = self.nodeid == self.ring_id.rep
-        idle = self.my_seq_unchanged > cfg.seqno_unchanged_const
+        idle = ring.my_seq_unchanged > cfg.seqno_unchanged_const
         hold = (
             is_rep
             and idle
@@ -425,12 +400,12 @@ class Processor:
         )
         self.timers.arm(Timer.TOKEN, now + cfg.token)
         if hold:
-            self.holding = True
+            ring.holding = True
             self.timers.cancel(Timer.TOKEN_RETRANSMIT)
             self.timers.arm(Timer.HOLD, now + cfg.hold_ms)
             self.stats["token held"] += 1
             return
-        self.holding = False
+        ring.holding = False
         self.timers.cancel(Timer.HOLD)
         self.unicast(self.successor, data)
         self.timers.arm(Timer.TOKEN_RETRANSMIT, now + cfg.token_retransmit_ms)
@@ -453,26 +428,27 @@ class Processor:
             )
 
     def _release_held_token(self, now: float) -> None:
-        if not self.holding or self.token_copy is None:
+        if not self.ring.holding or self.token_copy is None:
             return
-        self.holding = False
+        self.ring.holding = False
         self.timers.cancel(Timer.HOLD)
         self.send_token_copy()
         self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.config.token_retransmit_ms)
 
     def _request_token_release(self, now: float) -> None:
         """New data on an idle ring: get the token moving again (protocol.md section 4.6)."""
-        if self.holding:
-            self.my_seq_unchanged = 0
+        ring = self.ring
+        if ring.holding:
+            ring.my_seq_unchanged = 0
             self._release_held_token(now)
-        elif self.my_seq_unchanged >= self.config.seqno_unchanged_const and not self.cancel_sent:
-            self.cancel_sent = True
+        elif ring.my_seq_unchanged >= self.config.seqno_unchanged_const and not ring.cancel_sent:
+            ring.cancel_sent = True
             self.broadcast(encode(TokenHoldCancel(self.nodeid, self.ring_id), self.cluster_id))
 
     def _on_hold_cancel(self, now: float, msg: TokenHoldCancel) -> None:
         if msg.ring_id != self.ring_id or self.state is not MembState.OPERATIONAL:
             return
-        self.my_seq_unchanged = 0
+        self.ring.my_seq_unchanged = 0
         self._release_held_token(now)
 
     def _fcc_calculate(self, tok: OrfToken) -> tuple[int, int]:
@@ -483,9 +459,10 @@ class Processor:
             backlog = len(self.rec.retrans_queue)
         else:
             backlog = self.packer.backlog_packets()
-        total = tok.backlog + backlog - self.my_pbl
+        pbl = self.ring.my_pbl
+        total = tok.backlog + backlog - pbl
         if total > 0:
-            share = cfg.window_size * self.my_pbl // total
+            share = cfg.window_size * pbl // total
             if share > 0:
                 allowed = min(allowed, share)
         return allowed, backlog
@@ -495,7 +472,7 @@ class Processor:
         if not tok.rtr_list:
             return 0
         ring_id = self.ring_id
-        rq = self.rq
+        rq = self.ring.rq
         sent = 0
         keep: list[RtrEntry] = []
         for entry in tok.rtr_list:
@@ -510,38 +487,13 @@ class Processor:
         tok.rtr_list = keep
         return sent
 
-    def _request_missing(self, tok: OrfToken) -> None:
-        """Ask for holes that have lasted ``miss_count_const`` visits (protocol.md 4.2.6)."""
-        if self.my_aru >= tok.seq:
-            if self.miss:
-                self.miss = {}
-            return
-        rtr = tok.rtr_list
-        if len(rtr) >= RTR_MAX:
-            return
-        listed = {e.seq for e in rtr if e.ring_id == self.ring_id}
-        limit = min(tok.seq, self.last_released + self.config.sort_queue_slots)
-        miss = self.miss
-        threshold = self.config.miss_count_const
-        rq = self.rq
-        for seq in range(self.my_aru + 1, limit + 1):
-            if len(rtr) >= RTR_MAX:
-                break
-            if seq in rq:
-                continue
-            count = miss.get(seq, 0) + 1
-            miss[seq] = count
-            if count >= threshold and seq not in listed:
-                rtr.append(RtrEntry(self.ring_id, seq))
-                self.stats["retransmit requested"] += 1
-        for seq in [s for s in miss if s <= self.my_aru]:
-            del miss[seq]
-
     def _send_new(self, tok: OrfToken, allowed: int) -> int:
         """Stamp and broadcast up to ``allowed`` new packets (batched per visit)."""
         sent = 0
         packer = self.packer
         ring_id = self.ring_id
+        ring = self.ring
+        rq = ring.rq
         me = self.nodeid
         cid = self.cluster_id
         events = self.events
@@ -553,50 +505,41 @@ class Processor:
             seq = tok.seq + 1
             tok.seq = seq
             data = encode_mcast(me, ring_id, seq, me, guarantee, payload, cid)
-            self.rq[seq] = (Mcast(me, ring_id, seq, me, guarantee, payload), data)
-            self.my_high_seq_received = seq
+            rq[seq] = (Mcast(me, ring_id, seq, me, guarantee, payload), data)
+            ring.my_high_seq_received = seq
             self.broadcast(data)
             sent += 1
             for number in completed:
                 events.append(Sent(number, ring_id))
         if sent:
-            self.update_aru()
+            ring.update_aru()
             self.stats["mcast sent"] += sent
         return sent
 
-    def _messages_free(self, token_aru: int) -> None:
-        """Drop messages every member holds and we delivered (protocol.md section 4.5)."""
-        upto = min(token_aru, self.my_last_aru, self.my_high_delivered)
-        if upto <= self.last_released:
-            return
-        rq = self.rq
-        for seq in range(self.last_released + 1, upto + 1):
-            rq.pop(seq, None)
-        self.last_released = upto
-
     # ------------------------------------------------------------------ delivery
+
+    def safe_bound(self, ring: RingOrdering) -> int:
+        """Highest seq a safe message may be delivered at: every member held it at two
+        successive token visits (protocol.md section 4.3)."""
+        return min(ring.my_aru, ring.my_last_aru, ring.my_prev_aru)
 
     def deliver(self) -> None:
         """Deliver, in sequence order, every message the rules allow (section 4.3)."""
-        seq = self.my_high_delivered + 1
-        aru = self.my_aru
+        ring = self.ring
+        seq = ring.my_high_delivered + 1
+        aru = ring.my_aru
         if seq > aru:
             return
-        safe_bound = min(aru, self.my_last_aru, self.my_prev_aru)
-        rq = self.rq
+        safe_bound = self.safe_bound(ring)
+        rq = ring.rq
         ring_id = self.ring_id
-        first_new = len(self.events)
         while seq <= aru:
             msg = rq[seq][0]
-            if msg.guarantee is _SAFE and seq > safe_bound and self.canary != "unsafe":
+            if msg.guarantee is _SAFE and seq > safe_bound:
                 break
             self.deliver_packet(msg, ring_id=ring_id, transitional=False)
             seq += 1
-        self.my_high_delivered = seq - 1
-        if self.canary == "order" and len(self.events) - first_new >= 2:
-            # Deliberate bug for the checker canary: two deliveries in the wrong order.
-            ev = self.events
-            ev[first_new], ev[first_new + 1] = ev[first_new + 1], ev[first_new]
+        ring.my_high_delivered = seq - 1
 
     def deliver_packet(self, msg: Mcast, *, ring_id: RingId, transitional: bool) -> None:
         """Unpack one ordered packet into application deliveries."""
@@ -607,6 +550,25 @@ class Processor:
                     msg.system_from, groups, data, msg.guarantee, ring_id, transitional, msg.seq
                 )
             )
+
+    # ------------------------------------------------------------------ recovery decisions
+
+    def recovery_plan(self, old: OldRing, token: CommitToken) -> recovery.RecoveryPlan:
+        """What RECOVERY will do for this commit token (a pure decision, see recovery.py)."""
+        return recovery.plan_recovery(self.nodeid, old, token)
+
+    def install_plan(self, rec: recovery.RecoveryState) -> recovery.InstallPlan:
+        """What install delivers, in order (a pure decision, see recovery.py)."""
+        assert rec.old is not None
+        assert rec.plan is not None
+        return recovery.plan_install(
+            rec.old,
+            rec.recovered,
+            rec.plan,
+            has_regular=rec.has_regular,
+            new_ring_id=self.ring_id,
+            new_members=self.memb_list,
+        )
 
     # ------------------------------------------------------------------ timers
 

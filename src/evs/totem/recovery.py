@@ -14,10 +14,16 @@ and everybody received everything (two rotations), each processor installs on it
    transitional members,
 4. the regular configuration change of the new ring.
 
-The old ring's state is saved once, when COMMIT is first entered after the last install, and
-is frozen from then on: a late old-ring packet must not change what we told the commit token,
-or the transitional members would deliver different sets. A failed attempt (token lost in
-COMMIT or RECOVERY) keeps the saved state for the next attempt.
+The old ring's state is saved once, when COMMIT is first entered after the last install, as
+a read-only ``OldRing`` snapshot: a late old-ring packet must not change what we told the
+commit token, or the transitional members would deliver different sets. A failed attempt
+(token lost in COMMIT or RECOVERY) keeps the snapshot for the next attempt.
+
+The two EVS decisions are pure functions of what the processor knows, so each rule can be
+tested on its own: ``plan_recovery`` (from the commit token: the transitional set, the
+lowest aru, which old messages we re-send) and ``plan_install`` (what is delivered in the old
+regular configuration, the transitional configuration, and after it). The functions that take
+the processor only apply those decisions.
 
 Old-ring messages re-sent by others are unwrapped as they arrive (``on_recovered``) into a
 separate table that a failed attempt discards, so the new ring's copies can be freed once the
@@ -30,66 +36,172 @@ must lie within two sort-queue windows of the old ring's released mark.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from evs.totem.codec import encode
 from evs.totem.events import MembState
 from evs.totem.messages import CommitEntry, CommitToken, Mcast, OrfToken
+from evs.totem.ordering import OldRing, RingOrdering
 from evs.totem.timers import Timer
 from evs.types import ConfigChange, Guarantee, RingId
 
 if TYPE_CHECKING:
     from evs.totem.processor import Processor
 
-__all__ = ["RecoveryState"]
+__all__ = ["InstallPlan", "RecoveryPlan", "RecoveryState", "plan_install", "plan_recovery"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecoveryPlan:
+    """What the commit token decided for this processor (section 5.6)."""
+
+    #: New members that come from our old ring: the transitional configuration.
+    trans: tuple[int, ...]
+    #: Lowest old-ring aru among them: everything above it may be missing somewhere.
+    low: int
+    #: Highest old-ring seq any of them delivered (a safe message up to it may be delivered
+    #: in the old regular configuration: someone already did).
+    high_ring_delivered: int
+    #: Old-ring messages this processor re-sends, in seq order (one designated copy each).
+    resend: tuple[Mcast, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallPlan:
+    """Everything install delivers, in order (section 5.8)."""
+
+    #: Old-ring packets still deliverable in the old regular configuration.
+    regular: tuple[Mcast, ...]
+    #: The transitional configuration change (None at the very first install).
+    transitional: ConfigChange | None
+    #: Old-ring packets delivered in the transitional configuration.
+    in_transitional: tuple[Mcast, ...]
+    #: The new regular configuration change.
+    regular_change: ConfigChange
+
+
+def plan_recovery(me: int, old: OldRing, token: CommitToken) -> RecoveryPlan:
+    """Decide the transitional set and what to re-send from a complete commit token."""
+    entries: dict[int, CommitEntry] = {}
+    for node, entry in zip(token.addrs, token.entries, strict=True):
+        assert entry is not None
+        entries[node] = entry
+    members = set(old.members)
+    trans = tuple(n for n in token.addrs if n in members and entries[n].old_ring_id == old.ring_id)
+    # We are in it: membership checked that our own line came back as we wrote it.
+    assert me in trans, (me, trans)
+    low = min(entries[n].aru for n in trans)
+    resend = _designated(me, trans, entries)
+    # Only plain messages are re-sent. A wrapped one in the old ring's queue can only be a
+    # forgery stored while that ring recovered (real ones are never stamped after its
+    # install_seq); it carries nothing deliverable and cannot be wrapped again.
+    queue = tuple(
+        msg
+        for seq, (msg, _) in sorted(old.rq.items())
+        if low < seq <= old.high_seq_received and msg.inner is None and resend(seq)
+    )
+    return RecoveryPlan(
+        trans=trans,
+        low=low,
+        high_ring_delivered=max(entries[n].high_delivered for n in trans),
+        resend=queue,
+    )
+
+
+def plan_install(
+    old: OldRing,
+    recovered: Mapping[int, Mcast],
+    plan: RecoveryPlan,
+    *,
+    has_regular: bool,
+    new_ring_id: RingId,
+    new_members: tuple[int, ...],
+) -> InstallPlan:
+    """The EVS install order for what we hold of the old ring after recovery.
+
+    1. in the old regular configuration: up to the first gap, a safe message only if some
+       transitional member delivered it (``high_ring_delivered``);
+    2. the transitional configuration (only after a previous regular one);
+    3. in it, the rest: everything up to the first gap, after it only transitional
+       members' messages, since a departed member's message might depend on the missing
+       one while ours cannot (we would hold it);
+    4. the new regular configuration.
+    """
+    held: dict[int, Mcast] = {s: m for s, (m, _) in old.rq.items()}
+    for s, inner in recovered.items():
+        held.setdefault(s, inner)
+    high = max(old.high_seq_received, max(recovered, default=0))
+    regular: list[Mcast] = []
+    seq = old.high_delivered + 1
+    while seq <= high and seq in held:
+        msg = held[seq]
+        if msg.guarantee is Guarantee.SAFE and seq > plan.high_ring_delivered:
+            break
+        regular.append(msg)
+        seq += 1
+    trans = plan.trans
+    transitional: ConfigChange | None = None
+    in_transitional: list[Mcast] = []
+    if has_regular:
+        left = tuple(n for n in old.members if n not in trans)
+        transitional = ConfigChange(
+            ring_id=old.ring_id, transitional=True, members=trans, left=left
+        )
+        deliver_memb = frozenset(trans)
+        gap = False
+        expect = seq
+        for s in sorted(s for s in held if s >= seq):
+            gap = gap or s != expect
+            expect = s + 1
+            msg = held[s]
+            if not gap or msg.system_from in deliver_memb:
+                in_transitional.append(msg)
+    joined = tuple(n for n in new_members if n not in trans) if has_regular else new_members
+    return InstallPlan(
+        regular=tuple(regular),
+        transitional=transitional,
+        in_transitional=tuple(in_transitional),
+        regular_change=ConfigChange(
+            ring_id=new_ring_id, transitional=False, members=new_members, joined=joined
+        ),
+    )
 
 
 class RecoveryState:
-    """Saved old-ring state and the RECOVERY-phase counters of one processor."""
+    """The saved old ring and the RECOVERY-phase bookkeeping of one processor."""
 
     __slots__ = (
-        "deliver_memb",
         "has_regular",
-        "high_ring_delivered",
         "install_seq",
         "my_set_retrans_flg",
-        "old_aru",
-        "old_high_delivered",
-        "old_high_seq_received",
-        "old_last_released",
-        "old_members",
-        "old_ring_id",
-        "old_rq",
+        "old",
+        "plan",
         "received_flg",
         "recovered",
         "recovered_high",
         "retrans_flg_count",
         "retrans_queue",
         "rotation_counter",
-        "saved",
-        "trans",
     )
 
     def __init__(self) -> None:
-        self.saved = False
+        #: The last regular ring, frozen at the first COMMIT after it (None: nothing saved).
+        self.old: OldRing | None = None
+        #: The current attempt's decisions (None outside RECOVERY).
+        self.plan: RecoveryPlan | None = None
         #: A regular configuration was installed before (the first install has no old one).
         self.has_regular = False
-        self.old_ring_id = RingId(0, 0)
-        self.old_members: tuple[int, ...] = ()
-        self.old_rq: dict[int, tuple[Mcast, bytes]] = {}
-        self.old_aru = 0
-        self.old_high_seq_received = 0
-        self.old_high_delivered = 0
-        self.old_last_released = 0
-        self.trans: tuple[int, ...] = ()
-        self.deliver_memb: frozenset[int] = frozenset()
-        self.high_ring_delivered = 0
         self.retrans_queue: deque[Mcast] = deque()
-        #: Old-ring messages re-sent by others in this attempt, by old seq (not yet in old_rq).
+        #: Old-ring messages re-sent by others in this attempt, by old seq (not in old.rq).
         self.recovered: dict[int, Mcast] = {}
         self.recovered_high = 0
         self.reset_counters()
+
+    @property
+    def saved(self) -> bool:
+        return self.old is not None
 
     def reset_counters(self) -> None:
         self.my_set_retrans_flg = False
@@ -98,51 +210,30 @@ class RecoveryState:
         self.received_flg = False
         self.rotation_counter = 0
 
+    def new_attempt(self, plan: RecoveryPlan | None) -> None:
+        """Forget what the previous attempt queued, received and counted."""
+        self.plan = plan
+        self.retrans_queue = deque(plan.resend) if plan is not None else deque()
+        self.recovered = {}
+        self.recovered_high = 0
+        self.reset_counters()
 
-def save_old_ring(p: Processor) -> None:
+
+def save_old_ring(p: Processor) -> OldRing:
     """Freeze the last regular ring's state, once per configuration change."""
     rec = p.rec
-    if rec.saved:
-        return
-    rec.saved = True
-    rec.old_ring_id = p.ring_id
-    rec.old_members = p.memb_list
-    rec.old_rq = p.rq
-    rec.old_aru = p.my_aru
-    rec.old_high_seq_received = p.my_high_seq_received
-    rec.old_high_delivered = p.my_high_delivered
-    rec.old_last_released = p.last_released
-    p.rq = {}
+    if rec.old is None:
+        rec.old = p.ring.freeze(p.ring_id, p.memb_list)
+        p.ring = RingOrdering()
+    return rec.old
 
 
 def enter(p: Processor, now: float, token: CommitToken) -> None:
     """COMMIT -> RECOVERY on the commit token's second rotation (section 5.6)."""
     rec = p.rec
-    entries: dict[int, CommitEntry] = {}
-    for node, entry in zip(token.addrs, token.entries, strict=True):
-        assert entry is not None
-        entries[node] = entry
-    old = set(rec.old_members)
-    trans = tuple(n for n in token.addrs if n in old and entries[n].old_ring_id == rec.old_ring_id)
-    # We are in it: membership checked that our own line came back as we wrote it.
-    assert p.nodeid in trans, (p.nodeid, trans)
-    rec.trans = trans
-    rec.deliver_memb = frozenset(trans)
-    low = min(entries[n].aru for n in trans)
-    rec.high_ring_delivered = max(entries[n].high_delivered for n in trans)
-    resend = _designated(p.nodeid, trans, entries)
-    # Only plain messages are re-sent. A wrapped one in the old ring's queue can only be a
-    # forgery stored while that ring recovered (real ones are never stamped after its
-    # install_seq); it carries nothing deliverable and cannot be wrapped again.
-    rec.retrans_queue = deque(
-        msg
-        for seq, (msg, _) in sorted(rec.old_rq.items())
-        if low < seq <= rec.old_high_seq_received and msg.inner is None and resend(seq)
-    )
-    rec.reset_counters()
-    rec.recovered = {}
-    rec.recovered_high = 0
-    p.state = MembState.RECOVERY
+    assert rec.old is not None
+    rec.new_attempt(p.recovery_plan(rec.old, token))
+    p.enter_state(MembState.RECOVERY)
     p.install_ring(token.ring_id, token.addrs)
     p.orf_token_discard = False
     p.timers.arm(Timer.TOKEN, now + p.config.token)
@@ -174,11 +265,8 @@ def _designated(
 
 def abandon(p: Processor) -> None:
     """RECOVERY failed: drop the new ring's queue, keep the saved old ring for next time."""
-    p.rec.retrans_queue.clear()
-    p.rec.reset_counters()
-    p.rec.recovered = {}
-    p.rec.recovered_high = 0
-    p.reset_ordering()
+    p.rec.new_attempt(None)
+    p.ring = RingOrdering()
     p.stats["recovery abandoned"] += 1
 
 
@@ -190,37 +278,20 @@ def on_recovered(p: Processor, inner: Mcast) -> None:
     install's loops short whatever a peer claims).
     """
     rec = p.rec
+    old = rec.old
     seq = inner.seq
     if (
-        not rec.saved
-        or inner.ring_id != rec.old_ring_id
-        or inner.system_from not in rec.old_members
-        or not rec.old_last_released < seq <= rec.old_last_released + 2 * p.config.sort_queue_slots
+        old is None
+        or inner.ring_id != old.ring_id
+        or inner.system_from not in old.members
+        or not old.last_released < seq <= old.last_released + 2 * p.config.sort_queue_slots
     ):
         p.drops["recovered message not of our old ring"] += 1
         return
-    if seq in rec.old_rq or seq in rec.recovered:
+    if seq in old.rq or seq in rec.recovered:
         return
     rec.recovered[seq] = inner
     rec.recovered_high = max(rec.recovered_high, seq)
-
-
-def free(p: Processor, token_aru: int) -> None:
-    """RECOVERY: drop re-sent packets every member holds (their content is unwrapped).
-
-    Stops at the first plain packet: that one was sent by a member that already installed
-    and is still to be delivered here after our own install.
-    """
-    upto = min(token_aru, p.my_last_aru)
-    rq = p.rq
-    seq = p.last_released
-    while seq < upto:
-        held = rq.get(seq + 1)
-        if held is None or held[0].inner is None:
-            break
-        del rq[seq + 1]
-        seq += 1
-    p.last_released = seq
 
 
 def start_token(p: Processor, now: float) -> None:
@@ -233,6 +304,7 @@ def start_token(p: Processor, now: float) -> None:
 def send_queued(p: Processor, tok: OrfToken, allowed: int) -> int:
     """RECOVERY's only originated traffic: old-ring messages wrapped in new-ring packets."""
     queue = p.rec.retrans_queue
+    ring = p.ring
     sent = 0
     while queue and sent < allowed:
         inner = queue.popleft()
@@ -240,12 +312,12 @@ def send_queued(p: Processor, tok: OrfToken, allowed: int) -> int:
         tok.seq = seq
         msg = Mcast(p.nodeid, p.ring_id, seq, p.nodeid, Guarantee.AGREED, b"", inner)
         data = encode(msg, p.cluster_id)
-        p.rq[seq] = (msg, data)
-        p.my_high_seq_received = seq
+        ring.rq[seq] = (msg, data)
+        ring.my_high_seq_received = seq
         p.broadcast(data)
         sent += 1
     if sent:
-        p.update_aru()
+        ring.update_aru()
         p.stats["recovery messages sent"] += sent
     return sent
 
@@ -263,7 +335,7 @@ def on_token(p: Processor, now: float, tok: OrfToken) -> None:
     rec.retrans_flg_count = rec.retrans_flg_count + 1 if not tok.retrans_flg else 0
     if rec.retrans_flg_count == 2:
         rec.install_seq = tok.seq
-    if rec.retrans_flg_count >= 2 and not rec.received_flg and rec.install_seq <= p.my_aru:
+    if rec.retrans_flg_count >= 2 and not rec.received_flg and rec.install_seq <= p.ring.my_aru:
         rec.received_flg = True
     if rec.retrans_flg_count >= 3 and rec.install_seq <= tok.aru:
         rec.rotation_counter += 1
@@ -274,59 +346,37 @@ def on_token(p: Processor, now: float, tok: OrfToken) -> None:
 
 
 def install(p: Processor, now: float) -> None:
-    """Deliver the configuration change in the exact EVS order (section 5.8)."""
+    """Deliver the configuration change in the exact EVS order (section 5.8), then go on."""
     rec = p.rec
-    old_rq = rec.old_rq
-    old_ring = rec.old_ring_id
-    for s, inner in rec.recovered.items():
-        old_rq[s] = (inner, b"")
-    rec.old_high_seq_received = max(rec.old_high_seq_received, rec.recovered_high)
-
-    seq = rec.old_high_delivered + 1
-    while seq <= rec.old_high_seq_received and seq in old_rq:
-        msg = old_rq[seq][0]
-        if msg.guarantee is Guarantee.SAFE and seq > rec.high_ring_delivered:
-            break
-        p.deliver_packet(msg, ring_id=old_ring, transitional=False)
-        seq += 1
-
-    new = p.memb_list
-    trans = rec.trans
-    if rec.has_regular and p.canary != "skip-transitional":
-        left = tuple(n for n in rec.old_members if n not in trans)
-        p.events.append(ConfigChange(ring_id=old_ring, transitional=True, members=trans, left=left))
-        # Up to the first gap every message is delivered (safe ones held back above are
-        # here); after a gap only transitional members' messages, since a departed member's
-        # message might depend on the missing one while ours cannot (we would hold it).
-        gap = False
-        expect = seq
-        for s in sorted(s for s in old_rq if s >= seq):
-            gap = gap or s != expect
-            expect = s + 1
-            msg = old_rq[s][0]
-            if not gap or msg.system_from in rec.deliver_memb:
-                p.deliver_packet(msg, ring_id=old_ring, transitional=True)
+    old = rec.old
+    assert old is not None
+    plan = p.install_plan(rec)
+    for msg in plan.regular:
+        p.deliver_packet(msg, ring_id=old.ring_id, transitional=False)
+    if plan.transitional is not None:
+        p.events.append(plan.transitional)
+    for msg in plan.in_transitional:
+        p.deliver_packet(msg, ring_id=old.ring_id, transitional=True)
+    # A message cut by the change is never completed: its sender re-sends it whole.
     p.unpacker.reset()
     p.packer.restart_partial()
-    joined = tuple(n for n in new if n not in trans) if rec.has_regular else new
-    p.events.append(ConfigChange(ring_id=p.ring_id, transitional=False, members=new, joined=joined))
+    p.events.append(plan.regular_change)
 
-    p.state = MembState.OPERATIONAL
-    for s in [s for s in p.rq if s <= rec.install_seq]:
-        del p.rq[s]
+    p.enter_state(MembState.OPERATIONAL)
+    ring = p.ring
+    for s in [s for s in ring.rq if s <= rec.install_seq]:
+        del ring.rq[s]
     # Freeing in RECOVERY only ever passes re-sent (encapsulated) packets, which are not
     # delivered on the new ring; a forged one above install_seq may have been freed too.
-    p.my_high_delivered = p.last_released = max(p.last_released, rec.install_seq)
+    ring.my_high_delivered = ring.last_released = max(ring.last_released, rec.install_seq)
+    new = p.memb_list
     p.memb.proc = set(new)
     p.memb.failed = set()
     p.memb.consensus = {p.nodeid}
     p.memb.heard = {n: t for n, t in p.memb.heard.items() if n in p.memb.proc}
-    rec.saved = False
+    rec.old = None
     rec.has_regular = True
-    rec.old_rq = {}
-    rec.recovered = {}
-    rec.recovered_high = 0
-    rec.retrans_queue.clear()
+    rec.new_attempt(None)
     p.failed_to_recv = False
     p.timers.cancel(Timer.MERGE_DETECT)
     p.stats["ring installed"] += 1

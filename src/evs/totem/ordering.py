@@ -1,0 +1,194 @@
+"""The ordering state of one ring: sort queue, aru, delivery and freeing marks.
+
+Theory of operation. Every ring numbers its packets from 1, so everything that counts
+sequence numbers belongs to one ring and to nothing else. ``RingOrdering`` is that state,
+created fresh whenever the processor starts a new ring (install, recovery, an abandoned
+attempt): "reset" is "make a new object", so no counter can leak from one ring into the
+next. The processor owns exactly one at a time (``Processor.ring``); when a change begins, the
+last regular ring's ordering is frozen into an ``OldRing`` snapshot that RECOVERY reads and
+never writes.
+
+Marks, for one ring, always in this order (``invariants.py`` checks them after every input):
+
+    last_released <= my_high_delivered <= my_aru <= my_high_seq_received   (OPERATIONAL)
+
+``last_released``: freed, everyone has it; ``my_high_delivered``: handed to the application;
+``my_aru``: every seq up to it is held; ``my_high_seq_received``: the highest seq held. The
+sort queue ``rq`` holds packets above ``last_released`` and at most ``sort_queue_slots``
+above it. In RECOVERY only re-sent (wrapped) packets are freed, so ``last_released`` may pass
+``my_high_delivered`` there; install puts both at the recovery's install seq.
+
+The methods are leaf helpers over this state alone: they take the numbers they need and
+return what they decided, and the processor does the sending and the delivering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from evs.totem.messages import Mcast, RtrEntry
+from evs.types import RingId
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["OldRing", "RingOrdering"]
+
+#: Retransmission requests one token may carry (protocol.md section 2).
+RTR_MAX = 30
+
+
+class RingOrdering:
+    """Sequence bookkeeping of the ring a processor is on (one object per ring)."""
+
+    __slots__ = (
+        "cancel_sent",
+        "holding",
+        "last_released",
+        "miss",
+        "my_aru",
+        "my_aru_count",
+        "my_high_delivered",
+        "my_high_seq_received",
+        "my_last_aru",
+        "my_last_seq",
+        "my_pbl",
+        "my_prev_aru",
+        "my_seq_unchanged",
+        "my_token_seq",
+        "my_trc",
+        "rq",
+    )
+
+    def __init__(self) -> None:
+        #: Sort queue: seq -> (packet, its datagram for retransmission).
+        self.rq: dict[int, tuple[Mcast, bytes]] = {}
+        self.my_aru = 0
+        self.my_high_seq_received = 0
+        self.my_high_delivered = 0
+        self.last_released = 0
+        #: Token hop counter of the last token accepted (duplicates are at or below it).
+        self.my_token_seq = 0
+        #: The token's aru at this visit and at the one before (safe delivery, freeing).
+        self.my_last_aru = 0
+        self.my_prev_aru = 0
+        #: The token's seq at the last visit, and for how many visits it has not moved.
+        self.my_last_seq = -1
+        self.my_seq_unchanged = 0
+        #: Visits for which the token's aru stayed put while we held it down.
+        self.my_aru_count = 0
+        #: What this processor added to the token's fcc and backlog at its last visit.
+        self.my_trc = 0
+        self.my_pbl = 0
+        #: Visits for which each hole has been missing (miss_count_const).
+        self.miss: dict[int, int] = {}
+        #: The representative is holding the token on an idle ring.
+        self.holding = False
+        #: A TOKEN_HOLD_CANCEL was sent for the current idle period.
+        self.cancel_sent = False
+
+    def store(self, seq: int, held: tuple[Mcast, bytes], window: int) -> bool:
+        """Keep packet ``seq`` in the sort queue; False for a duplicate or out of window."""
+        if seq <= self.last_released or seq > self.last_released + window or seq in self.rq:
+            return False
+        self.rq[seq] = held
+        self.my_high_seq_received = max(self.my_high_seq_received, seq)
+        if seq == self.my_aru + 1:
+            self.update_aru()
+        return True
+
+    def update_aru(self) -> None:
+        aru = self.my_aru
+        rq = self.rq
+        while aru + 1 in rq:
+            aru += 1
+        self.my_aru = aru
+
+    def release(self, upto: int) -> None:
+        """Free every packet up to ``upto`` (protocol.md section 4.5)."""
+        if upto <= self.last_released:
+            return
+        rq = self.rq
+        for seq in range(self.last_released + 1, upto + 1):
+            rq.pop(seq, None)
+        self.last_released = upto
+
+    def release_wrapped(self, upto: int) -> None:
+        """RECOVERY: free re-sent packets up to ``upto``, stopping at the first plain one.
+
+        Wrapped packets carry old-ring messages (unwrapped when they arrived); a plain one was
+        sent by a member that already installed and is still to be delivered here.
+        """
+        rq = self.rq
+        seq = self.last_released
+        while seq < upto:
+            held = rq.get(seq + 1)
+            if held is None or held[0].inner is None:
+                break
+            del rq[seq + 1]
+            seq += 1
+        self.last_released = seq
+
+    def request_missing(
+        self, ring_id: RingId, tok_seq: int, rtr: list[RtrEntry], threshold: int, window: int
+    ) -> int:
+        """Add holes missing for ``threshold`` visits to ``rtr``; returns how many were added.
+
+        The scan is bounded by the sort-queue window, whatever seq the token claims.
+        """
+        if self.my_aru >= tok_seq:
+            if self.miss:
+                self.miss = {}
+            return 0
+        if len(rtr) >= RTR_MAX:
+            return 0
+        listed = {e.seq for e in rtr if e.ring_id == ring_id}
+        limit = min(tok_seq, self.last_released + window)
+        miss = self.miss
+        rq = self.rq
+        added = 0
+        for seq in range(self.my_aru + 1, limit + 1):
+            if len(rtr) >= RTR_MAX:
+                break
+            if seq in rq:
+                continue
+            count = miss.get(seq, 0) + 1
+            miss[seq] = count
+            if count >= threshold and seq not in listed:
+                rtr.append(RtrEntry(ring_id, seq))
+                added += 1
+        for seq in [s for s in miss if s <= self.my_aru]:
+            del miss[seq]
+        return added
+
+    def freeze(self, ring_id: RingId, members: tuple[int, ...]) -> OldRing:
+        """The frozen snapshot RECOVERY works from once this ring is left."""
+        return OldRing(
+            ring_id=ring_id,
+            members=members,
+            rq=MappingProxyType(self.rq),
+            aru=self.my_aru,
+            high_seq_received=self.my_high_seq_received,
+            high_delivered=self.my_high_delivered,
+            last_released=self.last_released,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OldRing:
+    """The last regular ring as it stood when COMMIT was first entered (never changes).
+
+    A late old-ring packet must not change what we told the commit token, or the
+    transitional members would deliver different sets; so the snapshot is read-only.
+    """
+
+    ring_id: RingId
+    members: tuple[int, ...]
+    #: The old sort queue (read-only view): seq -> (packet, datagram).
+    rq: Mapping[int, tuple[Mcast, bytes]]
+    aru: int
+    high_seq_received: int
+    high_delivered: int
+    last_released: int
