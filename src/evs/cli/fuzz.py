@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from evs.sim.hostile import FuzzReport, fuzz, harvest, replay
+from evs.sim.fuzz import FuzzReport, fuzz, harvest, replay
 
 __all__ = ["add_parser", "run"]
 
