@@ -1,4 +1,4 @@
-"""The hostile-datagram fuzzer (evs.sim.hostile): a bounded CI run, and proof that it bites.
+"""The hostile-datagram fuzzer (evs.sim.fuzz): a bounded CI run, and proof that it bites.
 
 The CI run is the promise: live processors in every membership state take tens of thousands
 of hostile but decodable datagrams and nothing escapes ``receive`` or ``handle_timer``, no
@@ -18,8 +18,17 @@ import pytest
 
 from evs.cli import fuzz as fuzz_cli
 from evs.cli.__main__ import main
-from evs.sim import hostile
-from evs.sim.hostile import KINDS, MUTATIONS, ROUND, Corpus, Forge, fuzz, harvest, replay
+from evs.sim.fuzz import (
+    KINDS,
+    MUTATIONS,
+    ROUND,
+    Corpus,
+    Forge,
+    fuzz,
+    group_packet,
+    harvest,
+    replay,
+)
 from evs.totem import membership
 from evs.totem.codec import DecodeError, decode
 from evs.totem.messages import Mcast
@@ -141,7 +150,7 @@ def test_the_group_layer_recipe_of_one_tiny_item_is_drawn(corpus: Corpus) -> Non
         out = forge.mutate(p, forge.fresh(p, "mcast"), "groups")
         assert out is not None
         payloads.add(decode(out, corpus.cluster_id).payload)  # type: ignore[union-attr]
-    assert hostile.group_packet([b"\x01"]) in payloads
+    assert group_packet([b"\x01"]) in payloads
     assert any(len(x) > 6 and x[2:4] == b"\xff\xff" for x in payloads)  # a huge item count
     assert any(x[4] for x in payloads)  # continuing a fragment chain
 

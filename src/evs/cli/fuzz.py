@@ -12,9 +12,10 @@ import multiprocessing
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
-from evs.sim.hostile import FuzzReport, fuzz, harvest, replay
+from evs.sim.fuzz import FuzzReport, fuzz, harvest, replay
 
 __all__ = ["add_parser", "run"]
 
@@ -29,28 +30,23 @@ long. A run is a pure function of --seed and --nodes: --replay INDEX re-runs one
 Exit status: 0 no failure, 1 failures found (each with its replay command), 2 bad arguments."""
 
 
-def _natural(text: str) -> int:
-    try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
+def _whole(least: int = 0, most: int | None = None, why: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number (``1_000`` and ``1,000`` too) in least..most."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace("_", "").replace(",", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+        if most is not None and not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"must be {least}..{most}{why}, got {value}")
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
 
-def _positive(text: str) -> int:
-    value = _natural(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _nodes(text: str) -> int:
-    value = _natural(text)
-    if not 2 <= value <= 16:
-        raise argparse.ArgumentTypeError(f"must be 2..16 (simulated cluster size), got {value}")
-    return value
+    return parse
 
 
 def _seconds(text: str) -> float:
@@ -71,16 +67,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--seed", type=_natural, required=True, help="the run's seed")
-    p.add_argument("--datagrams", type=_positive, default=100_000, help="how many (default 100000)")
+    natural = _whole()
+    p.add_argument("--seed", type=natural, required=True, help="the run's seed")
+    p.add_argument("--datagrams", type=_whole(1), default=100_000, help="how many (default 100000)")
     p.add_argument(
-        "--nodes", type=_nodes, help="size of the harvest clusters (default: drawn, 2-6)"
+        "--nodes",
+        type=_whole(2, 16, " (simulated cluster size)"),
+        help="size of the harvest clusters (default: drawn, 2-6)",
     )
     p.add_argument(
-        "--jobs", type=_natural, default=1, help="worker processes (0: one per core; default 1)"
+        "--jobs", type=natural, default=1, help="worker processes (0: one per core; default 1)"
     )
     p.add_argument(
-        "--replay", type=_natural, metavar="INDEX", help="re-run one datagram and describe it"
+        "--replay", type=natural, metavar="INDEX", help="re-run one datagram and describe it"
     )
     p.add_argument(
         "--watchdog",
