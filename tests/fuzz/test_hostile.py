@@ -266,7 +266,7 @@ def test_a_broken_state_is_reported(corpus: Corpus, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(membership, "on_merge_detect", corrupt)
     report = fuzz(5, 2 * ROUND, corpus=corpus, watchdog_s=WATCHDOG_S)
     assert report.failure_counts["insane"] > 0
-    assert "my_aru" in report.failures[0].detail
+    assert "marks out of order" in report.failures[0].detail
 
 
 # ------------------------------------------------------------------------------ the command

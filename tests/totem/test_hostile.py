@@ -14,6 +14,7 @@ from evs.totem.codec import MAX_PROCESSORS, SEQ_LIMIT, cluster_id_for, decode, e
 from evs.totem.config import TotemConfig
 from evs.totem.events import Deliver, MembState, PersistRingSeq
 from evs.totem.groups import FORMAT_VERSION
+from evs.totem.invariants import check_invariants
 from evs.totem.messages import CommitEntry, CommitToken, Join, Mcast, OrfToken
 from evs.totem.processor import Processor
 from evs.types import Guarantee, RingId
@@ -181,6 +182,20 @@ def test_a_join_whose_failed_list_is_outside_its_proc_list_is_dropped() -> None:
     p.receive(1.0, encode(Join(2, 1, (1, 2), (7, 8)), CID))
     assert p.drops["join failed list outside its proc list"] == 1
     assert p.memb.proc == {1}
+
+
+def test_a_join_whose_sender_is_outside_its_own_proc_list_is_dropped() -> None:
+    """Found by the fuzzer once it checked the core's invariants: a JOIN from 49 that wants
+    only us (proc {3}) and lists us as failed put 49 into our failed set though it was in
+    no proc set, breaking failed <= proc. Only a LEAVE leaves its sender out."""
+    p = Processor(TotemConfig(), 3)
+    p.start(0.0)
+    p.receive(1.0, encode(Join(49, 1, (3,), (3,)), CID))
+    assert p.drops["join sender outside its proc list"] == 1
+    assert p.memb.failed <= p.memb.proc == {3}
+    check_invariants(p)
+    p.receive(2.0, encode(Join(2, 1, (1, 3), (2,), leave=True), CID))  # a LEAVE still counts
+    assert p.drops["join sender outside its proc list"] == 1
 
 
 def committing_pair() -> tuple[Processor, CommitToken]:

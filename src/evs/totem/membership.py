@@ -96,7 +96,7 @@ def enter_gather(
 ) -> None:
     """(Re-)enter GATHER: announce our sets and restart the consensus round (section 5.2)."""
     m = p.memb
-    if p.state is MembState.RECOVERY:
+    if p.state in (MembState.COMMIT, MembState.RECOVERY):
         recovery.abandon(p)
     if p.state in (MembState.COMMIT, MembState.RECOVERY):
         # The failed set that led to the abandoned ring is stale: start this round afresh,
@@ -180,6 +180,10 @@ def _implausible(p: Processor, join: Join) -> str:
     if join.ring_seq > p.token_ring_id_seq + RING_SEQ_LEAP:
         return "join ring seq leaps too far"
     proc, failed = set(join.proc_list), set(join.failed_list)
+    if not join.leave and join.sender not in proc:
+        # An honest processor always wants itself in the next ring unless it is leaving;
+        # failing such a sender would put a processor outside proc into the failed set.
+        return "join sender outside its proc list"
     if not failed <= proc | {join.sender}:
         # Honest failed sets are subsets of proc (a LEAVE adds only its sender): so ours stay
         # subsets too, and both stay within MAX_PROCESSORS, the most a JOIN can carry.

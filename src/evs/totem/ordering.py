@@ -25,7 +25,6 @@ return what they decided, and the processor does the sending and the delivering.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from evs.totem.messages import Mcast, RtrEntry
@@ -168,7 +167,8 @@ class RingOrdering:
         return OldRing(
             ring_id=ring_id,
             members=members,
-            rq=MappingProxyType(self.rq),
+            # Handed over, not copied: this ordering object is dropped right after freezing.
+            rq=self.rq,
             aru=self.my_aru,
             high_seq_received=self.my_high_seq_received,
             high_delivered=self.my_high_delivered,
@@ -186,7 +186,7 @@ class OldRing:
 
     ring_id: RingId
     members: tuple[int, ...]
-    #: The old sort queue (read-only view): seq -> (packet, datagram).
+    #: The old sort queue, read-only by type: seq -> (packet, datagram).
     rq: Mapping[int, tuple[Mcast, bytes]]
     aru: int
     high_seq_received: int

@@ -264,10 +264,11 @@ def _designated(
 
 
 def abandon(p: Processor) -> None:
-    """RECOVERY failed: drop the new ring's queue, keep the saved old ring for next time."""
+    """COMMIT or RECOVERY failed: drop what the attempt queued, received and recovered (the
+    new ring's packets, old-ring messages unwrapped from them); keep the saved old ring."""
     p.rec.new_attempt(None)
     p.ring = RingOrdering()
-    p.stats["recovery abandoned"] += 1
+    p.stats[f"{p.state.value} abandoned"] += 1
 
 
 def on_recovered(p: Processor, inner: Mcast) -> None:

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Set
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from evs.sim.fuzz.wire import Entry
 from evs.totem.codec import MAX_PROCESSORS
 from evs.totem.events import MembState
+from evs.totem.invariants import Invariants
 from evs.totem.processor import Processor
 from evs.types import RingId
 
@@ -41,6 +42,9 @@ __all__ = [
 
 #: Ring ids as (rep, seq) pairs, the order they have on the wire.
 Ring = tuple[int, int]
+
+#: The core's invariants, walking the sort queue on every 8th check (fuzz calls are many).
+_INVARIANTS = Invariants(full_every=8)
 
 
 class Target:
@@ -86,20 +90,22 @@ class Target:
         self.ring: Ring = _pair(p.ring_id)
         self.token_ring_id_seq: int = p.token_ring_id_seq
         self.memb_list: tuple[int, ...] = p.memb_list
-        self.my_token_seq: int = p.my_token_seq
-        self.my_aru: int = p.my_aru
-        self.my_high_seq_received: int = p.my_high_seq_received
-        self.my_high_delivered: int = p.my_high_delivered
-        self.last_released: int = p.last_released
-        self.my_last_aru: int = p.my_last_aru
+        ring = _ordering(p)
+        self.my_token_seq: int = ring.my_token_seq
+        self.my_aru: int = ring.my_aru
+        self.my_high_seq_received: int = ring.my_high_seq_received
+        self.my_high_delivered: int = ring.my_high_delivered
+        self.last_released: int = ring.last_released
+        self.my_last_aru: int = ring.my_last_aru
         # The saved old ring (recovery state); rep 0 when none was saved.
-        rec = p.rec
-        self.old_ring: Ring = _pair(rec.old_ring_id)
-        self.old_members: tuple[int, ...] = rec.old_members
-        self.old_aru: int = rec.old_aru
-        self.old_high_seq_received: int = rec.old_high_seq_received
-        self.old_high_delivered: int = rec.old_high_delivered
-        self.old_last_released: int = rec.old_last_released
+        (
+            self.old_ring,
+            self.old_members,
+            self.old_aru,
+            self.old_high_seq_received,
+            self.old_high_delivered,
+            self.old_last_released,
+        ) = _old_ring(p)
         # The gather sets (the processor's own, read-only here), the candidates on demand
         # (only commit tokens need them), the commit bookkeeping.
         memb = p.memb
@@ -139,6 +145,36 @@ def _pair(r: RingId) -> Ring:
     return (r.rep, r.seq)
 
 
+def _ordering(p: Processor) -> Any:
+    """The current ring's ordering state: ``p.ring`` (before 9c3912d, the processor itself)."""
+    return getattr(p, "ring", p)
+
+
+def _old_ring(p: Processor) -> tuple[Ring, tuple[int, ...], int, int, int, int]:
+    """The saved old ring as (ring, members, aru, high, delivered, released); rep 0 if none."""
+    rec: Any = p.rec
+    if not hasattr(rec, "old"):  # the layout before 9c3912d (docs/fuzzing.md's study)
+        return (
+            _pair(rec.old_ring_id),
+            rec.old_members,
+            rec.old_aru,
+            rec.old_high_seq_received,
+            rec.old_high_delivered,
+            rec.old_last_released,
+        )
+    old = rec.old
+    if old is None:
+        return (0, 0), (), 0, 0, 0, 0
+    return (
+        _pair(old.ring_id),
+        old.members,
+        old.aru,
+        old.high_seq_received,
+        old.high_delivered,
+        old.last_released,
+    )
+
+
 class Glance(NamedTuple):
     """The target before or after one input: compared for effects, shown in failure reports."""
 
@@ -157,15 +193,16 @@ class Glance(NamedTuple):
 
 def glance(p: Processor) -> Glance:
     m = p.memb
+    ring = _ordering(p)
     return Glance(
         p.nodeid,
         p.state,
         p.ring_id,
         p.memb_list,
-        p.my_aru,
-        p.my_high_seq_received,
-        p.last_released,
-        p.my_token_seq,
+        ring.my_aru,
+        ring.my_high_seq_received,
+        ring.last_released,
+        ring.my_token_seq,
         (len(m.proc), len(m.failed), len(m.consensus)),
         m.commit_token_seq,
     )
@@ -181,14 +218,21 @@ def describe_target(label: str, g: Glance) -> str:
 
 def holds(p: Processor, seq: int, data: bytes) -> bool:
     """The receive queue stores exactly ``data`` (the same object) at ``seq``."""
-    held = p.rq.get(seq)
+    held = _ordering(p).rq.get(seq)
     return held is not None and held[1] is data
 
 
 def check_state(p: Processor) -> str | None:
-    """A structural invariant the target broke (None if none): state no input may corrupt."""
-    if p.my_aru > p.my_high_seq_received:
-        return f"my_aru {p.my_aru} > my_high_seq_received {p.my_high_seq_received}"
+    """A structural invariant the target broke (None if none): state no input may corrupt.
+
+    The core's own ``evs.totem.invariants`` where it has them; the basic rules below for
+    the layout before 9c3912d.
+    """
+    if hasattr(p, "ring"):
+        broken = _INVARIANTS.check(p)
+        return "; ".join(broken) if broken else None
+    if p.my_aru > p.my_high_seq_received:  # type: ignore[attr-defined]
+        return "my_aru above my_high_seq_received"
     ml = p.memb_list
     if p.nodeid not in ml:
         return f"memb_list {ml} lacks node {p.nodeid}"
