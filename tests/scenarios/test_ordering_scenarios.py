@@ -6,6 +6,8 @@ that the protocol branch meant to handle it was taken (its counter, our coverage
 
 from __future__ import annotations
 
+import pytest
+
 from evs.sim.scenario import Scenario
 from evs.totem.messages import MessageType
 from evs.types import Guarantee
@@ -89,3 +91,15 @@ def test_flow_control_makes_a_busy_sender_wait_instead_of_dropping() -> None:
     assert proc.packer.queued_bytes() <= proc.config.queue_bytes_max
     sc.run_until(lambda: all_delivered(sc, (1, 2), accepted), within_ms=60000)
     sc.assert_evs()
+
+
+def test_assert_evs_judges_the_last_configuration_by_default() -> None:
+    """A member that never got a message of the final ring fails ``assert_evs()``."""
+    sc = Scenario(3, static=True)
+    sc.drop_next(MessageType.MCAST, frm=1, to=3, count=1000)
+    sent = sc.submit(1, 100)
+    sc.run_until(lambda: all_delivered(sc, (1, 2), [sent]), within_ms=2000)
+    assert sent not in sc.delivered(3)
+    sc.assert_evs(quiet_end=False)  # cut mid-ring: nothing is owed yet
+    with pytest.raises(AssertionError, match=r"1\.4"):
+        sc.assert_evs()

@@ -54,7 +54,7 @@ def test_recovery_re_sends_more_than_the_sort_queue_window_and_installs() -> Non
 
     sc.run_until(all_delivered, 30000)
     assert len(sc.events(1, "send")) + len(sc.events(2, "send")) == 400
-    sc.assert_evs(quiet_end=True)
+    sc.assert_evs()
 
 
 def test_a_re_sent_message_claiming_a_far_old_seq_is_dropped_and_install_stays_short() -> None:
@@ -93,4 +93,4 @@ def test_a_re_sent_message_claiming_a_far_old_seq_is_dropped_and_install_stays_s
     sc.run_until_ring((1,), within_ms=5000)
     assert injected, "the forged packet was never delivered in RECOVERY"
     assert sc.processor(1).drops["recovered message not of our old ring"] == 1
-    sc.assert_evs(quiet_end=True)
+    sc.assert_evs()

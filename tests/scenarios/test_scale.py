@@ -32,7 +32,8 @@ def test_64_processors_survive_crashes_and_a_partition_merge() -> None:
     sc.heal()
     took = sc.run_until_ring(survivors, within_ms=20000)
     assert took < 3000
-    sc.submit(survivors[0], 100, safe=True)
-    sc.run_ms(500)
-    assert sc.delivered(survivors[-1])[-1] == sc.delivered(survivors[0])[-1]
+    probe = sc.submit(survivors[0], 100, safe=True)
+    sc.run_until_delivered(probe, survivors, within_ms=2000)
+    for n in survivors:
+        assert sc.delivered(n)[-1] == probe, n
     sc.assert_evs()
