@@ -30,7 +30,9 @@ CAUGHT_WITHIN: dict[str, tuple[dict[str, Any], int]] = {
     "transitional-drops-last": (_FAULTS, 4),
     "causal": (_STATIC, 2),
     "order": (_STATIC, 2),
-    "gap-all-senders": (_LOSSY, 6),
+    # Seed 9: the drawing of flow control options, saturation and slow receivers moved the
+    # first gap at a change of the canary processor from seed 6 to seed 9.
+    "gap-all-senders": (_LOSSY, 9),
     "unsafe": ({**_FAULTS, "safe_fraction": 1.0}, 8),
 }
 

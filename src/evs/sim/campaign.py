@@ -1,21 +1,32 @@
 """Many seeds, in parallel processes: the simulator's search for counter-examples.
 
 Each seed is independent and deterministic, so the campaign just fans seeds out over worker
-processes and collects the failures with the one-line command that replays each.
+processes and collects the failures with the one-line command that replays each. Every
+outcome carries the run's accounting (``cluster.ACCOUNTING``: the faults that took effect,
+the configurations delivered, the saturation and window peaks), so a campaign can prove that
+what it drew really happened: a fault injector that silently does nothing fails the totals.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from evs.sim.cluster import Cluster
-from evs.sim.options import draw_options
+from evs.sim.cluster import ACCOUNTING, Cluster
+from evs.sim.options import SimOptions, draw_options
 
-__all__ = ["CampaignResult", "SeedOutcome", "replay_command", "run_campaign", "run_seed"]
+__all__ = [
+    "EFFECTS",
+    "CampaignResult",
+    "SeedOutcome",
+    "replay_command",
+    "run_campaign",
+    "run_seed",
+]
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,24 @@ class SeedOutcome:
     converged_ms: float | None
     deliveries: int
     rings: int
+    #: The options the seed ran with (drawn and given).
+    options: SimOptions
+    #: ``ACCOUNTING`` counters of the run.
+    accounting: dict[str, int] = field(default_factory=dict)
+    liveness_bound_ms: float = 0.0
+
+    @property
+    def window_filled(self) -> bool:
+        """A token carried a full window: ``window_size`` packets sent in one rotation."""
+        return self.accounting.get("token fcc peak", 0) >= self.options.window_size
+
+    @property
+    def sort_queue_filled(self) -> bool:
+        """Some processor's sort queue spanned more than ``sort_queue_slots - window_size``
+        seqs: the point where the token stops senders (the sort queue is full)."""
+        opts = self.options
+        peak = self.accounting.get("sort queue peak", 0)
+        return peak > opts.sort_queue_slots - opts.window_size
 
 
 @dataclass
@@ -39,27 +68,105 @@ class CampaignResult:
     def failures(self) -> list[SeedOutcome]:
         return [o for o in self.outcomes if o.violations]
 
+    def totals(self) -> Counter[str]:
+        """Every ``ACCOUNTING`` counter summed over the seeds (peaks too: a count of seqs)."""
+        total: Counter[str] = Counter()
+        for o in self.outcomes:
+            total.update(o.accounting)
+        return total
+
+    def drawn(self) -> Counter[str]:
+        """What the seeds' options asked for: each fault kind scheduled inside the safety
+        phase (``FaultAction.kind``), and ``saturate`` for the saturating seeds."""
+        asked: Counter[str] = Counter()
+        for o in self.outcomes:
+            opts = o.options
+            asked.update(a.kind for a in opts.faults if a.at_ms < opts.duration_ms)
+            asked["saturate"] += opts.saturating
+        return asked
+
+    def unproven(self) -> list[str]:
+        """Each drawn kind whose effect the runs never counted (``EFFECTS``): empty unless
+        a fault injector (or the saturating load) silently did nothing."""
+        asked = self.drawn()
+        totals = self.totals()
+        return [
+            f"{kind} drawn {asked[kind]} times but {key} = 0"
+            for kind, keys in EFFECTS.items()
+            if asked[kind]
+            for key in keys
+            if not totals[key]
+        ]
+
+
+#: The accounting keys that prove each drawn kind of fault (or the saturation) took effect.
+EFFECTS = {
+    "start": ("late starts",),
+    "crash": ("crashes",),
+    "restart": ("restarts",),
+    "pause": ("pauses", "datagrams held while paused"),
+    "partition": ("partitions", "datagrams blocked"),
+    "oneway": ("partitions", "datagrams blocked"),
+    "heal": ("heals",),
+    "burst": ("loss bursts",),
+    "slow": ("slow periods", "datagrams lost to slow receivers"),
+    "saturate": ("saturated submits", "saturation try again"),
+}
+
+#: Options with an ``evs sim`` flag, in the order the replay command spells them.
+FLAGS = {
+    "nodes": "--nodes",
+    "duration_ms": "--duration-ms",
+    "loss": "--loss",
+    "dup": "--dup",
+    "reorder": "--reorder",
+    "bandwidth_mbps": "--bandwidth",
+    "rate": "--rate",
+    "safe_fraction": "--safe-fraction",
+    "token_ms": "--token",
+    "window_size": "--window-size",
+    "max_messages": "--max-messages",
+    "sort_queue_slots": "--sort-queue-slots",
+    "queue_bytes_max": "--queue-bytes-max",
+    "saturate": "--saturate",
+    "canary": "--canary",
+}
+#: Drawn options the replay command always spells out (with ``options``): the flow control
+#: constants and the saturation span, whose drawing is the youngest and the likeliest to
+#: change; given explicitly, the same values make the same run.
+SPELLED_OUT = ("window_size", "max_messages", "sort_queue_slots", "queue_bytes_max", "saturate")
+
+
+def _flag_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ":".join(_flag_value(v) for v in value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
 
 def replay_command(
-    seed: int, overrides: dict[str, Any], with_faults: bool, light: bool = False
+    seed: int,
+    overrides: dict[str, Any],
+    with_faults: bool,
+    light: bool = False,
+    options: SimOptions | None = None,
 ) -> str:
-    """The ``evs sim`` command line that replays one seed exactly."""
+    """The ``evs sim`` command line that replays one seed exactly.
+
+    With ``options`` (the run's), the ``SPELLED_OUT`` values are given explicitly even where
+    they were drawn.
+    """
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if options is not None:
+        for key in SPELLED_OUT:
+            values[key] = getattr(options, key)
+        if not options.saturating:
+            values.pop("saturate")
     parts = ["evs sim", f"--seed {seed}"]
-    flags = {
-        "nodes": "--nodes",
-        "duration_ms": "--duration-ms",
-        "loss": "--loss",
-        "dup": "--dup",
-        "reorder": "--reorder",
-        "bandwidth_mbps": "--bandwidth",
-        "rate": "--rate",
-        "safe_fraction": "--safe-fraction",
-        "token_ms": "--token",
-        "canary": "--canary",
-    }
-    for key, flag in flags.items():
-        if overrides.get(key) is not None:
-            parts.append(f"{flag} {overrides[key]}")
+    for key, flag in FLAGS.items():
+        if key in values:
+            parts.append(f"{flag} {_flag_value(values[key])}")
     if overrides.get("static_ring"):
         parts.append("--static-ring")
     elif not with_faults:
@@ -83,6 +190,9 @@ def run_seed(
         converged_ms=result.converged_ms,
         deliveries=result.stats["deliveries"],
         rings=result.stats["regular configurations"],
+        options=options,
+        accounting={k: int(result.stats[k]) for k in ACCOUNTING},
+        liveness_bound_ms=result.liveness_bound_ms,
     )
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from typing import Any
 
 from evs.sim.campaign import SeedOutcome, replay_command, run_campaign
 from evs.sim.canaries import CANARIES
-from evs.sim.cluster import Cluster
-from evs.sim.options import draw_options
+from evs.sim.cluster import ACCOUNTING, Cluster
+from evs.sim.options import draw_options, parse_span
 
 __all__ = ["add_parser", "run"]
 
@@ -36,6 +37,20 @@ def _nodes(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _span(text: str) -> tuple[float, float]:
+    try:
+        return parse_span(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "sim",
@@ -59,6 +74,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--rate", type=_positive, help="messages per second per processor")
     p.add_argument("--safe-fraction", type=_probability, help="share of SAFE messages")
     p.add_argument("--token", type=_positive, help="token timeout in ms (default 1000)")
+    p.add_argument("--window-size", type=_count, help="packets one token rotation may carry")
+    p.add_argument("--max-messages", type=_count, help="packets one processor sends per visit")
+    p.add_argument("--sort-queue-slots", type=_count, help="how far (seqs) the ring may run ahead")
+    p.add_argument(
+        "--queue-bytes-max", type=_count, help="send queue bytes per processor before TryAgain"
+    )
+    p.add_argument(
+        "--saturate",
+        type=_span,
+        nargs="?",
+        const=(0.0, math.inf),
+        metavar="FROM:TO",
+        help="keep every send queue full (the whole safety phase, or FROM:TO ms)",
+    )
     p.add_argument("--static-ring", action="store_true", help="no membership: a fixed ring")
     p.add_argument("--no-faults", action="store_true", help="no crashes, partitions or pauses")
     p.add_argument("--light", action="store_true", help="cap the drawn workload (campaigns)")
@@ -80,6 +109,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "rate": args.rate,
         "safe_fraction": args.safe_fraction,
         "token_ms": args.token,
+        "window_size": args.window_size,
+        "max_messages": args.max_messages,
+        "sort_queue_slots": args.sort_queue_slots,
+        "queue_bytes_max": args.queue_bytes_max,
+        "saturate": args.saturate,
         "static_ring": True if args.static_ring else None,
         "canary": args.canary,
     }
@@ -114,17 +148,19 @@ def run(args: argparse.Namespace) -> int:
                     "sim_ms": result.sim_ms,
                     "real_s": result.real_s,
                     "converged_ms": result.converged_ms,
+                    "liveness_bound_ms": result.liveness_bound_ms,
                     "stats": dict(stats),
                 }
             )
         )
     else:
         _print_summary(cluster, result.sim_ms, result.real_s, result.converged_ms)
+        print(f"liveness bound: {result.liveness_bound_ms:.0f} ms")
     if result.violations:
         print(f"VIOLATIONS ({len(result.violations)}):")
         for v in result.violations[:50]:
             print("  " + v)
-        print("replay: " + replay_command(seed, overrides, with_faults, args.light))
+        print("replay: " + replay_command(seed, overrides, with_faults, args.light, options))
         return 1
     print("result: OK, no violation")
     return 0
@@ -144,9 +180,22 @@ def _print_summary(cluster: Cluster, sim_ms: float, real_s: float, conv: float |
         f"retransmits, {s['token lost']} token losses"
     )
     print(
-        f"membership: {s['regular configurations']} regular configurations delivered, "
-        f"{s['crashes']} crashes, {s['restarts']} restarts, {s['partitions']} partitions, "
-        f"{s['pauses']} pauses"
+        f"membership: {s['regular configurations']} regular and "
+        f"{s['transitional configurations']} transitional configurations delivered, "
+        f"{s['rings installed']} rings"
+    )
+    print(
+        "faults: "
+        + ", ".join(
+            f"{s[k]} {k}"
+            for k in ACCOUNTING[: ACCOUNTING.index("datagrams lost to slow receivers") + 1]
+        )
+    )
+    opts = cluster.options
+    print(
+        f"flow: token fcc peak {s['token fcc peak']} of window {opts.window_size}, "
+        f"sort queue peak {s['sort queue peak']} of {opts.sort_queue_slots} slots; "
+        f"saturation: {s['saturated submits']} submits, {s['saturation try again']} TryAgain"
     )
     _print_timeline(cluster)
     if conv is not None:
@@ -207,7 +256,19 @@ def _campaign(
         f"{sim_s:.0f} s simulated in {result.real_s:.0f} s real; "
         f"{sum(o.deliveries for o in result.outcomes)} deliveries checked"
     )
+    totals = result.totals()
+    print(
+        "happened: " + ", ".join(f"{totals[k]} {k}" for k in ACCOUNTING if not k.endswith(" peak"))
+    )
+    print(
+        f"flow: {sum(o.options.saturating for o in result.outcomes)} seeds saturated, "
+        f"{sum(o.window_filled for o in result.outcomes)} filled a window, "
+        f"{sum(o.sort_queue_filled for o in result.outcomes)} filled a sort queue"
+    )
+    unproven = result.unproven()
+    for line in unproven:
+        print(f"NOT PROVEN: {line}")
     for o in result.failures:
         print(f"FAIL seed {o.seed}: {o.violations[0][:300]}")
-        print("  replay: " + replay_command(o.seed, overrides, with_faults, args.light))
-    return 1 if result.failures else 0
+        print("  replay: " + replay_command(o.seed, overrides, with_faults, args.light, o.options))
+    return 1 if result.failures or unproven else 0

@@ -8,8 +8,22 @@ from named streams of the seed, so a run is a pure function of its options.
 
 A run has two phases. The safety phase applies the workload and the faults. The liveness phase
 heals the network and stops the load; the live processors must then form one ring, deliver
-everything, and deliver a probe message from every member, within ``liveness_ms``. The trace
-is then judged by ``evs.check``.
+everything, and deliver a probe message from every member, within the liveness bound: the
+fixed ``liveness_ms`` for membership and recovery, plus twice the time the ring needs to carry
+what is still queued (``drain_bound_ms``: backlog packets over what one token rotation may
+carry, times a rotation's expected length). The trace is then judged by ``evs.check``.
+
+Saturation: during ``options.saturate`` every processor refills its send queue after each of
+its inputs until the core refuses a message (TryAgain), so every token visit finds more than
+the window lets it send. A slow receiver loses most multicasts addressed to it (tokens still
+pass), lags, holds the ring's aru back and catches up by retransmission.
+
+Accounting: every fault is counted when it takes effect (a crash of a live processor, a
+partition that blocks datagrams, a slow period that drops them), not when it is scheduled, so
+a campaign can assert that the faults it drew really happened (``SimResult.stats``, keys in
+``ACCOUNTING``). The peaks of the sort queue (seqs between a processor's released mark and the
+highest seq it holds) and of the token's fcc (packets sent in the last rotation) show whether
+the sort queues and windows filled.
 """
 
 from __future__ import annotations
@@ -26,6 +40,7 @@ from evs.errors import TryAgain
 from evs.sim.canaries import make_processor
 from evs.sim.options import FaultAction, SimOptions
 from evs.sim.rng import derive
+from evs.totem.codec import cluster_id_for, decode, peek_type
 from evs.totem.config import TotemConfig
 from evs.totem.events import (
     BROADCAST,
@@ -39,6 +54,7 @@ from evs.totem.events import (
     Sent,
 )
 from evs.totem.invariants import Invariants
+from evs.totem.messages import MessageType, OrfToken
 from evs.totem.processor import Processor
 from evs.trace import (
     confchg_event,
@@ -51,9 +67,34 @@ from evs.trace import (
 )
 from evs.types import Guarantee
 
-__all__ = ["Cluster", "SimNode", "SimResult"]
+__all__ = ["ACCOUNTING", "Cluster", "SimNode", "SimResult"]
 
 GROUPS = (b"sim",)
+#: What happened in a run, each counted as it took effect (``SimResult.stats`` keys).
+ACCOUNTING = (
+    "crashes",
+    "restarts",
+    "late starts",
+    "partitions",
+    "heals",
+    "datagrams blocked",
+    "pauses",
+    "datagrams held while paused",
+    "loss bursts",
+    "slow periods",
+    "datagrams lost to slow receivers",
+    "transitional configurations",
+    "regular configurations",
+    "rings installed",
+    "saturated submits",
+    "saturation try again",
+    "sort queue peak",
+    "token fcc peak",
+)
+#: Bytes of a full data packet on the wire (serialization time in the liveness bound).
+_PACKET_BYTES = 1500
+_MCAST = MessageType.MCAST
+_TOKEN = MessageType.ORF_TOKEN
 
 
 class SimNode:
@@ -61,6 +102,7 @@ class SimNode:
 
     __slots__ = (
         "deferred",
+        "full_at",
         "incarnation",
         "nodeid",
         "paused_until",
@@ -68,6 +110,7 @@ class SimNode:
         "persisted_seq",
         "proc",
         "sent_counter",
+        "sq_peak",
         "timer_at",
         "timer_gen",
         "want_restart",
@@ -85,6 +128,10 @@ class SimNode:
         self.paused_until = 0.0
         self.deferred: list[bytes] = []
         self.want_restart = False
+        #: Saturation: the queued bytes at the last TryAgain (refill once below them).
+        self.full_at = 1 << 62
+        #: Largest sort queue span seen (highest seq held minus the released mark).
+        self.sq_peak = 0
 
 
 @dataclass
@@ -98,6 +145,8 @@ class SimResult:
     real_s: float
     converged_ms: float | None
     trace_events: int
+    #: How long the liveness phase was allowed to take (see ``Cluster.drain_bound_ms``).
+    liveness_bound_ms: float = 0.0
     details: list[str] = field(default_factory=list)
     #: The violations the trace checker (evs.check) found, also part of ``violations``.
     checker_violations: list[str] = field(default_factory=list)
@@ -121,12 +170,14 @@ class Cluster:
 
     def __init__(self, options: SimOptions, *, config: TotemConfig | None = None) -> None:
         self.options = options
-        self.config = config or TotemConfig(token=options.token_ms)
+        self.config = config or options.totem_config()
+        self._cluster_id = cluster_id_for(self.config.cluster_name)
         self.now = 0.0
         self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._order = 0
         self.net_rng = derive(options.seed, "network")
         self.load_rng = derive(options.seed, "workload")
+        self.fill_rng = derive(options.seed, "saturate-load")
         self.nodes = {n: SimNode(n) for n in range(1, options.nodes + 1)}
         self.all_ids = tuple(self.nodes)
         self.trace: list[dict[str, Any]] = []
@@ -142,6 +193,16 @@ class Cluster:
         self.egress_busy = dict.fromkeys(self.nodes, 0.0)
         self.load_on = False
         self.faults_on = False
+        #: Every processor keeps its send queue full (``options.saturate``).
+        self.saturating = False
+        self._refilling = False
+        #: Slow receivers: node -> (loss of the multicasts to it, period generation).
+        self.slow: dict[int, tuple[float, int]] = {}
+        self._slow_gen = 0
+        #: Largest fcc a token carried: packets sent ring-wide in one rotation.
+        self.fcc_peak = 0
+        #: The liveness bound's drain allowance, computed when the faults end.
+        self.drain_ms = 0.0
         #: Test hooks: a filter returning True drops the datagram (src, dst, data).
         self.filters: list[Callable[[int, int, bytes], bool]] = []
         #: Delivered message ids per node (for the liveness probe).
@@ -189,6 +250,7 @@ class Cluster:
         node.pending = {}
         node.deferred = []
         node.paused_until = 0.0
+        node.full_at = 1 << 62
         node.proc.start(self.now)
         self._flush(node)
 
@@ -252,6 +314,8 @@ class Cluster:
             node.timer_at = at
             if at is not None:
                 self.at(max(at, self.now), self._on_timer, node, node.timer_gen)
+        if self.saturating and not self._refilling:
+            self._refill(node)
 
     def _on_timer(self, node: SimNode, gen: int) -> None:
         proc = node.proc
@@ -279,11 +343,18 @@ class Cluster:
             start = max(self.now, self.egress_busy[src])
             depart = start + len(data) * 8 / (opts.bandwidth_mbps * 1000.0)
             self.egress_busy[src] = depart
-        targets = [n for n in self.all_ids if n != src] if dest == BROADCAST else [dest]
+        if dest == BROADCAST:
+            targets = [n for n in self.all_ids if n != src]
+        else:
+            targets = [dest]
+            if peek_type(data) is _TOKEN:
+                self._note_token(data)
         self.stats["datagrams sent"] += 1
         self.stats["bytes sent"] += len(data)
+        slow = self.slow
         for dst in targets:
             if dst != src and self.blocked(src, dst):
+                self.stats["datagrams blocked"] += 1
                 continue
             if self.filters and any(f(src, dst, data) for f in self.filters):
                 self.stats["datagrams filtered"] += 1
@@ -291,12 +362,20 @@ class Cluster:
             if self.loss and rng.random() < self.loss:
                 self.stats["datagrams lost"] += 1
                 continue
+            if slow and dst in slow and peek_type(data) is _MCAST and rng.random() < slow[dst][0]:
+                self.stats["datagrams lost to slow receivers"] += 1
+                continue
             copies = 2 if self.dup and rng.random() < self.dup else 1
             for _ in range(copies):
                 delay = opts.delay_min_ms + rng.expovariate(1.0 / opts.delay_mean_ms)
                 if self.reorder and rng.random() < self.reorder:
                     delay += rng.uniform(0, opts.reorder_delay_ms)
                 self.at(depart + delay, self._arrive, dst, data)
+
+    def _note_token(self, data: bytes) -> None:
+        tok = decode(data, self._cluster_id)
+        if isinstance(tok, OrfToken) and tok.fcc > self.fcc_peak:
+            self.fcc_peak = tok.fcc
 
     def _arrive(self, dst: int, data: bytes) -> None:
         node = self.nodes[dst]
@@ -306,8 +385,13 @@ class Cluster:
         if node.paused_until > self.now:
             if len(node.deferred) < 4096:  # a socket buffer: overflow is loss
                 node.deferred.append(data)
+                self.stats["datagrams held while paused"] += 1
             return
         proc.receive(self.now, data)
+        ring = proc.ring
+        span = ring.my_high_seq_received - ring.last_released
+        if span > node.sq_peak:  # noqa: PLR1730 (hot path: cheaper than max())
+            node.sq_peak = span
         self._flush(node)
 
     # ------------------------------------------------------------------ workload
@@ -330,6 +414,8 @@ class Cluster:
             number = proc.submit(self.now, groups, data, guarantee)
         except TryAgain:
             self.stats["submit try again"] += 1
+            if self.saturating:
+                self.stats["saturation try again"] += 1
             return None
         node.sent_counter += 1
         node.pending[number] = (msgid, payload_digest(data), guarantee)
@@ -354,6 +440,45 @@ class Cluster:
             guarantee = Guarantee.SAFE if rng.random() < opts.safe_fraction else Guarantee.AGREED
             self.submit(nodeid, size, guarantee)
         self.at(self.now + rng.expovariate(opts.rate / 1000.0), self._load_tick, nodeid)
+
+    def set_saturating(self, on: bool) -> None:
+        """Start or stop the saturating load (only while the workload runs)."""
+        self.saturating = on and self.load_on
+        if self.saturating:
+            for node in self.nodes.values():
+                self._refill(node)
+
+    def _refill(self, node: SimNode) -> None:
+        """Submit until the core says TryAgain; again only once its queue has drained some.
+
+        Fillers are mostly about one packet long (few deliveries per packet carried, so a
+        saturated ring costs little to check), some large or huge as the workload draws.
+        """
+        proc = node.proc
+        if proc is None or node.paused_until > self.now:
+            return
+        if proc.packer.queued_bytes() >= node.full_at:
+            return
+        opts = self.options
+        rng = self.fill_rng
+        self._refilling = True
+        try:
+            while True:
+                r = rng.random()
+                if r < opts.huge_fraction:
+                    size = 1 << 20
+                elif r < opts.huge_fraction + opts.large_fraction:
+                    size = rng.randint(4096, 65536)
+                else:
+                    size = rng.randint(200, 2400)
+                safe = rng.random() < opts.safe_fraction
+                if self.submit(node.nodeid, size, Guarantee.SAFE if safe else Guarantee.AGREED):
+                    self.stats["saturated submits"] += 1
+                    continue
+                node.full_at = proc.packer.queued_bytes()
+                return
+        finally:
+            self._refilling = False
 
     # ------------------------------------------------------------------ trace
 
@@ -410,7 +535,9 @@ class Cluster:
                         joined=ev.joined,
                     )
                 )
-                if not ev.transitional:
+                if ev.transitional:
+                    self.stats["transitional configurations"] += 1
+                else:
                     self.stats["regular configurations"] += 1
             elif isinstance(ev, GatherEntered):
                 trace.append(
@@ -453,11 +580,26 @@ class Cluster:
         self.group_of = {}
         self.oneway = False
 
+    def set_slow(self, nodeid: int, loss: float, duration_ms: float) -> None:
+        """Make ``nodeid`` a slow receiver: it loses ``loss`` of the multicasts sent to it."""
+        if self.nodes[nodeid].proc is None:
+            return
+        self._slow_gen += 1
+        self.slow[nodeid] = (loss, self._slow_gen)
+        self.stats["slow periods"] += 1
+        self.at(self.now + duration_ms, self._end_slow, nodeid, self._slow_gen)
+
+    def _end_slow(self, nodeid: int, gen: int) -> None:
+        if nodeid in self.slow and self.slow[nodeid][1] == gen:
+            del self.slow[nodeid]
+
     def _apply(self, action: FaultAction) -> None:
         if not self.faults_on and action.kind != "restart":
             return
         kind = action.kind
         if kind == "start":
+            if self.nodes[action.nodes[0]].proc is None:
+                self.stats["late starts"] += 1
             self.start_node(action.nodes[0])
         elif kind == "crash":
             victim = action.nodes[0]
@@ -473,12 +615,16 @@ class Cluster:
         elif kind in ("partition", "oneway"):
             self.partition(*action.groups, oneway=kind == "oneway")
         elif kind == "heal":
+            if self.group_of:
+                self.stats["heals"] += 1
             self.heal()
         elif kind == "burst":
             self.loss = action.value
             self.dup = action.value / 3
             self.stats["loss bursts"] += 1
             self.at(self.now + action.duration_ms, self._end_burst)
+        elif kind == "slow":
+            self.set_slow(action.nodes[0], action.value, action.duration_ms)
 
     def _end_burst(self) -> None:
         if self.faults_on:
@@ -529,27 +675,35 @@ class Cluster:
             self.at(self.load_rng.uniform(0, 10), self._load_tick, nodeid)
         for action in opts.faults:
             self.at(action.at_ms, self._apply, action)
+        if opts.saturating:
+            self.at(opts.saturate[0], self.set_saturating, True)
+            self.at(opts.saturate[1], self.set_saturating, False)
         self.run_until(opts.duration_ms)
 
         # Liveness: heal, stop the load, restart whoever was meant to come back.
         self.load_on = False
         self.faults_on = False
+        self.saturating = False
         self.heal()
+        self.slow.clear()
         self.loss = self.dup = self.reorder = 0.0
         for nodeid, node in self.nodes.items():
             if node.proc is None and not self._was_started(nodeid):
                 self.start_node(nodeid)  # a late joiner whose start fell after the faults
             elif node.proc is None and node.want_restart:
                 self.restart(nodeid)
-        deadline = self.now + opts.liveness_ms
+        self.drain_ms = self.drain_bound_ms()
+        bound = opts.liveness_ms + 2 * self.drain_ms
+        deadline = self.now + bound
         converged_at: float | None = None
         if self.run_until(deadline, self.converged):
             converged_at = self.now
             self._probe(deadline)
         else:
             self.violations.append(
-                f"liveness: no quiet ring of all live processors within {opts.liveness_ms:.0f} ms"
-                f" after the faults ended; states: {self.describe_states()}"
+                f"liveness: no quiet ring of all live processors within {bound:.0f} ms after "
+                f"the faults ended ({opts.liveness_ms:.0f} ms + twice the drain estimate of "
+                f"{self.drain_ms:.0f} ms); states: {self.describe_states()}"
             )
         report = check_events(self.trace, quiet_end=converged_at is not None)
         checked = [str(v) for v in report.violations]
@@ -563,7 +717,41 @@ class Cluster:
             real_s=time.perf_counter() - started,
             converged_ms=None if converged_at is None else converged_at - opts.duration_ms,
             trace_events=len(self.trace),
+            liveness_bound_ms=bound,
         )
+
+    def drain_bound_ms(self) -> float:
+        """Expected time for the ring to carry every live processor's queued packets.
+
+        Flow control lets a rotation carry at most ``window_size`` packets and each
+        processor at most ``max_messages`` per visit, shared by backlog. While ``k``
+        processors still have a backlog, a rotation carries ``min(window, k x max_messages)``
+        packets, about evenly; so the smallest backlog drains first, then the next with one
+        processor fewer sending (a fluid model, summed phase by phase). A rotation takes one
+        expected token hop (``delay_min + delay_mean``) per live processor, plus the time to
+        serialize what the rotation carries at ``bandwidth_mbps``. Recovery re-sends at
+        most the largest sort queue span once, which is added to the backlog.
+        """
+        opts = self.options
+        cfg = self.config
+        live = [n.proc for n in self.nodes.values() if n.proc is not None]
+        if not live:
+            return 0.0
+        backlogs = sorted(p.packer.backlog_packets() for p in live)
+        backlogs[-1] += max(p.ring.my_high_seq_received - p.ring.last_released for p in live)
+        rotations = 0.0
+        drained = 0
+        for i, b in enumerate(backlogs):
+            k = len(backlogs) - i  # processors with a backlog during this phase
+            per_rotation = min(cfg.window_size, k * cfg.max_messages)
+            rotations += (b - drained) * k / per_rotation
+            drained = b
+        per_rotation = min(cfg.window_size, len(live) * cfg.max_messages)
+        hop_ms = opts.delay_min_ms + opts.delay_mean_ms
+        rotation_ms = len(live) * hop_ms
+        if opts.bandwidth_mbps:
+            rotation_ms += per_rotation * _PACKET_BYTES * 8 / (opts.bandwidth_mbps * 1000.0)
+        return rotations * rotation_ms
 
     def _was_started(self, nodeid: int) -> bool:
         return any(e["node"] == nodeid for e in self.trace)
@@ -609,4 +797,10 @@ class Cluster:
                 total.update(node.proc.stats)
                 total.update({f"drop: {k}": v for k, v in node.proc.drops.items()})
         total["sends traced"] = sum(1 for e in self.trace if e["ev"] == "send")
+        total["rings installed"] = len(
+            {e["ring"] for e in self.trace if e["ev"] == "confchg" and e["kind"] == "regular"}
+        )
+        total["sort queue peak"] = max(n.sq_peak for n in self.nodes.values())
+        total["token fcc peak"] = self.fcc_peak
+        total["drain estimate ms"] = round(self.drain_ms)
         return total

@@ -1,9 +1,21 @@
 """Everything a simulated run depends on, drawn from one seed (swarm testing).
 
-``draw_options(seed)`` picks the processor count, the network, the workload and the faults
-from the seed alone, so ``evs sim --seed N`` is a complete test; any option given explicitly
-overrides the drawn value and the rest stay as drawn. The options are printed first in every
-run, so a failure report shows exactly what was simulated.
+``draw_options(seed)`` picks the processor count, the network, the workload, the ring's flow
+control constants and the faults from the seed alone, so ``evs sim --seed N`` is a complete
+test; any option given explicitly overrides the drawn value and the rest stay as drawn. The
+options are printed first in every run, so a failure report shows exactly what was simulated.
+
+Each group of choices has its own named random stream, and every draw of a stream is made
+whether or not an override replaces it, so giving an option explicitly with the value it
+would have been drawn with yields the same run: the replay command may spell out drawn
+values (the flow control ones, which the drawing may change as the simulator grows) and
+still replay byte for byte.
+
+Flow control is drawn small as often as large: a window of 5 packets, one packet per visit
+and a sort queue barely over two windows make the ring run full on a light load, which is
+where the windowing and retransmission bounds are exercised; the core's defaults are drawn
+as one choice among the others. ``saturate`` spans make every processor keep its send queue
+full (TryAgain at ``queue_bytes_max``) for part of the safety phase.
 """
 
 from __future__ import annotations
@@ -13,8 +25,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evs.sim.rng import derive
+from evs.totem.config import TotemConfig
 
-__all__ = ["FaultAction", "SimOptions", "draw_options"]
+__all__ = ["FAULT_KINDS", "FaultAction", "SimOptions", "draw_options", "parse_span"]
+
+_TOTEM = TotemConfig()
+#: Every kind of scheduled fault, as ``FaultAction.kind`` spells it.
+FAULT_KINDS = (
+    "start",
+    "crash",
+    "restart",
+    "pause",
+    "partition",
+    "oneway",
+    "heal",
+    "burst",
+    "slow",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +49,7 @@ class FaultAction:
     """One scheduled fault: ``kind`` at ``at_ms`` with its arguments."""
 
     at_ms: float
-    kind: str  # crash, restart, pause, partition, oneway, heal, burst, start
+    kind: str  # one of FAULT_KINDS
     nodes: tuple[int, ...] = ()
     groups: tuple[tuple[int, ...], ...] = ()
     duration_ms: float = 0.0
@@ -70,6 +97,30 @@ class SimOptions:
     huge_fraction: float = 0.0
     faults: tuple[FaultAction, ...] = field(default=())
     canary: str = ""
+    #: The ring's flow control (TotemConfig): packets one token rotation may carry, packets
+    #: one processor may send per visit, how far (in seqs) the ring may run ahead of its
+    #: slowest member, and the send queue's bytes before TryAgain.
+    window_size: int = _TOTEM.window_size
+    max_messages: int = _TOTEM.max_messages
+    sort_queue_slots: int = _TOTEM.sort_queue_slots
+    queue_bytes_max: int = _TOTEM.queue_bytes_max
+    #: Saturating load from ``saturate[0]`` to ``saturate[1]`` ms (equal: none): every
+    #: processor keeps its send queue full, on top of the Poisson workload.
+    saturate: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def saturating(self) -> bool:
+        return self.saturate[1] > self.saturate[0]
+
+    def totem_config(self) -> TotemConfig:
+        """The protocol constants every simulated processor runs with."""
+        return TotemConfig(
+            token=self.token_ms,
+            window_size=self.window_size,
+            max_messages=self.max_messages,
+            sort_queue_slots=self.sort_queue_slots,
+            queue_bytes_max=self.queue_bytes_max,
+        )
 
     def describe(self) -> str:
         lines = [
@@ -79,7 +130,15 @@ class SimOptions:
             f"loss={self.loss:.3f} dup={self.dup:.3f} reorder={self.reorder:.3f} "
             f"bandwidth={self.bandwidth_mbps or 'unlimited'}",
             f"workload: rate={self.rate:.0f}/s/node safe={self.safe_fraction:.2f} "
-            f"large={self.large_fraction:.3f} huge={self.huge_fraction:.4f}",
+            f"large={self.large_fraction:.3f} huge={self.huge_fraction:.4f}"
+            + (
+                f" saturate={self.saturate[0]:.0f}-{self.saturate[1]:.0f}ms"
+                if self.saturating
+                else ""
+            ),
+            f"flow control: window={self.window_size} max_messages={self.max_messages} "
+            f"sort_queue_slots={self.sort_queue_slots} "
+            f"queue_bytes_max={self.queue_bytes_max}",
         ]
         if self.faults:
             lines.append("faults: " + "; ".join(f.describe() for f in self.faults))
@@ -94,7 +153,9 @@ def draw_options(
     """Draw every unspecified option from ``seed``; ``overrides`` win over drawn values.
 
     With faults, one seed in twenty runs a 16-processor ring. ``light`` caps the workload
-    (rate, message sizes) so that large campaigns spend their time on faults, not on load.
+    (rate, message sizes, saturation) so that large campaigns spend their time on faults, not
+    on carrying load. Raises ValueError (ConfigError) when explicit flow control options
+    contradict each other.
     """
     rng = derive(seed, "options")
     nodes = int(overrides.get("nodes") or rng.randint(2, 9))
@@ -120,18 +181,111 @@ def draw_options(
         drawn["rate"] = min(drawn["rate"], 100.0)
         drawn["large_fraction"] = min(drawn["large_fraction"], 0.02)
         drawn["huge_fraction"] = 0.0
-    drawn.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    drawn.update(given)
+    drawn["saturate"] = _draw_saturate(seed, drawn["duration_ms"], light, given)
+    saturating = drawn["saturate"][1] > drawn["saturate"][0]
+    drawn.update(_draw_flow(seed, given, saturating=saturating, light=light))
     if with_faults and "faults" not in overrides:
         drawn["faults"] = draw_faults(seed, drawn["nodes"], drawn["duration_ms"])
     names = {f.name for f in dataclasses.fields(SimOptions)}
     unknown = set(drawn) - names
     if unknown:
         raise ValueError(f"unknown simulator options: {sorted(unknown)}")
-    return SimOptions(**drawn)
+    options = SimOptions(**drawn)
+    options.totem_config()  # raises ConfigError for contradictory explicit values
+    return options
+
+
+def _draw_flow(
+    seed: int, given: dict[str, Any], *, saturating: bool, light: bool
+) -> dict[str, int]:
+    """Window, packets per visit, sort queue slots and queue bytes, valid together.
+
+    A drawn value gives way to an explicit one: a drawn window grows to an explicit
+    ``max_messages`` and shrinks under an explicit ``sort_queue_slots``. A saturating run
+    draws a small send queue (1-2 MiB, 1 MiB when light): it is filled at once and drained
+    after the faults, so its size sets what the run costs.
+    """
+    rng = derive(seed, "flow")
+    u = [rng.random() for _ in range(8)]
+    window = given.get("window_size")
+    if window is None:
+        if u[0] < 0.25:
+            window = _TOTEM.window_size
+        elif u[0] < 0.5:
+            window = 5 + int(u[1] * 11)  # 5..15
+        elif u[0] < 0.8:
+            window = 16 + int(u[1] * 85)  # 16..100
+        else:
+            window = 101 + int(u[1] * 100)  # 101..200
+        if given.get("max_messages") is not None:
+            window = max(window, int(given["max_messages"]))
+        if given.get("sort_queue_slots") is not None:
+            window = min(window, (int(given["sort_queue_slots"]) - 1) // 2)
+        window = max(window, 1)
+    messages = given.get("max_messages")
+    if messages is None:
+        if u[2] < 0.2:
+            messages = min(_TOTEM.max_messages, window)
+        elif u[2] < 0.35:
+            messages = 1
+        elif u[2] < 0.6:
+            messages = window
+        else:
+            messages = 1 + int(u[3] * window)  # 1..window
+    slots = given.get("sort_queue_slots")
+    if slots is None:
+        if u[4] < 0.35:
+            slots = 2 * window + 1 + int(u[5] * 8)  # barely over two windows
+        elif u[4] < 0.7:
+            slots = 2 * window + 1 + int(u[5] * 8 * window)  # up to ten windows
+        else:
+            slots = max(_TOTEM.sort_queue_slots, 2 * window + 1)
+    queue = given.get("queue_bytes_max")
+    if queue is None:
+        if saturating:
+            queue = 1 << 20 if light or u[6] < 0.5 else 2 << 20
+        else:
+            queue = (1 << 20, 2 << 20, _TOTEM.queue_bytes_max)[int(u[6] * 3)]
+    return {
+        "window_size": int(window),
+        "max_messages": int(messages),
+        "sort_queue_slots": int(slots),
+        "queue_bytes_max": int(queue),
+    }
+
+
+def _draw_saturate(
+    seed: int, duration_ms: float, light: bool, given: dict[str, Any]
+) -> tuple[float, float]:
+    """A quarter of the seeds saturate for a span of the safety phase (light: 100-300 ms)."""
+    rng = derive(seed, "saturate")
+    on, u_start, u_len = rng.random(), rng.random(), rng.random()
+    if "saturate" in given:
+        start, end = given["saturate"]  # an end past the phase (``--saturate``): to its end
+        return (float(start), min(float(end), duration_ms))
+    if on >= 0.25:
+        return (0.0, 0.0)
+    start = float(int(u_start * duration_ms * 0.6))
+    longest = 300.0 if light else duration_ms - start
+    length = float(int(100 + u_len * max(0.0, longest - 100)))
+    return (start, min(duration_ms, start + length))
+
+
+def parse_span(text: str) -> tuple[float, float]:
+    """``FROM:TO`` in milliseconds (as the replay command prints a saturation span)."""
+    start, sep, end = text.partition(":")
+    if not sep:
+        raise ValueError(f"expected FROM:TO in milliseconds, got {text!r}")
+    span = (float(start), float(end))
+    if not 0 <= span[0] <= span[1]:
+        raise ValueError(f"need 0 <= FROM <= TO, got {text!r}")
+    return span
 
 
 def draw_faults(seed: int, nodes: int, duration_ms: float) -> tuple[FaultAction, ...]:
-    """A schedule of mixed faults inside the safety phase."""
+    """A schedule of mixed faults inside the safety phase (every kind of ``FAULT_KINDS``)."""
     rng = derive(seed, "faults")
     ids = list(range(1, nodes + 1))
     actions: list[FaultAction] = []
@@ -142,7 +296,17 @@ def draw_faults(seed: int, nodes: int, duration_ms: float) -> tuple[FaultAction,
     t = rng.uniform(100, 600)
     while t < duration_ms:
         kind = rng.choice(
-            ("crash", "partition", "oneway", "pause", "burst", "flap", "crash2", "partition")
+            (
+                "crash",
+                "partition",
+                "oneway",
+                "pause",
+                "burst",
+                "flap",
+                "crash2",
+                "partition",
+                "slow",
+            )
         )
         if kind in ("crash", "crash2"):
             alive = [n for n in ids if n not in down and n not in late]
@@ -174,6 +338,19 @@ def draw_faults(seed: int, nodes: int, duration_ms: float) -> tuple[FaultAction,
         elif kind == "pause":
             victim = rng.choice(ids)
             actions.append(FaultAction(t, "pause", (victim,), duration_ms=rng.uniform(100, 3000)))
+        elif kind == "slow":
+            # A slow receiver: most multicasts to it are lost (tokens still pass) for a while,
+            # so it lags, holds the ring's aru back and must catch up by retransmission.
+            victim = rng.choice(ids)
+            actions.append(
+                FaultAction(
+                    t,
+                    "slow",
+                    (victim,),
+                    duration_ms=rng.uniform(200, 2500),
+                    value=rng.uniform(0.8, 0.98),
+                )
+            )
         else:
             actions.append(
                 FaultAction(
