@@ -169,18 +169,19 @@ def _field(aim: Aim, t: Target, buf: bytearray, kind: str) -> bytearray | None:
     elif kind == "int_relative":
         value = aim.relative(t) if rng.random() < 0.8 else old + rng.choice((-1, 1))
     elif kind == "node":
-        value = rng.choice(
-            (
-                t.nodeid,
-                aim.member(t),
-                aim.stranger(t),
-                1,
-                0xFFFFFFFF,
-                old + 1,
-                max(0, old - 1),
-                0,
-            )
+        # Another id than the field holds: rewriting the same id wastes the datagram, and
+        # on a small ring the member (or our own id) often is the id already there.
+        ids = (
+            t.nodeid,
+            aim.member(t),
+            aim.stranger(t),
+            1,
+            0xFFFFFFFF,
+            old + 1,
+            max(0, old - 1),
+            0,
         )
+        value = rng.choice([v for v in ids if fit(v, width) != old])
     else:
         bit = rng.randrange(8 * width)
         value = old ^ (1 << bit)
