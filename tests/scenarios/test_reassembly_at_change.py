@@ -16,10 +16,14 @@ from evs.totem.groups import Unpacker
 
 
 def leave_mid_message() -> Scenario:
-    """Node 3 crashes while nodes 1 and 2 hold part of its 300 KB message."""
+    """Node 3 crashes while nodes 1 and 2 hold part of its 900 KB message.
+
+    The message is about 670 packets: 28 token rotations at 24 packets per visit (40 at
+    17), so the 10 ms polls of ``run_until`` see it half-sent.
+    """
     sc = Scenario(3)
     sc.run_until_ring((1, 2, 3))
-    sc.submit(3, 300_000)
+    sc.submit(3, 900_000)
     sc.run_until(lambda: sc.processor(1).unpacker.pending_bytes(3) > 0, 2000)
     sc.crash(3)
     sc.run_until_ring((1, 2), within_ms=10000)

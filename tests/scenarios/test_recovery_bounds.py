@@ -25,7 +25,9 @@ def test_recovery_re_sends_more_than_the_sort_queue_window_and_installs() -> Non
     so each half stamps about a window of 150 packets nobody can free. After the heal both
     halves re-send theirs on the merged ring: about 300 packets against 200 slots.
     """
-    sc = Scenario(6, config=TotemConfig(sort_queue_slots=200))
+    # The window of 50 the numbers above are about (200 - 50 = 150 packets per half).
+    config = TotemConfig(sort_queue_slots=200, window_size=50, max_messages=17)
+    sc = Scenario(6, config=config)
     sc.run_until_ring((1, 2, 3, 4, 5, 6))
     sc.partition((1, 2, 3), (4, 5, 6))
     sc.run_until_ring((1, 2, 3), within_ms=5000)

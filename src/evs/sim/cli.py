@@ -10,7 +10,7 @@ from typing import Any
 
 from evs.sim.campaign import SeedOutcome, replay_command, run_campaign
 from evs.sim.canaries import CANARIES
-from evs.sim.cluster import ACCOUNTING, Cluster
+from evs.sim.cluster import ACCOUNTING, Cluster, SimResult
 from evs.sim.options import draw_options, parse_span
 
 __all__ = ["add_parser", "run"]
@@ -154,8 +154,7 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     else:
-        _print_summary(cluster, result.sim_ms, result.real_s, result.converged_ms)
-        print(f"liveness bound: {result.liveness_bound_ms:.0f} ms")
+        _print_summary(cluster, result)
     if result.violations:
         print(f"VIOLATIONS ({len(result.violations)}):")
         for v in result.violations[:50]:
@@ -166,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(cluster: Cluster, sim_ms: float, real_s: float, conv: float | None) -> None:
+def _print_summary(cluster: Cluster, result: SimResult) -> None:
+    sim_ms, real_s, conv = result.sim_ms, result.real_s, result.converged_ms
     s = cluster.final_stats()
     speed = sim_ms / 1000.0 / real_s if real_s else 0.0
     print(f"simulated {sim_ms / 1000:.2f} s in {real_s:.2f} s real ({speed:.1f}x)")
@@ -185,7 +185,7 @@ def _print_summary(cluster: Cluster, sim_ms: float, real_s: float, conv: float |
         f"{s['rings installed']} rings"
     )
     print(
-        "faults: "
+        "happened: "
         + ", ".join(
             f"{s[k]} {k}"
             for k in ACCOUNTING[: ACCOUNTING.index("datagrams lost to slow receivers") + 1]
@@ -200,6 +200,10 @@ def _print_summary(cluster: Cluster, sim_ms: float, real_s: float, conv: float |
     _print_timeline(cluster)
     if conv is not None:
         print(f"liveness: one ring of all live processors {conv:.0f} ms after the faults ended")
+    print(
+        f"liveness bound: {result.liveness_bound_ms:.0f} ms "
+        f"({cluster.options.liveness_ms:.0f} + 2 x {cluster.drain_ms:.0f} ms drain estimate)"
+    )
     print("final: " + cluster.describe_states())
 
 

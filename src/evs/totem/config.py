@@ -46,15 +46,23 @@ class TotemConfig:
     downcheck: float = 1000.0
     fail_recv_const: int = 2500
     seqno_unchanged_const: int = 30
-    window_size: int = 50
-    max_messages: int = 17
+    #: Packets one token rotation may carry, ring-wide. 70 is the largest window whose burst
+    #: fits twice in Linux's default socket receive buffer (2 x 70 x 1500 <= 212,992 bytes,
+    #: net.core.rmem_default), so a receiver needs no tuning to absorb it; corosync's 50 carries
+    #: 30 % less (docs/benchmarks.md, "Ring load").
+    window_size: int = 70
+    #: Packets one processor may send per token visit: a third of the window, as corosync's
+    #: 17 of 50, so three senders fill a rotation and one cannot take it alone.
+    max_messages: int = 24
     miss_count_const: int = 5
     #: Slots of the sort queue: how far the ring may run ahead of the slowest member.
     sort_queue_slots: int = 16384
     netmtu: int = 1500
     max_message_size: int = 1 << 20
-    #: Bytes of application messages one processor may have queued before TryAgain.
-    queue_bytes_max: int = 8 << 20
+    #: Bytes of application messages one processor may have queued before TryAgain. Queued
+    #: bytes are latency the ring must carry: 2 MiB per processor on a 16-processor ring
+    #: drain in about 11 s after a partition heals (8 MiB took 29 s; docs/benchmarks.md).
+    queue_bytes_max: int = 2 << 20
     cluster_name: str = "evs"
     _derived: dict[str, float] = field(default_factory=dict, init=False, repr=False, compare=False)
 
