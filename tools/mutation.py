@@ -538,7 +538,7 @@ def _stage(
     return "fail", (lines[-1] if lines else f"exit status {code}")[:160]
 
 
-def run_one(mutant: Mutant | None, timeout: float) -> Outcome:
+def run_one(mutant: Mutant | None, timeout: float, pytest_args: tuple[str, ...] = ()) -> Outcome:
     """Apply ``mutant`` (None: the unmutated baseline) to a copy and run every stage."""
     name = mutant.id if mutant else "baseline"
     started = time.monotonic()
@@ -570,6 +570,7 @@ def run_one(mutant: Mutant | None, timeout: float) -> Outcome:
                     "-q",
                     "-p",
                     "no:cacheprovider",
+                    *pytest_args,
                     *PYTEST_PATHS,
                 ],
                 None,
@@ -628,6 +629,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="list the mutants and check each applies")
     ap.add_argument("--baseline", action="store_true", help="run the unmutated code only")
     ap.add_argument("--timeout", type=float, default=480.0, help="seconds per mutant (all stages)")
+    ap.add_argument(
+        "--pytest-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra pytest argument, e.g. --pytest-arg=--deselect=NODEID (repeatable)",
+    )
     ap.add_argument("--results", type=Path, default=ROOT / "mutation-results.json")
     ap.add_argument("--markdown", type=Path, help="also write the table to this file")
     args = ap.parse_args(argv)
@@ -644,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(MUTANTS)} mutants, each snippet found exactly once")
         return 0
     if args.baseline:
-        out = run_one(None, args.timeout)
+        out = run_one(None, args.timeout, tuple(args.pytest_arg))
         print(f"baseline: {out.result} in {out.seconds:.0f} s {out.detail}")
         return 0 if out.result == "survived" else 1
     unknown = [i for i in args.only or [] if i not in by_id]
@@ -654,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     results = load(args.results)
     for n, m in enumerate(chosen, 1):
         print(f"[{n}/{len(chosen)}] {m.id}: {m.rule}", flush=True)
-        out = run_one(m, args.timeout)
+        out = run_one(m, args.timeout, tuple(args.pytest_arg))
         results[m.id] = out
         save(args.results, results)
         print(f"    {out.result} in {out.seconds:.0f} s  {out.detail}", flush=True)
