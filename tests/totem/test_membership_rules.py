@@ -1,0 +1,57 @@
+"""JOIN processing, one rule at a time (protocol.md section 5.3, step 4).
+
+Each test drives one real Processor in GATHER by hand with JOINs built by the test and reads
+its gather sets and the JOIN it announces next. The scenario tests show the same rules end to
+end; here each rule is pinned on its own, since breaking one of them often only slows the
+membership down (a consensus timeout settles what the rule would have settled at once).
+"""
+
+from __future__ import annotations
+
+from evs.totem.codec import cluster_id_for, decode, encode
+from evs.totem.config import TotemConfig
+from evs.totem.events import BROADCAST, MembState
+from evs.totem.messages import Join
+from evs.totem.processor import Processor
+
+CID = cluster_id_for("evs")
+
+
+def gathering(nodeid: int = 1) -> Processor:
+    """A processor just started: alone, in GATHER, with no old ring but itself."""
+    p = Processor(TotemConfig(), nodeid)
+    p.start(0.0)
+    assert p.state is MembState.GATHER
+    p.outbox.clear()
+    return p
+
+
+def last_join(p: Processor) -> Join:
+    joins = [decode(d, CID) for dest, d in p.outbox if dest == BROADCAST]
+    sent = [j for j in joins if isinstance(j, Join)]
+    assert sent
+    return sent[-1]
+
+
+def join(sender: int, proc: tuple[int, ...], failed: tuple[int, ...] = ()) -> bytes:
+    return encode(Join(sender=sender, ring_seq=1, proc_list=proc, failed_list=failed), CID)
+
+
+def test_whoever_has_failed_me_is_failed_to_me() -> None:
+    """Step 4: a JOIN that lists me as failed puts its sender in my failed set at once, so
+    both sides agree to split instead of waiting for a consensus timeout."""
+    p = gathering(1)
+    p.receive(1.0, join(2, (1, 2, 3), failed=(1,)))
+    assert p.memb.proc == {1, 2, 3}
+    assert 2 in p.memb.failed
+    assert last_join(p).failed_list == (2,)
+
+
+def test_a_strangers_failed_set_is_not_adopted() -> None:
+    """Step 4: only a member of my old ring makes me fail the processors it failed; a
+    stranger's failed set (node 2 was never on a ring with node 1) adds only to proc."""
+    p = gathering(1)
+    p.receive(1.0, join(2, (1, 2, 3), failed=(3,)))
+    assert p.memb.proc == {1, 2, 3}
+    assert p.memb.failed == set()
+    assert last_join(p).failed_list == ()
