@@ -55,3 +55,30 @@ def test_a_strangers_failed_set_is_not_adopted() -> None:
     assert p.memb.proc == {1, 2, 3}
     assert p.memb.failed == set()
     assert last_join(p).failed_list == ()
+
+
+def test_an_abandoned_commit_starts_the_next_round_with_no_failed_processors() -> None:
+    """Section 10.10 (A/B livelock): the failed set that led to a ring that was never
+    installed is stale. Members that installed it reset theirs; one that gives up in COMMIT
+    must too, or it keeps failing a processor the others take back."""
+    p = gathering(1)
+    p.receive(1.0, join(2, (1, 2, 3)))
+    p.receive(2.0, join(2, (1, 2, 3)))
+    now = 2.0
+    while 3 not in p.memb.failed:  # node 3 never speaks: failed as silent
+        due = p.next_deadline()
+        assert due is not None
+        assert due < 5000.0
+        now = due
+        p.handle_timer(now)
+    p.receive(now + 1, join(2, (1, 2, 3), failed=(3,)))  # node 2 agrees: 1 commits
+    assert p.state is MembState.COMMIT
+    assert p.memb.failed == {3}
+    while p.state is MembState.COMMIT:  # the commit token never comes back
+        due = p.next_deadline()
+        assert due is not None
+        now = due
+        p.handle_timer(now)
+    assert p.state is MembState.GATHER
+    assert p.memb.failed == set()
+    assert p.memb.proc == {1, 2, 3}
