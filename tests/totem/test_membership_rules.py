@@ -11,8 +11,9 @@ from __future__ import annotations
 from evs.totem.codec import cluster_id_for, decode, encode
 from evs.totem.config import TotemConfig
 from evs.totem.events import BROADCAST, MembState
-from evs.totem.messages import Join
+from evs.totem.messages import CommitEntry, CommitToken, Join
 from evs.totem.processor import Processor
+from evs.types import RingId
 
 CID = cluster_id_for("evs")
 
@@ -82,3 +83,48 @@ def test_an_abandoned_commit_starts_the_next_round_with_no_failed_processors() -
     assert p.state is MembState.GATHER
     assert p.memb.failed == set()
     assert p.memb.proc == {1, 2, 3}
+
+
+def commit_token_from_1(p: Processor, addrs: tuple[int, ...], ring_seq: int) -> bytes:
+    """Node 1's commit token on its first rotation, as it reaches node 2 (index 1)."""
+    first = CommitEntry(RingId(seq=1, rep=1), 0, 0, True)
+    token = CommitToken(
+        sender=1,
+        ring_id=RingId(seq=ring_seq, rep=1),
+        token_seq=1,
+        memb_index=1,
+        addrs=addrs,
+        entries=[first] + [None] * (len(addrs) - 1),
+    )
+    return encode(token, CID)
+
+
+def gathering_with_1() -> Processor:
+    """Node 2 in GATHER with proc {1, 2}: node 1, the lowest id, will create the ring."""
+    p = gathering(2)
+    p.receive(1.0, join(1, (1, 2)))
+    assert p.memb.candidates() == [1, 2]
+    return p
+
+
+def test_gather_takes_a_commit_token_only_for_the_membership_it_agreed_on() -> None:
+    """Section 5.1, GATHER -> COMMIT: the commit token's addr[] must equal proc - failed."""
+    p = gathering_with_1()
+    seq = p.ring_id.seq + 4
+    p.receive(2.0, commit_token_from_1(p, (1, 2, 3), seq))
+    assert p.state is MembState.GATHER
+    assert p.stats["commit token refused in gather"] == 1
+    p.receive(3.0, commit_token_from_1(p, (1, 2), seq))
+    assert p.state is MembState.COMMIT
+    assert p.ring_id == RingId(seq=seq, rep=1)
+
+
+def test_gather_takes_a_commit_token_only_for_a_ring_above_its_own() -> None:
+    """Section 5.1, GATHER -> COMMIT: ring_id.seq > my_ring_id.seq. A late copy of a commit
+    token for an older ring must not pull the processor back into it."""
+    p = gathering_with_1()
+    p.receive(2.0, commit_token_from_1(p, (1, 2), p.ring_id.seq))
+    assert p.state is MembState.GATHER
+    assert p.stats["commit token refused in gather"] == 1
+    p.receive(3.0, commit_token_from_1(p, (1, 2), p.ring_id.seq + 1))
+    assert p.state is MembState.COMMIT
