@@ -531,7 +531,8 @@ def _stage(
         return "timeout", ""
     if code == 0:
         return "pass", ""
-    failed = re.search(r"^(?:FAILED|ERROR) (\S+)", output, re.MULTILINE)
+    # "FAILED tests/x.py::test_y[param with spaces] - AssertionError: ..."
+    failed = re.search(r"^(?:FAILED|ERROR) (.+?)(?: - |$)", output, re.MULTILINE)
     if failed:
         return "fail", failed.group(1)
     lines = [ln for ln in output.splitlines() if ln.strip()]
