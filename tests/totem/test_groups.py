@@ -553,3 +553,17 @@ def test_many_distinct_group_lists_keep_working() -> None:
     for name in names:
         packer.submit(name, b"", AGREED)
     assert [groups for groups, _ in feed_all(Unpacker(), drain(packer))] == list(map(tuple, names))
+
+
+def test_the_largest_legal_message_is_reassembled_not_dropped() -> None:
+    """Section 7: the reassembly bound is what the largest message a Packer accepts encodes
+    to (max_message_size of data, max_groups names of max_group_name bytes); a message of
+    exactly that size must still be delivered, only a longer one is a hostile stream."""
+    packer = Packer(PAYLOAD, max_message_size=4000, max_groups=3, max_group_name=5)
+    groups = [b"aaaaa", b"bbbbb", b"ccccc"]
+    data = pattern(4000, 3)
+    packer.submit(groups, data, AGREED)
+    assert packer.queued_bytes() == 1 + 3 * (1 + 5) + 4000  # the bound, to the byte
+    unpacker = Unpacker(max_message_size=4000, max_groups=3, max_group_name=5)
+    assert feed_all(unpacker, drain(packer)) == [(tuple(groups), data)]
+    assert unpacker.drops == {}

@@ -6,12 +6,13 @@ test reads exactly what the processor put on the wire and delivered.
 
 from __future__ import annotations
 
-from evs.totem.codec import cluster_id_for, decode, encode
+from evs.totem.codec import cluster_id_for, decode, encode, encode_mcast
 from evs.totem.config import TotemConfig
 from evs.totem.events import BROADCAST, ConfigChange, Deliver, Sent
 from evs.totem.messages import Mcast, OrfToken, RtrEntry
+from evs.totem.ordering import RingOrdering
 from evs.totem.processor import Processor
-from evs.types import Guarantee
+from evs.types import Guarantee, RingId
 
 CID = cluster_id_for("evs")
 
@@ -172,3 +173,61 @@ def test_malformed_datagrams_are_counted_drops() -> None:
     assert sum(p.drops.values()) == 3
     assert p.outbox == []
     assert p.events == []
+
+
+def test_sort_queue_takes_packets_up_to_its_window_and_no_further() -> None:
+    """Section 3/4.1: the sort queue holds at most sort_queue_slots packets above
+    last_released; a packet past that slot is refused, not stored."""
+    p = ring_of_two(sort_queue_slots=101)
+    slots = p.config.sort_queue_slots
+    assert p.ring.last_released == 0
+
+    def mcast(seq: int) -> bytes:
+        return encode_mcast(2, p.ring_id, seq, 2, Guarantee.AGREED, b"x", CID)
+
+    p.receive(1.0, mcast(slots + 1))
+    assert slots + 1 not in p.ring.rq
+    assert p.ring.my_high_seq_received == 0
+    assert p.stats["mcast duplicate or outside window"] == 1
+    p.receive(2.0, mcast(slots))
+    assert slots in p.ring.rq
+    assert p.ring.my_high_seq_received == slots
+
+
+def test_a_visit_stamps_nothing_a_lagging_member_could_not_store() -> None:
+    """Section 4.2 step 8 (fcc_rtr_limit): no new message once
+    last_released + sort_queue_slots - allowed - window_size < token.seq, so a whole
+    window more from the others still fits the sort queue of the slowest member."""
+    p = ring_of_two(sort_queue_slots=101)  # window 50, max_messages 17
+    for i in range(5):
+        p.submit(1.0, [b"g"], bytes([i]) * 1000, Guarantee.AGREED)
+    # 0 + 101 - 17 - 50 = 34: a token at seq 35 leaves no room for this visit.
+    p.receive(2.0, encode(token_back(p, seq=35, aru=0, aru_addr=2), CID))
+    assert sent_mcasts(p) == []
+    assert forwarded_token(p).seq == 35
+    p.outbox.clear()
+    p2 = ring_of_two(sort_queue_slots=101)
+    for i in range(5):
+        p2.submit(1.0, [b"g"], bytes([i]) * 1000, Guarantee.AGREED)
+    p2.receive(2.0, encode(token_back(p2, seq=34, aru=0, aru_addr=2), CID))
+    sent = [m.seq for m in sent_mcasts(p2)]
+    assert sent[:2] == [35, 36]  # at 34 the visit may send
+
+
+def test_recovery_frees_re_sent_packets_but_stops_at_the_first_plain_one() -> None:
+    """Section 4.5 (old-ring messages are kept through RECOVERY): on a recovering ring only
+    re-sent (wrapped) packets are freed. A plain one was sent by a member that already
+    installed; it is delivered here after install, so freeing stops in front of it."""
+    old_ring, new_ring = RingId(seq=4, rep=1), RingId(seq=8, rep=1)
+    ring = RingOrdering()
+
+    def held(seq: int, *, wrapped: bool) -> tuple[Mcast, bytes]:
+        inner = Mcast(2, old_ring, seq, 2, Guarantee.AGREED, b"old") if wrapped else None
+        payload = b"" if wrapped else b"new"
+        return Mcast(2, new_ring, seq, 2, Guarantee.AGREED, payload, inner), b""
+
+    for seq, wrapped in ((1, True), (2, True), (3, False), (4, True)):
+        assert ring.store(seq, held(seq, wrapped=wrapped), 100)
+    ring.release_wrapped(4)
+    assert ring.last_released == 2
+    assert sorted(ring.rq) == [3, 4]

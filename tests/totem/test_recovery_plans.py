@@ -215,3 +215,30 @@ def test_token_seq_going_back_on_one_ring_is_reported() -> None:
     assert checker.check(p) == []
     p.ring.my_token_seq = 9
     assert any("token seq went back" in b for b in checker.check(p))
+
+
+def test_a_member_of_our_old_ring_that_has_been_on_another_ring_since_is_not_transitional() -> None:
+    """5.6: the transitional configuration is the new members whose commit entry names OUR
+    old ring. Node 3 was on our old ring but formed another one since (a partition that
+    healed): it is not transitional with us, and its aru and deliveries are of that ring."""
+    old = old_ring({1: mcast(1, 1), 2: mcast(2, 2)})  # members 1, 2, 3
+    entries = [
+        CommitEntry(OLD, 2, 2, True),  # node 1
+        CommitEntry(OLD, 2, 2, True),  # node 2
+        CommitEntry(OTHER, 5, 5, True),  # node 3, now coming from ring OTHER
+    ]
+    result = plan_recovery(1, old, commit((1, 2, 3), entries))
+    assert result.trans == (1, 2)
+    assert result.high_ring_delivered == 2
+
+
+def test_after_a_gap_a_departed_members_message_stays_out_even_after_consecutive_seqs() -> None:
+    """5.8 step 3: the gap is a point in the sequence, not a hole next to a message. Node 3's
+    message 5 follows 4 without a hole, but both are after the missing 3, so 5 (which might
+    depend on 3) is not delivered, while transitional member 1's message 4 is."""
+    held = {1: mcast(1, 1), 2: mcast(2, 1), 4: mcast(4, 1), 5: mcast(5, 3), 6: mcast(6, 2)}
+    result = plan_install(
+        old_ring(held), {}, plan((1, 2)), has_regular=True, new_ring_id=NEW, new_members=(1, 2)
+    )
+    assert seqs(result.regular) == [1, 2]
+    assert seqs(result.in_transitional) == [4, 6]
