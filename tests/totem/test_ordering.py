@@ -178,7 +178,7 @@ def test_malformed_datagrams_are_counted_drops() -> None:
 def test_sort_queue_takes_packets_up_to_its_window_and_no_further() -> None:
     """Section 3/4.1: the sort queue holds at most sort_queue_slots packets above
     last_released; a packet past that slot is refused, not stored."""
-    p = ring_of_two(sort_queue_slots=101)
+    p = ring_of_two(sort_queue_slots=101, window_size=50, max_messages=17)
     slots = p.config.sort_queue_slots
     assert p.ring.last_released == 0
 
@@ -198,7 +198,7 @@ def test_a_visit_stamps_nothing_a_lagging_member_could_not_store() -> None:
     """Section 4.2 step 8 (fcc_rtr_limit): no new message once
     last_released + sort_queue_slots - allowed - window_size < token.seq, so a whole
     window more from the others still fits the sort queue of the slowest member."""
-    p = ring_of_two(sort_queue_slots=101)  # window 50, max_messages 17
+    p = ring_of_two(sort_queue_slots=101, window_size=50, max_messages=17)
     for i in range(5):
         p.submit(1.0, [b"g"], bytes([i]) * 1000, Guarantee.AGREED)
     # 0 + 101 - 17 - 50 = 34: a token at seq 35 leaves no room for this visit.
@@ -206,7 +206,7 @@ def test_a_visit_stamps_nothing_a_lagging_member_could_not_store() -> None:
     assert sent_mcasts(p) == []
     assert forwarded_token(p).seq == 35
     p.outbox.clear()
-    p2 = ring_of_two(sort_queue_slots=101)
+    p2 = ring_of_two(sort_queue_slots=101, window_size=50, max_messages=17)
     for i in range(5):
         p2.submit(1.0, [b"g"], bytes([i]) * 1000, Guarantee.AGREED)
     p2.receive(2.0, encode(token_back(p2, seq=34, aru=0, aru_addr=2), CID))
