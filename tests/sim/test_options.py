@@ -28,6 +28,7 @@ CASES: list[tuple[dict[str, Any], bool, bool]] = [
     ({"static_ring": True}, False, False),
     ({"nodes": 16, "window_size": 7}, True, True),
     ({"max_messages": 3, "saturate": (100.0, 900.0)}, True, False),
+    ({"queue_bytes_max": 300_000, "huge_fraction": 0.0}, True, True),
     ({"loss": 0.1, "rate": 50.0, "token_ms": 400.0}, False, False),
 ]
 
@@ -74,10 +75,25 @@ def test_drawn_flow_control_is_valid_and_often_small() -> None:
     assert all(0.8 <= a.value <= 0.98 and len(a.nodes) == 1 for a in slow)
 
 
-def test_light_saturation_spans_are_short() -> None:
-    spans = [draw_options(seed, with_faults=True, light=True).saturate for seed in range(300)]
-    assert all(end - start <= 300 for start, end in spans)
-    assert sum(end > start for start, end in spans) > 40
+def test_light_saturation_spans_are_short_and_their_queues_small() -> None:
+    drawn = [draw_options(seed, with_faults=True, light=True) for seed in range(300)]
+    assert all(o.saturate[1] - o.saturate[0] <= 300 for o in drawn)
+    saturating = [o for o in drawn if o.saturating]
+    assert len(saturating) > 40
+    assert {o.queue_bytes_max for o in saturating} == {128 << 10, 256 << 10}
+    assert {o.max_message_size for o in saturating} == {64 << 10}
+    assert {o.max_message_size for o in drawn if not o.saturating} == {1 << 20}
+
+
+def test_the_largest_message_always_fits() -> None:
+    for seed in range(1, 200):
+        options = draw_options(seed, with_faults=True)
+        assert options.max_message_size >= options.largest_message()
+        assert options.queue_bytes_max >= options.max_message_size
+    small = draw_options(3, huge_fraction=0.0, queue_bytes_max=100_000)
+    assert small.max_message_size == 100_000
+    with pytest.raises(ValueError, match="largest message"):
+        draw_options(3, huge_fraction=0.002, max_message_size=70_000)
 
 
 def test_explicit_flow_values_win_and_drawn_ones_give_way() -> None:

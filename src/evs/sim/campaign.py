@@ -128,13 +128,21 @@ FLAGS = {
     "max_messages": "--max-messages",
     "sort_queue_slots": "--sort-queue-slots",
     "queue_bytes_max": "--queue-bytes-max",
+    "max_message_size": "--max-message-size",
     "saturate": "--saturate",
     "canary": "--canary",
 }
 #: Drawn options the replay command always spells out (with ``options``): the flow control
 #: constants and the saturation span, whose drawing is the youngest and the likeliest to
 #: change; given explicitly, the same values make the same run.
-SPELLED_OUT = ("window_size", "max_messages", "sort_queue_slots", "queue_bytes_max", "saturate")
+SPELLED_OUT = (
+    "window_size",
+    "max_messages",
+    "sort_queue_slots",
+    "queue_bytes_max",
+    "max_message_size",
+    "saturate",
+)
 
 
 def _flag_value(value: Any) -> str:

@@ -80,6 +80,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--queue-bytes-max", type=_count, help="send queue bytes per processor before TryAgain"
     )
+    p.add_argument("--max-message-size", type=_count, help="largest application message, bytes")
     p.add_argument(
         "--saturate",
         type=_span,
@@ -113,6 +114,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "max_messages": args.max_messages,
         "sort_queue_slots": args.sort_queue_slots,
         "queue_bytes_max": args.queue_bytes_max,
+        "max_message_size": args.max_message_size,
         "saturate": args.saturate,
         "static_ring": True if args.static_ring else None,
         "canary": args.canary,

@@ -38,7 +38,7 @@ from typing import Any
 from evs.check import check_events
 from evs.errors import TryAgain
 from evs.sim.canaries import make_processor
-from evs.sim.options import FaultAction, SimOptions
+from evs.sim.options import HUGE, LARGE, FaultAction, SimOptions
 from evs.sim.rng import derive
 from evs.totem.codec import cluster_id_for, decode, peek_type
 from evs.totem.config import TotemConfig
@@ -432,9 +432,9 @@ class Cluster:
         if node.proc is not None and node.paused_until <= self.now:
             r = rng.random()
             if r < opts.huge_fraction:
-                size = 1 << 20
+                size = HUGE
             elif r < opts.huge_fraction + opts.large_fraction:
-                size = rng.randint(4096, 65536)
+                size = rng.randint(4096, LARGE)
             else:
                 size = rng.randint(16, 1200) if rng.random() < 0.2 else rng.randint(16, 200)
             guarantee = Guarantee.SAFE if rng.random() < opts.safe_fraction else Guarantee.AGREED
@@ -466,9 +466,9 @@ class Cluster:
             while True:
                 r = rng.random()
                 if r < opts.huge_fraction:
-                    size = 1 << 20
+                    size = HUGE
                 elif r < opts.huge_fraction + opts.large_fraction:
-                    size = rng.randint(4096, 65536)
+                    size = rng.randint(4096, LARGE)
                 else:
                     size = rng.randint(200, 2400)
                 safe = rng.random() < opts.safe_fraction

@@ -27,9 +27,20 @@ from typing import Any
 from evs.sim.rng import derive
 from evs.totem.config import TotemConfig
 
-__all__ = ["FAULT_KINDS", "FaultAction", "SimOptions", "draw_options", "parse_span"]
+__all__ = [
+    "FAULT_KINDS",
+    "HUGE",
+    "LARGE",
+    "FaultAction",
+    "SimOptions",
+    "draw_options",
+    "parse_span",
+]
 
 _TOTEM = TotemConfig()
+#: Size of a huge message, and the largest large one (the workload's size mix).
+HUGE = 1 << 20
+LARGE = 64 << 10
 #: Every kind of scheduled fault, as ``FaultAction.kind`` spells it.
 FAULT_KINDS = (
     "start",
@@ -99,11 +110,12 @@ class SimOptions:
     canary: str = ""
     #: The ring's flow control (TotemConfig): packets one token rotation may carry, packets
     #: one processor may send per visit, how far (in seqs) the ring may run ahead of its
-    #: slowest member, and the send queue's bytes before TryAgain.
+    #: slowest member, the send queue's bytes before TryAgain and the largest message.
     window_size: int = _TOTEM.window_size
     max_messages: int = _TOTEM.max_messages
     sort_queue_slots: int = _TOTEM.sort_queue_slots
     queue_bytes_max: int = _TOTEM.queue_bytes_max
+    max_message_size: int = _TOTEM.max_message_size
     #: Saturating load from ``saturate[0]`` to ``saturate[1]`` ms (equal: none): every
     #: processor keeps its send queue full, on top of the Poisson workload.
     saturate: tuple[float, float] = (0.0, 0.0)
@@ -120,7 +132,12 @@ class SimOptions:
             max_messages=self.max_messages,
             sort_queue_slots=self.sort_queue_slots,
             queue_bytes_max=self.queue_bytes_max,
+            max_message_size=self.max_message_size,
         )
+
+    def largest_message(self) -> int:
+        """The largest message the workload may submit (``huge``: 1 MiB, else 64 KiB)."""
+        return HUGE if self.huge_fraction else LARGE
 
     def describe(self) -> str:
         lines = [
@@ -138,7 +155,8 @@ class SimOptions:
             ),
             f"flow control: window={self.window_size} max_messages={self.max_messages} "
             f"sort_queue_slots={self.sort_queue_slots} "
-            f"queue_bytes_max={self.queue_bytes_max}",
+            f"queue_bytes_max={self.queue_bytes_max} "
+            f"max_message_size={self.max_message_size}",
         ]
         if self.faults:
             lines.append("faults: " + "; ".join(f.describe() for f in self.faults))
@@ -185,7 +203,8 @@ def draw_options(
     drawn.update(given)
     drawn["saturate"] = _draw_saturate(seed, drawn["duration_ms"], light, given)
     saturating = drawn["saturate"][1] > drawn["saturate"][0]
-    drawn.update(_draw_flow(seed, given, saturating=saturating, light=light))
+    largest = HUGE if drawn["huge_fraction"] else LARGE
+    drawn.update(_draw_flow(seed, given, saturating=saturating, light=light, largest=largest))
     if with_faults and "faults" not in overrides:
         drawn["faults"] = draw_faults(seed, drawn["nodes"], drawn["duration_ms"])
     names = {f.name for f in dataclasses.fields(SimOptions)}
@@ -194,18 +213,25 @@ def draw_options(
         raise ValueError(f"unknown simulator options: {sorted(unknown)}")
     options = SimOptions(**drawn)
     options.totem_config()  # raises ConfigError for contradictory explicit values
+    if options.max_message_size < options.largest_message():
+        raise ValueError(
+            f"max_message_size={options.max_message_size} is below the largest message the "
+            f"workload draws ({options.largest_message()} bytes)"
+        )
     return options
 
 
 def _draw_flow(
-    seed: int, given: dict[str, Any], *, saturating: bool, light: bool
+    seed: int, given: dict[str, Any], *, saturating: bool, light: bool, largest: int
 ) -> dict[str, int]:
-    """Window, packets per visit, sort queue slots and queue bytes, valid together.
+    """Window, packets per visit, sort queue slots, queue bytes and the largest message,
+    valid together (``largest``: the largest message the workload draws).
 
     A drawn value gives way to an explicit one: a drawn window grows to an explicit
     ``max_messages`` and shrinks under an explicit ``sort_queue_slots``. A saturating run
-    draws a small send queue (1-2 MiB, 1 MiB when light): it is filled at once and drained
-    after the faults, so its size sets what the run costs.
+    draws a small send queue, since it is filled at once and drained after the faults, so its
+    size sets what the run costs: 1-2 MiB, and when light (no huge messages) 128-256 KiB
+    with ``max_message_size`` 64 KiB, where TryAgain comes after a few dozen messages.
     """
     rng = derive(seed, "flow")
     u = [rng.random() for _ in range(8)]
@@ -243,16 +269,25 @@ def _draw_flow(
         else:
             slots = max(_TOTEM.sort_queue_slots, 2 * window + 1)
     queue = given.get("queue_bytes_max")
+    biggest = given.get("max_message_size")
+    small = saturating and light and largest <= LARGE and (biggest or LARGE) <= LARGE
     if queue is None:
-        if saturating:
+        if small:
+            queue = (128 << 10) if u[6] < 0.5 else (256 << 10)
+        elif saturating:
             queue = 1 << 20 if light or u[6] < 0.5 else 2 << 20
         else:
             queue = (1 << 20, 2 << 20, _TOTEM.queue_bytes_max)[int(u[6] * 3)]
+    if biggest is None:
+        biggest = LARGE if small else _TOTEM.max_message_size
+        if biggest > queue >= largest:
+            biggest = queue  # an explicit small queue: the largest message fits it
     return {
         "window_size": int(window),
         "max_messages": int(messages),
         "sort_queue_slots": int(slots),
         "queue_bytes_max": int(queue),
+        "max_message_size": int(biggest),
     }
 
 
