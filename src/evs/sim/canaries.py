@@ -27,7 +27,7 @@ from evs.totem.events import Deliver
 from evs.totem.messages import Mcast
 from evs.totem.ordering import RingOrdering
 from evs.totem.processor import Processor
-from evs.totem.recovery import InstallPlan, RecoveryState
+from evs.totem.recovery import InstallPlan, RecoveryState, old_messages
 from evs.types import ConfigChange, RingId
 
 __all__ = ["CANARIES", "CAUGHT_AS", "make_processor"]
@@ -128,9 +128,7 @@ class _GapAllSenders(Processor):
         plan = super().install_plan(rec)
         if plan.transitional is None or rec.old is None:
             return plan
-        held = {s: m for s, (m, _) in rec.old.rq.items()}
-        for s, m in rec.recovered.items():
-            held.setdefault(s, m)
+        held = old_messages(rec.old, rec.recovered)
         first = plan.regular[-1].seq + 1 if plan.regular else rec.old.high_delivered + 1
         every = tuple(held[s] for s in sorted(held) if s >= first)
         return dataclasses.replace(plan, in_transitional=every)

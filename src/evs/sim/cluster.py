@@ -29,6 +29,7 @@ the sort queues and windows filled.
 from __future__ import annotations
 
 import heapq
+import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -430,16 +431,22 @@ class Cluster:
         rng = self.load_rng
         node = self.nodes[nodeid]
         if node.proc is not None and node.paused_until <= self.now:
-            r = rng.random()
-            if r < opts.huge_fraction:
-                size = HUGE
-            elif r < opts.huge_fraction + opts.large_fraction:
-                size = rng.randint(4096, LARGE)
-            else:
-                size = rng.randint(16, 1200) if rng.random() < 0.2 else rng.randint(16, 200)
+            size = self._message_size(
+                rng, lambda: rng.randint(16, 1200) if rng.random() < 0.2 else rng.randint(16, 200)
+            )
             guarantee = Guarantee.SAFE if rng.random() < opts.safe_fraction else Guarantee.AGREED
             self.submit(nodeid, size, guarantee)
         self.at(self.now + rng.expovariate(opts.rate / 1000.0), self._load_tick, nodeid)
+
+    def _message_size(self, rng: random.Random, ordinary: Callable[[], int]) -> int:
+        """One message size of the workload's mix: huge, large, or ``ordinary()``."""
+        opts = self.options
+        r = rng.random()
+        if r < opts.huge_fraction:
+            return HUGE
+        if r < opts.huge_fraction + opts.large_fraction:
+            return rng.randint(4096, LARGE)
+        return ordinary()
 
     def set_saturating(self, on: bool) -> None:
         """Start or stop the saturating load (only while the workload runs)."""
@@ -464,13 +471,7 @@ class Cluster:
         self._refilling = True
         try:
             while True:
-                r = rng.random()
-                if r < opts.huge_fraction:
-                    size = HUGE
-                elif r < opts.huge_fraction + opts.large_fraction:
-                    size = rng.randint(4096, LARGE)
-                else:
-                    size = rng.randint(200, 2400)
+                size = self._message_size(rng, lambda: rng.randint(200, 2400))
                 safe = rng.random() < opts.safe_fraction
                 if self.submit(node.nodeid, size, Guarantee.SAFE if safe else Guarantee.AGREED):
                     self.stats["saturated submits"] += 1

@@ -50,7 +50,14 @@ from evs.types import ConfigChange, Guarantee, RingId
 if TYPE_CHECKING:
     from evs.totem.processor import Processor
 
-__all__ = ["InstallPlan", "RecoveryPlan", "RecoveryState", "plan_install", "plan_recovery"]
+__all__ = [
+    "InstallPlan",
+    "RecoveryPlan",
+    "RecoveryState",
+    "old_messages",
+    "plan_install",
+    "plan_recovery",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +117,14 @@ def plan_recovery(me: int, old: OldRing, token: CommitToken) -> RecoveryPlan:
     )
 
 
+def old_messages(old: OldRing, recovered: Mapping[int, Mcast]) -> dict[int, Mcast]:
+    """Every old-ring message held after recovery, by seq: our own and those re-sent to us."""
+    held: dict[int, Mcast] = {s: m for s, (m, _) in old.rq.items()}
+    for s, inner in recovered.items():
+        held.setdefault(s, inner)
+    return held
+
+
 def plan_install(
     old: OldRing,
     recovered: Mapping[int, Mcast],
@@ -129,9 +144,7 @@ def plan_install(
        one while ours cannot (we would hold it);
     4. the new regular configuration.
     """
-    held: dict[int, Mcast] = {s: m for s, (m, _) in old.rq.items()}
-    for s, inner in recovered.items():
-        held.setdefault(s, inner)
+    held = old_messages(old, recovered)
     high = max(old.high_seq_received, max(recovered, default=0))
     regular: list[Mcast] = []
     seq = old.high_delivered + 1
