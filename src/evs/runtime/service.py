@@ -1,0 +1,369 @@
+"""The EVS service: handles, groups, delivery fan-out and back-pressure, above the core.
+
+Theory of operation: a *handle* is one application connection (one ``evs.Client``). The core
+orders opaque messages addressed to groups; this service adds what applications need and the
+core does not carry:
+
+- A service header in front of each message's data (``ServiceHeader``): the sending process's
+  pid and a message id (sender incarnation and counter), so every node can name a message the
+  same way in its trace, and the receiving application learns the sender's pid.
+- Fan-out. ``feed`` takes the core's events in order. A delivery goes to every handle that has
+  joined at least one of the message's groups at that moment, the sender's own handle included,
+  exactly once (a handle in two of the groups still gets one copy). A configuration change goes
+  to every handle that has joined at least once, transitional and regular alike, at its place in
+  the stream.
+- A handle's first join. Joins are local: they only filter what this node hands to the handle.
+  The first join makes the current regular configuration the handle's first event, with every
+  member in ``joined``; from then on it sees every message of its groups in order. Before the
+  first ring has formed there is no current configuration: the core's first regular
+  configuration (every member joined) is then the first event.
+- Bounded queues. Each handle's undelivered events are counted in bytes; a handle past
+  ``handle_queue_bytes`` is marked ``overflowed`` with a reason and gets nothing more, and the
+  I/O layer disconnects it. The ring never waits for an application.
+- Back-pressure. ``mcast`` raises ``TryAgain`` when the core's send queue is full and records
+  the handle as waiting; once the core reports a message wholly on the ring (``Sent``) the
+  waiting handles are listed in ``room_again`` so a blocked sender retries without polling.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from evs.errors import InvalidArgument, TryAgain
+from evs.totem.events import CoreEvent, Deliver, Sent
+from evs.types import ConfigChange, Delivery, Event, Guarantee, Membership, RingId
+
+__all__ = [
+    "GROUPS_PER_HANDLE_MAX",
+    "GROUP_NAME_MAX",
+    "EvsService",
+    "Handle",
+    "ServiceHeader",
+    "group_names",
+]
+
+#: Longest group name, bytes (api.md: at least 64).
+GROUP_NAME_MAX = 64
+#: Groups one handle may join, and one message may name (api.md: at least 32).
+GROUPS_PER_HANDLE_MAX = 32
+#: Bytes a handle may have waiting before it is disconnected (a client that stops reading).
+HANDLE_QUEUE_BYTES = 32 << 20
+#: Rough cost of a queued event beyond its data (object, frame header, groups).
+_EVENT_OVERHEAD = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceHeader:
+    """What travels in front of the application's data inside each ordered message."""
+
+    #: Layout: version, flags, pid, sender incarnation, sender's message counter.
+    STRUCT = struct.Struct("!BBIIQ")
+    VERSION = 1
+
+    pid: int
+    incarnation: int
+    counter: int
+
+    def pack(self) -> bytes:
+        return self.STRUCT.pack(self.VERSION, 0, self.pid, self.incarnation, self.counter)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> ServiceHeader | None:
+        """The header at the start of ``data``; None if it is not a valid one."""
+        if len(data) < cls.STRUCT.size:
+            return None
+        version, flags, pid, incarnation, counter = cls.STRUCT.unpack_from(data)
+        if version != cls.VERSION or flags:
+            return None
+        return cls(pid, incarnation, counter)
+
+
+SIZE = ServiceHeader.STRUCT.size
+
+
+def group_names(groups: Iterable[str | bytes]) -> tuple[bytes, ...]:
+    """Validated, de-duplicated group names in first-seen order; InvalidArgument otherwise."""
+    if isinstance(groups, (str, bytes)):
+        raise InvalidArgument("groups must be an iterable of names, not a single str or bytes")
+    out: list[bytes] = []
+    try:
+        items = list(groups)
+    except TypeError:
+        raise InvalidArgument("groups must be an iterable of str or bytes names") from None
+    for g in items:
+        if isinstance(g, str):
+            name = g.encode()
+        elif isinstance(g, bytes):
+            name = g
+        else:
+            raise InvalidArgument(f"a group name must be str or bytes, got {type(g).__name__}")
+        if not 1 <= len(name) <= GROUP_NAME_MAX:
+            raise InvalidArgument(
+                f"group name {name[:80]!r} is {len(name)} bytes; names are 1..{GROUP_NAME_MAX}"
+            )
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise InvalidArgument("at least one group name is needed")
+    if len(out) > GROUPS_PER_HANDLE_MAX:
+        raise InvalidArgument(f"{len(out)} groups given; the limit is {GROUPS_PER_HANDLE_MAX}")
+    return tuple(out)
+
+
+class Handle:
+    """One application connection: its groups, its pending events and its flow state."""
+
+    __slots__ = (
+        "events",
+        "groups",
+        "id",
+        "overflowed",
+        "pid",
+        "queued_bytes",
+        "started",
+        "waiting_room",
+    )
+
+    def __init__(self, handle_id: int, pid: int) -> None:
+        self.id = handle_id
+        self.pid = pid
+        self.groups: set[bytes] = set()
+        #: Joined at least once: configuration changes flow to it.
+        self.started = False
+        self.events: deque[Event] = deque()
+        self.queued_bytes = 0
+        #: Why the handle was cut off (its queue bound was reached), or None.
+        self.overflowed: str | None = None
+        #: It got TryAgain and wants to hear when the send queue has room again.
+        self.waiting_room = False
+
+    def take_events(self, limit: int = 1 << 30) -> list[Event]:
+        """Up to ``limit`` waiting events, oldest first, removed from the queue."""
+        out: list[Event] = []
+        events = self.events
+        while events and len(out) < limit:
+            ev = events.popleft()
+            self.queued_bytes -= _cost(ev)
+            out.append(ev)
+        return out
+
+
+def _cost(ev: Event) -> int:
+    return _EVENT_OVERHEAD + (len(ev.data) if isinstance(ev, Delivery) else 8 * len(ev.members))
+
+
+class EvsService:
+    """Handles and groups of one node, fed by the core's events (see the module docstring)."""
+
+    def __init__(
+        self,
+        nodeid: int,
+        submit: Callable[[Sequence[bytes], bytes, Guarantee], int],
+        *,
+        incarnation: int = 0,
+        max_message_size: int = 1 << 20,
+        handle_queue_bytes: int = HANDLE_QUEUE_BYTES,
+    ) -> None:
+        self.nodeid = nodeid
+        self._submit = submit
+        self.incarnation = incarnation
+        #: Largest application payload (the core's limit less the service header).
+        self.max_data = max_message_size - SIZE
+        self.handle_queue_bytes = handle_queue_bytes
+        self.handles: dict[int, Handle] = {}
+        self._next_handle = 1
+        self._counter = 0
+        #: The last regular configuration the core delivered (None before the first ring).
+        self.regular: ConfigChange | None = None
+        #: Handles with new events since the last ``take_ready``.
+        self._ready: dict[int, Handle] = {}
+        #: Handles told there is room again since the last ``take_room_again``.
+        self._room: list[Handle] = []
+        #: message number -> message id, for ``Sent`` (trace) and the counters.
+        self.sent: deque[tuple[int, str, Guarantee]] = deque()
+        self._pending: dict[int, tuple[str, Guarantee]] = {}
+        self.counters: dict[str, int] = {
+            "messages sent": 0,
+            "messages delivered": 0,
+            "deliveries to handles": 0,
+            "configuration changes": 0,
+            "try again": 0,
+            "handles opened": 0,
+            "handles overflowed": 0,
+            "foreign messages dropped": 0,
+        }
+
+    # ------------------------------------------------------------------ handles
+
+    def open_handle(self, pid: int) -> Handle:
+        h = Handle(self._next_handle, pid)
+        self._next_handle += 1
+        self.handles[h.id] = h
+        self.counters["handles opened"] += 1
+        return h
+
+    def close_handle(self, h: Handle) -> None:
+        self.handles.pop(h.id, None)
+        self._ready.pop(h.id, None)
+        h.events.clear()
+        h.queued_bytes = 0
+        h.groups.clear()
+
+    def join(self, h: Handle, groups: Iterable[str | bytes]) -> None:
+        names = group_names(groups)
+        new = h.groups.union(names)
+        if len(new) > GROUPS_PER_HANDLE_MAX:
+            raise InvalidArgument(
+                f"joining {len(new) - len(h.groups)} more groups would make {len(new)}; "
+                f"a handle may join at most {GROUPS_PER_HANDLE_MAX}"
+            )
+        h.groups = new
+        if not h.started:
+            h.started = True
+            if self.regular is not None:
+                r = self.regular
+                first = ConfigChange(r.ring_id, False, r.members, (), r.members)
+                self._push(h, first)
+
+    def leave(self, h: Handle, groups: Iterable[str | bytes]) -> None:
+        names = group_names(groups)
+        missing = [n for n in names if n not in h.groups]
+        if missing:
+            raise InvalidArgument(f"not a member of group {missing[0]!r}: join it first")
+        h.groups.difference_update(names)
+
+    def mcast(
+        self,
+        h: Handle,
+        groups: Iterable[str | bytes] | None,
+        data: bytes,
+        guarantee: Guarantee,
+    ) -> str:
+        """Multicast ``data`` to ``groups`` (None: the handle's joined groups).
+
+        Returns the message id (``nodeid:incarnation:counter``); raises InvalidArgument or
+        TryAgain (the handle is then told when there is room again).
+        """
+        if groups is None:
+            if not h.groups:
+                raise InvalidArgument("this handle has joined no group: join one, or name groups")
+            names = tuple(sorted(h.groups))
+        else:
+            names = group_names(groups)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidArgument(f"message data must be bytes, got {type(data).__name__}")
+        if len(data) > self.max_data:
+            raise InvalidArgument(
+                f"message of {len(data)} bytes exceeds the limit of {self.max_data} bytes"
+            )
+        try:
+            guarantee = Guarantee(guarantee)
+        except ValueError:
+            raise InvalidArgument(f"unknown guarantee {guarantee!r}") from None
+        counter = self._counter
+        payload = ServiceHeader(h.pid, self.incarnation, counter).pack() + bytes(data)
+        try:
+            number = self._submit(names, payload, guarantee)
+        except TryAgain:
+            self.counters["try again"] += 1
+            if not h.waiting_room:
+                h.waiting_room = True
+                self._room.append(h)
+            raise
+        self._counter = counter + 1
+        msgid = f"{self.nodeid}:{self.incarnation}:{counter}"
+        self._pending[number] = (msgid, guarantee)
+        self.counters["messages sent"] += 1
+        return msgid
+
+    def membership(self) -> Membership:
+        r = self.regular
+        if r is None:
+            return Membership(self.nodeid, RingId(0, self.nodeid), (self.nodeid,))
+        return Membership(self.nodeid, r.ring_id, r.members)
+
+    # ------------------------------------------------------------------ core events
+
+    def feed(self, events: Iterable[CoreEvent]) -> list[tuple[CoreEvent, str | None]]:
+        """Fan the core's events out to the handles, in order.
+
+        Returns the deliveries and sends with their message ids (None for a message without a
+        valid service header), for the caller's trace; configuration changes come back too.
+        """
+        traced: list[tuple[CoreEvent, str | None]] = []
+        for ev in events:
+            if isinstance(ev, Deliver):
+                traced.append((ev, self._deliver(ev)))
+            elif isinstance(ev, ConfigChange):
+                self._confchg(ev)
+                traced.append((ev, None))
+            elif isinstance(ev, Sent):
+                pending = self._pending.pop(ev.number, None)
+                traced.append((ev, pending[0] if pending else None))
+                self._wake_waiting()
+        return traced
+
+    def _deliver(self, ev: Deliver) -> str | None:
+        data = ev.data
+        head = ServiceHeader.unpack(data)
+        if head is None:
+            self.counters["foreign messages dropped"] += 1
+            return None
+        self.counters["messages delivered"] += 1
+        msgid = f"{ev.sender}:{head.incarnation}:{head.counter}"
+        groups = ev.groups
+        delivery: Delivery | None = None
+        for h in self.handles.values():
+            hg = h.groups
+            if not hg or h.overflowed:
+                continue
+            for g in groups:
+                if g in hg:
+                    if delivery is None:
+                        delivery = Delivery(ev.sender, head.pid, groups, data[SIZE:], ev.guarantee)
+                    self._push(h, delivery)
+                    self.counters["deliveries to handles"] += 1
+                    break
+        return msgid
+
+    def _confchg(self, ev: ConfigChange) -> None:
+        self.counters["configuration changes"] += 1
+        if not ev.transitional:
+            self.regular = ev
+        for h in self.handles.values():
+            if h.started and not h.overflowed:
+                self._push(h, ev)
+
+    def _push(self, h: Handle, ev: Event) -> None:
+        h.events.append(ev)
+        h.queued_bytes += _cost(ev)
+        self._ready[h.id] = h
+        if h.queued_bytes > self.handle_queue_bytes:
+            h.overflowed = (
+                f"the client did not read its events: {h.queued_bytes} bytes were waiting, "
+                f"the limit is {self.handle_queue_bytes} bytes"
+            )
+            self.counters["handles overflowed"] += 1
+
+    def _wake_waiting(self) -> None:
+        for h in self._room:
+            h.waiting_room = False
+        # _room stays listed until take_room_again; new TryAgains append again.
+
+    # ------------------------------------------------------------------ for the I/O layer
+
+    def take_ready(self) -> list[Handle]:
+        """Handles that got events (or overflowed) since the last call."""
+        ready = list(self._ready.values())
+        self._ready.clear()
+        return ready
+
+    def take_room_again(self) -> list[Handle]:
+        """Handles that got TryAgain and may now retry (the queue drained since)."""
+        woken = [h for h in self._room if not h.waiting_room]
+        if woken:
+            self._room = [h for h in self._room if h.waiting_room]
+        return [h for h in woken if h.id in self.handles]
