@@ -514,12 +514,12 @@ def _own_node(
 
 
 def _toml_string(text: str) -> str:
-    """A TOML basic string: quotes, backslashes and control characters escaped."""
+    """A TOML basic string: quotes, backslashes and control characters (C0, DEL, C1) escaped."""
     out = ['"']
     for ch in text:
         if ch in '"\\':
             out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+        elif ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
             out.append(f"\\u{ord(ch):04x}")
         else:
             out.append(ch)
