@@ -1,4 +1,10 @@
-"""pyevs: group messaging with Extended Virtual Synchrony over the Totem single-ring protocol."""
+"""pyevs: group messaging with Extended Virtual Synchrony over the Totem single-ring protocol.
+
+``Client`` and ``AsyncClient`` are imported on first use (module ``__getattr__``), so
+``import evs`` stays light: no sockets, threads or asyncio until an application asks for them.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from evs._version import __version__
 from evs.errors import AccessDenied, EvsError, InvalidArgument, NotConnected, TryAgain
@@ -12,8 +18,14 @@ from evs.types import (
     RingId,
 )
 
+if TYPE_CHECKING:
+    from evs.client.async_client import AsyncClient
+    from evs.client.sync_client import Client
+
 __all__ = [
     "AccessDenied",
+    "AsyncClient",
+    "Client",
     "ConfigChange",
     "Delivery",
     "DispatchFlags",
@@ -27,3 +39,15 @@ __all__ = [
     "TryAgain",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Client":
+        from evs.client.sync_client import Client
+
+        return Client
+    if name == "AsyncClient":
+        from evs.client.async_client import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module 'evs' has no attribute {name!r}")

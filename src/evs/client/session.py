@@ -190,6 +190,11 @@ class ClientSession:
         self.ended = exc
         self._pending.clear()
 
+    def connection_lost(self, reason: str) -> None:
+        """The I/O layer lost the connection (or gave up waiting); ``reason`` says how."""
+        if self.ended is None:
+            self._end(NotConnected(reason))
+
     def close(self) -> None:
         """The application closed the client: every later call raises NotConnected."""
         if self.ended is None:
