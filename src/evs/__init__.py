@@ -4,6 +4,7 @@
 ``import evs`` stays light: no sockets, threads or asyncio until an application asks for them.
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from evs._version import __version__
@@ -41,13 +42,13 @@ __all__ = [
 ]
 
 
+_LAZY = {"Client": "evs.client.sync_client", "AsyncClient": "evs.client.async_client"}
+
+
 def __getattr__(name: str) -> Any:
-    if name == "Client":
-        from evs.client.sync_client import Client
-
-        return Client
-    if name == "AsyncClient":
-        from evs.client.async_client import AsyncClient
-
-        return AsyncClient
-    raise AttributeError(f"module 'evs' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
