@@ -177,6 +177,15 @@ class Client:
             data = data[n:]
 
     def _lost(self, exc: OSError) -> None:
+        """The socket failed; first read what the daemon said before it closed (e.g. why)."""
+        for _ in range(64):
+            try:
+                data = self._sock.recv(_READ_CHUNK)
+            except OSError:
+                break
+            self._session.receive_data(data)
+            if not data:
+                break
         self._session.connection_lost(
             f"the connection to the evs daemon at {self.socket_path} broke: {exc.strerror or exc}"
         )
