@@ -99,6 +99,10 @@ class Daemon:
     def counter(self, name: str) -> int:
         return self.run(lambda: self.server.counters[name])
 
+    def handle_pids(self) -> list[int]:
+        """The pids of the open handles, as the service recorded them."""
+        return self.run(lambda: [h.pid for h in self.host.service.handles.values()])
+
     def stop(self) -> None:
         if self.stopped:
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import pytest
@@ -123,11 +124,14 @@ def test_body_shortened_in_its_length(frame: Frame) -> None:
 @given(st.binary(max_size=300))
 def test_garbage_is_a_frame_or_a_frame_error(junk: bytes) -> None:
     dec = FrameDecoder()
+    error: FrameError | None = None
     try:
         dec.feed(junk)
         list(dec)
     except FrameError as exc:
-        assert exc.reason
+        error = exc
+    if error is not None:
+        assert error.reason
         with pytest.raises(FrameError):
             dec.feed(b"more")  # a broken stream stays broken
 
@@ -136,10 +140,8 @@ def test_garbage_is_a_frame_or_a_frame_error(junk: bytes) -> None:
 def test_bit_flip_is_a_frame_or_a_frame_error(frame: Frame, pos: int, mask: int) -> None:
     wire = bytearray(encode(frame))
     wire[pos % len(wire)] ^= mask
-    try:
+    with contextlib.suppress(FrameError):
         decode(wire)
-    except FrameError:
-        pass
 
 
 def test_oversize_length_refused_on_its_header() -> None:
@@ -182,7 +184,10 @@ def test_encoder_refuses_what_decoder_would() -> None:
     ],
 )
 def test_malformed_frames_say_why(wire: bytes, reason: str) -> None:
-    with pytest.raises(FrameError, match=reason):
+    def frames() -> list[Frame]:
         dec = FrameDecoder()
         dec.feed(wire)
-        list(dec)
+        return list(dec)
+
+    with pytest.raises(FrameError, match=reason):
+        frames()
