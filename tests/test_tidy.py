@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +43,7 @@ ALLOWED_EVS = {
         "evs.crypto",
     },
     "client": {"evs.types", "evs.errors", "evs.ipc", "evs.client"},
+    "ipc": {"evs.types", "evs.errors", "evs.ipc"},
 }
 
 
@@ -80,6 +84,32 @@ def test_protocol_core_is_pure() -> None:
         if module.split(".")[0] in CORE_BANNED
     ]
     assert not bad, "the protocol core must stay sans-I/O:\n" + "\n".join(bad)
+
+
+def test_ipc_protocol_is_pure() -> None:
+    """Daemon and client share evs.ipc; it does no I/O of its own (style rule 14)."""
+    paths = files_of("ipc")
+    assert paths, "evs.ipc has no modules"
+    bad = [
+        f"{path.relative_to(SRC)}:{line} imports {module}"
+        for path in paths
+        for line, module in imports_of(path)
+        if module.split(".")[0] in CORE_BANNED
+    ]
+    assert not bad, "the IPC protocol must stay sans-I/O:\n" + "\n".join(bad)
+
+
+def test_import_evs_stays_light() -> None:
+    """``import evs`` loads neither the client's I/O nor the protocol core."""
+    code = (
+        "import sys, evs; "
+        "heavy = [m for m in ('asyncio', 'socket', 'threading', 'evs.client', 'evs.totem', "
+        "'evs.runtime', 'evs.daemon') if m in sys.modules]; "
+        "assert not heavy, heavy; "
+        "evs.Client; evs.AsyncClient; assert 'evs.totem' not in sys.modules"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC.parent)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
 def test_rules_catch_a_violation(tmp_path: Path) -> None:

@@ -1,4 +1,11 @@
-"""pyevs: group messaging with Extended Virtual Synchrony over the Totem single-ring protocol."""
+"""pyevs: group messaging with Extended Virtual Synchrony over the Totem single-ring protocol.
+
+``Client`` and ``AsyncClient`` are imported on first use (module ``__getattr__``), so
+``import evs`` stays light: no sockets, threads or asyncio until an application asks for them.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from evs._version import __version__
 from evs.errors import AccessDenied, EvsError, InvalidArgument, NotConnected, TryAgain
@@ -12,8 +19,14 @@ from evs.types import (
     RingId,
 )
 
+if TYPE_CHECKING:
+    from evs.client.async_client import AsyncClient
+    from evs.client.sync_client import Client
+
 __all__ = [
     "AccessDenied",
+    "AsyncClient",
+    "Client",
     "ConfigChange",
     "Delivery",
     "DispatchFlags",
@@ -27,3 +40,15 @@ __all__ = [
     "TryAgain",
     "__version__",
 ]
+
+
+_LAZY = {"Client": "evs.client.sync_client", "AsyncClient": "evs.client.async_client"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

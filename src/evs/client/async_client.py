@@ -1,0 +1,277 @@
+"""The asyncio client: ``evs.AsyncClient``, the same operations as ``Client`` as coroutines.
+
+Theory of operation: the same ``ClientSession`` as the blocking client, around an asyncio
+Unix stream. One reader task feeds every byte from the daemon to the session and wakes the
+coroutines waiting on it (a broadcast ``asyncio.Event``, replaced at each wake-up). Requests
+write their frame and wait for their reply. Events wait in the session for ``next_event`` or
+``async for``; while ``EVENTS_BUFFERED_MAX`` of them are unread and no request waits for a
+reply, the reader stops reading, so an application that does not consume events pushes back
+on the daemon (which then cuts it off at its bound) instead of growing this process's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Iterable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from evs.client.session import ClientSession
+from evs.client.sync_client import CONNECT_TIMEOUT_S, connect_error, resolve_socket_path
+from evs.errors import NotConnected, TryAgain
+from evs.ipc.messages import MembershipReply, Ok, Reply, StatusReply, Welcome
+from evs.types import Event, Guarantee, Membership
+
+__all__ = ["EVENTS_BUFFERED_MAX", "AsyncClient"]
+
+#: Unread events after which the reader stops reading (unless a reply is awaited).
+EVENTS_BUFFERED_MAX = 4096
+_READ_CHUNK = 256 << 10
+_R = TypeVar("_R", bound=Reply)
+
+
+class AsyncClient:
+    """A handle on the local evs executive for asyncio programs.
+
+    ``client = await AsyncClient.connect(path)`` or ``async with AsyncClient(path) as client``.
+    """
+
+    def __init__(
+        self, socket_path: str | os.PathLike[str] | None = None, *, context: Any = None
+    ) -> None:
+        #: Anything the application wants to keep with this handle.
+        self.context = context
+        self.socket_path = resolve_socket_path(socket_path)
+        self._session = ClientSession(os.getpid())
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._awaiting = 0
+        self._closed = False
+        self.nodeid = 0
+        self.handle_id = 0
+        self.max_data = 0
+
+    @classmethod
+    async def connect(
+        cls, socket_path: str | os.PathLike[str] | None = None, *, context: Any = None
+    ) -> AsyncClient:
+        client = cls(socket_path, context=context)
+        await client.open()
+        return client
+
+    async def open(self) -> None:
+        """Connect and say Hello; NotConnected or AccessDenied if that fails."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.socket_path)
+        except OSError as exc:
+            raise connect_error(self.socket_path, exc) from None
+        self._writer = writer
+        self._reader_task = asyncio.create_task(self._read_loop(reader))
+        try:
+            welcome = await asyncio.wait_for(
+                self._call(self._session.hello_id, Welcome), CONNECT_TIMEOUT_S
+            )
+        except TimeoutError:
+            await self.close()
+            raise NotConnected(
+                f"the evs daemon at {self.socket_path} did not answer within {CONNECT_TIMEOUT_S} s"
+            ) from None
+        except BaseException:
+            await self.close()
+            raise
+        self.nodeid = welcome.nodeid
+        self.handle_id = welcome.handle_id
+        self.max_data = welcome.max_data
+
+    async def close(self) -> None:
+        """End the connection; events not yet read are dropped. Safe more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        self._session.close()
+        self._wake()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+
+    async def __aenter__(self) -> AsyncClient:
+        if self._writer is None:
+            await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _until(self, ready: Callable[[], bool]) -> None:
+        """Wait until ``ready()`` or the connection ends."""
+        while not ready() and self._session.ended is None:
+            await self._changed.wait()
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        s = self._session
+        try:
+            while s.ended is None:
+                await self._until(
+                    lambda: self._awaiting > 0 or s.events_waiting < EVENTS_BUFFERED_MAX
+                )
+                try:
+                    data = await reader.read(_READ_CHUNK)
+                except OSError as exc:
+                    s.connection_lost(
+                        f"the connection to the evs daemon at {self.socket_path} broke: "
+                        f"{exc.strerror or exc}"
+                    )
+                    break
+                s.receive_data(data)
+                self._wake()
+        finally:
+            self._wake()
+
+    async def _send(self) -> None:
+        data = self._session.data_to_send()
+        writer = self._writer
+        if writer is None or not data:
+            return
+        try:
+            writer.write(data)
+            await writer.drain()
+        except OSError as exc:
+            self._session.connection_lost(
+                f"the connection to the evs daemon at {self.socket_path} broke: "
+                f"{exc.strerror or exc}"
+            )
+            self._wake()
+
+    async def _call(self, rid: int, kind: type[_R]) -> _R:
+        self._awaiting += 1
+        self._wake()  # a paused reader must read for us
+        try:
+            await self._send()
+            await self._until(lambda: self._session.done(rid))
+        finally:
+            self._awaiting -= 1
+        reply = self._session.result(rid)
+        assert isinstance(reply, kind), reply
+        return reply
+
+    # ---------------------------------------------------------------- requests
+
+    async def join(self, groups: Iterable[str | bytes]) -> None:
+        await self._call(self._session.join(groups), Ok)
+
+    async def leave(self, groups: Iterable[str | bytes]) -> None:
+        await self._call(self._session.leave(groups), Ok)
+
+    async def mcast_joined(
+        self,
+        data: bytes,
+        guarantee: Guarantee = Guarantee.AGREED,
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        await self._mcast(None, data, guarantee, block, timeout)
+
+    async def mcast_groups(
+        self,
+        groups: Iterable[str | bytes],
+        data: bytes,
+        guarantee: Guarantee = Guarantee.AGREED,
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        await self._mcast(list(groups), data, guarantee, block, timeout)
+
+    async def _mcast(
+        self,
+        groups: list[str | bytes] | None,
+        data: bytes,
+        guarantee: Guarantee,
+        block: bool,
+        timeout: float | None,
+    ) -> None:
+        """Send; on TryAgain raise (block=False) or wait for RoomAgain and retry."""
+        s = self._session
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            try:
+                await self._call(s.mcast(groups, data, guarantee), Ok)
+                return
+            except TryAgain as exc:
+                if not block:
+                    raise
+                left = None if deadline is None else deadline - loop.time()
+                try:
+                    await asyncio.wait_for(self._until(lambda: s.room_again), left)
+                except TimeoutError:
+                    raise TryAgain(f"{exc}; the send queue had no room for {timeout} s") from None
+
+    async def membership_get(self) -> Membership:
+        reply = await self._call(self._session.membership_get(), MembershipReply)
+        return reply.membership
+
+    async def status(self) -> dict[str, Any]:
+        """The executive's status (api.md section 3)."""
+        value = json.loads((await self._call(self._session.status_get(), StatusReply)).text)
+        if not isinstance(value, dict):
+            raise NotConnected(f"the evs daemon sent a status that is not an object: {value!r}")
+        return value
+
+    # ---------------------------------------------------------------- events
+
+    async def next_event(self, timeout: float | None = None) -> Event | None:
+        """The next event; None after ``timeout`` s without one; NotConnected at the end."""
+        s = self._session
+        try:
+            await asyncio.wait_for(self._until(lambda: s.events_waiting > 0), timeout)
+        except TimeoutError:
+            return None
+        ev = s.next_event()
+        if ev is None:
+            assert s.ended is not None
+            raise s.ended
+        if s.events_waiting == EVENTS_BUFFERED_MAX - 1:
+            self._wake()  # the reader may read again
+        return ev
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self.events()
+
+    async def events(self, timeout: float | None = None) -> AsyncIterator[Event]:
+        """Events as they come; ends after ``timeout`` s without one, or at ``close()``."""
+        while True:
+            try:
+                ev = await self.next_event(timeout)
+            except NotConnected:
+                if self._closed:
+                    return
+                raise
+            if ev is None:
+                return
+            yield ev

@@ -1,0 +1,226 @@
+"""The client side of the IPC protocol as a sans-I/O state machine.
+
+Theory of operation: ``ClientSession`` turns calls into request frames (``data_to_send``) and
+bytes from the daemon (``receive_data``) into replies, events and flags, like h11 does for
+HTTP. Nothing here blocks or touches a socket; ``Client`` and ``AsyncClient`` own the I/O and
+decide how to wait. Each request gets a fresh id; its reply is kept until ``result`` collects
+it. Events are buffered in arrival order for ``next_event``. ``room_again`` is set by the
+daemon's RoomAgain and cleared whenever a new Mcast goes out, so a sender that got TryAgain
+knows, without polling, when retrying makes sense. Once the connection ends (EOF, Goodbye, a
+connection-level Error, or bytes that are not frames) ``ended`` holds the exception every later
+call raises; events that arrived before stay readable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Iterable
+
+from evs.errors import EvsError, InvalidArgument, NotConnected
+from evs.ipc.codec import DATA_MAX, GROUP_NAME_MAX, GROUPS_MAX, FrameDecoder, FrameError, encode
+from evs.ipc.messages import (
+    IPC_VERSION,
+    ConfChgNote,
+    DeliverNote,
+    Error,
+    Frame,
+    Goodbye,
+    Hello,
+    Join,
+    Leave,
+    Mcast,
+    MembershipGet,
+    MembershipReply,
+    Ok,
+    Reply,
+    Request,
+    RoomAgain,
+    StatusGet,
+    StatusReply,
+    Welcome,
+    exception_for,
+)
+from evs.types import Event, Guarantee
+
+__all__ = ["ClientSession"]
+
+_ID_MAX = 0xFFFFFFFF
+
+
+class ClientSession:
+    """Request ids, pending replies, buffered events and the room-again flag of one client."""
+
+    def __init__(self, pid: int) -> None:
+        self._out = bytearray()
+        self._decoder = FrameDecoder()
+        self._next_id = 1
+        self._pending: set[int] = set()
+        self._replies: dict[int, Reply] = {}
+        self._events: deque[Event] = deque()
+        #: The daemon's answer to Hello, once it came.
+        self.welcome: Welcome | None = None
+        #: Why the connection is over (raised by every later call), or None while it lives.
+        self.ended: EvsError | None = None
+        #: RoomAgain arrived since the last Mcast went out.
+        self.room_again = False
+        #: The request id of the Hello this session opens with.
+        self.hello_id = self._request(Hello(0, IPC_VERSION, pid))
+
+    # ---------------------------------------------------------------- requests
+
+    def _request(self, frame: Request) -> int:
+        if self.ended is not None:
+            raise self.ended
+        rid = self._next_id
+        self._next_id = rid + 1 if rid < _ID_MAX else 1
+        self._out += encode(dataclasses.replace(frame, request_id=rid))
+        self._pending.add(rid)
+        return rid
+
+    def join(self, groups: Iterable[str | bytes]) -> int:
+        return self._request(Join(0, self._names(groups)))
+
+    def leave(self, groups: Iterable[str | bytes]) -> int:
+        return self._request(Leave(0, self._names(groups)))
+
+    def mcast(self, groups: Iterable[str | bytes] | None, data: bytes, guarantee: Guarantee) -> int:
+        """Queue a multicast (None: to the joined groups); clears ``room_again``."""
+        names = None if groups is None else self._names(groups)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidArgument(f"message data must be bytes, got {type(data).__name__}")
+        limit = self.welcome.max_data if self.welcome else DATA_MAX
+        if len(data) > limit:
+            raise InvalidArgument(f"message of {len(data)} bytes exceeds the limit of {limit}")
+        try:
+            g = Guarantee(guarantee)
+        except ValueError:
+            raise InvalidArgument(f"unknown guarantee {guarantee!r}") from None
+        rid = self._request(Mcast(0, names, g, bytes(data)))
+        self.room_again = False
+        return rid
+
+    def membership_get(self) -> int:
+        return self._request(MembershipGet(0))
+
+    def status_get(self) -> int:
+        return self._request(StatusGet(0))
+
+    def _names(self, groups: Iterable[str | bytes]) -> tuple[bytes, ...]:
+        """Group names checked against the daemon's limits (from Welcome), first-seen order."""
+        name_max = self.welcome.group_name_max if self.welcome else GROUP_NAME_MAX
+        count_max = self.welcome.groups_max if self.welcome else GROUPS_MAX
+        if isinstance(groups, (str, bytes)):
+            raise InvalidArgument("groups must be an iterable of names, not a single str or bytes")
+        try:
+            items = list(groups)
+        except TypeError:
+            raise InvalidArgument("groups must be an iterable of str or bytes names") from None
+        out: list[bytes] = []
+        for g in items:
+            if isinstance(g, str):
+                n = g.encode()
+            elif isinstance(g, bytes):
+                n = g
+            else:
+                raise InvalidArgument(f"a group name must be str or bytes, not {type(g).__name__}")
+            if not 1 <= len(n) <= name_max:
+                raise InvalidArgument(
+                    f"group name {n[:80]!r} is {len(n)} bytes; names are 1..{name_max}"
+                )
+            if n not in out:
+                out.append(n)
+        if not out:
+            raise InvalidArgument("at least one group name is needed")
+        if len(out) > count_max:
+            raise InvalidArgument(f"{len(out)} groups given; the limit is {count_max}")
+        return tuple(out)
+
+    def data_to_send(self) -> bytes:
+        """Bytes of the requests made since the last call, to write to the daemon."""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    # ---------------------------------------------------------------- input
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the daemon; ``b""`` means the connection ended."""
+        if self.ended is not None:
+            return
+        if not data:
+            if self._decoder.buffered:
+                self._end(NotConnected("the evs daemon closed the connection in mid-frame"))
+            else:
+                self._end(NotConnected("the evs daemon closed the connection"))
+            return
+        try:
+            self._decoder.feed(data)
+            for frame in self._decoder:
+                if not self._on_frame(frame):
+                    return
+        except FrameError as exc:
+            self._end(NotConnected(f"the evs daemon sent a malformed frame: {exc.reason}"))
+
+    def _on_frame(self, frame: Frame) -> bool:
+        """Take one frame in; False once the connection is over."""
+        if isinstance(frame, DeliverNote):
+            self._events.append(frame.delivery)
+        elif isinstance(frame, ConfChgNote):
+            self._events.append(frame.change)
+        elif isinstance(frame, RoomAgain):
+            self.room_again = True
+        elif isinstance(frame, Goodbye):
+            self._end(NotConnected(f"the evs daemon disconnected this client: {frame.reason}"))
+        elif isinstance(frame, Error) and frame.request_id == 0:
+            self._end(exception_for(frame.code, frame.message))
+        elif isinstance(frame, (Welcome, Ok, Error, MembershipReply, StatusReply)):
+            if frame.request_id not in self._pending:
+                self._end(NotConnected(f"the evs daemon answered an unknown request: {frame}"))
+                return False
+            self._pending.discard(frame.request_id)
+            self._replies[frame.request_id] = frame
+            if isinstance(frame, Welcome):
+                self.welcome = frame
+        else:
+            self._end(NotConnected(f"the evs daemon sent a request frame: {type(frame).__name__}"))
+        return self.ended is None
+
+    def _end(self, exc: EvsError) -> None:
+        self.ended = exc
+        self._pending.clear()
+
+    def connection_lost(self, reason: str) -> None:
+        """The I/O layer lost the connection (or gave up waiting); ``reason`` says how."""
+        if self.ended is None:
+            self._end(NotConnected(reason))
+
+    def close(self) -> None:
+        """The application closed the client: every later call raises NotConnected."""
+        if self.ended is None:
+            self._end(NotConnected("this client is closed"))
+
+    # ---------------------------------------------------------------- output
+
+    def done(self, rid: int) -> bool:
+        """The reply to ``rid`` is here, or none will ever come."""
+        return rid in self._replies or self.ended is not None
+
+    def result(self, rid: int) -> Reply:
+        """The reply to ``rid`` (removed); raises its Error as an exception, or why it is lost."""
+        reply = self._replies.pop(rid, None)
+        if reply is None:
+            if self.ended is not None:
+                raise self.ended
+            raise RuntimeError(f"no reply to request {rid} yet")
+        if isinstance(reply, Error):
+            raise exception_for(reply.code, reply.message)
+        return reply
+
+    def next_event(self) -> Event | None:
+        """The oldest buffered event, or None."""
+        return self._events.popleft() if self._events else None
+
+    @property
+    def events_waiting(self) -> int:
+        return len(self._events)

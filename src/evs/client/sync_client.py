@@ -1,0 +1,421 @@
+"""The blocking client: ``evs.Client`` (corosync's libevs calls, pythonic names).
+
+Theory of operation: a ``ClientSession`` holds the protocol state; this class only moves bytes
+between it and a non-blocking Unix socket, and waits. A request is encoded, sent, and the
+caller reads the socket until the session has its reply; events that arrive meanwhile are
+buffered in the session, not lost. ``dispatch`` and ``events`` pop the buffer (reading more
+when they may block).
+
+``fileno()`` is an epoll descriptor watching two things: the socket, and an eventfd that this
+client sets exactly while the session holds buffered events (it was read already, so the socket
+alone would not show it). The descriptor is therefore readable whenever ``dispatch`` has work:
+events in the buffer, bytes on the socket, or the end of the connection. (Bytes on the socket
+may turn out to be no event, e.g. a RoomAgain; ``dispatch`` then returns 0.) Linux only, like
+the daemon's peer credentials.
+
+Threads: a Client may be shared. One lock guards the session; the thread that needs input
+reads the socket with the lock released while the others wait on a condition, so one thread
+can sit in ``dispatch(BLOCKING)`` while others send, and ``close()`` from any thread ends it.
+Callbacks run without the lock and may call the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from evs.client.session import ClientSession
+from evs.errors import AccessDenied, EvsError, NotConnected, TryAgain
+from evs.ipc.messages import MembershipReply, Ok, Reply, StatusReply, Welcome
+from evs.types import ConfigChange, Delivery, DispatchFlags, Event, Guarantee, Membership
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "DEFAULT_SOCKET",
+    "ENV_SOCKET",
+    "Client",
+    "connect_error",
+    "resolve_socket_path",
+]
+
+#: Where the daemon listens unless configured otherwise (api.md section 3, [ipc] socket).
+DEFAULT_SOCKET = "/run/evs/evs.sock"
+#: Environment variable naming the socket when the caller gives none.
+ENV_SOCKET = "EVS_SOCKET"
+#: Seconds to wait for the daemon's Welcome.
+CONNECT_TIMEOUT_S = 10.0
+_READ_CHUNK = 256 << 10
+_R = TypeVar("_R", bound=Reply)
+
+
+def resolve_socket_path(path: str | os.PathLike[str] | None) -> str:
+    """``path``, else $EVS_SOCKET, else the default."""
+    if path is not None:
+        return os.fspath(path)
+    return os.environ.get(ENV_SOCKET) or DEFAULT_SOCKET
+
+
+def connect_error(path: str, exc: OSError) -> EvsError:
+    """AccessDenied for a permission error, else NotConnected; both name the path."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return AccessDenied(f"cannot connect to the evs daemon at {path}: {reason}")
+    return NotConnected(
+        f"cannot connect to the evs daemon at {path}: {reason} "
+        f"(is it running? the path comes from socket_path, ${ENV_SOCKET} or {DEFAULT_SOCKET})"
+    )
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + max(0.0, timeout)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+class Client:
+    """A handle on the local evs executive (see the module docstring)."""
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str] | None = None,
+        *,
+        on_deliver: Callable[[Delivery], object] | None = None,
+        on_confchg: Callable[[ConfigChange], object] | None = None,
+        context: Any = None,
+    ) -> None:
+        #: Anything the application wants to keep with this handle (evs_context_get/set).
+        self.context = context
+        self.on_deliver = on_deliver
+        self.on_confchg = on_confchg
+        self.socket_path = resolve_socket_path(socket_path)
+        self._session = ClientSession(os.getpid())
+        self._cond = threading.Condition()
+        self._reading = False
+        self._closed = False
+        self._flagged = False
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise connect_error(self.socket_path, exc) from None
+        sock.setblocking(False)
+        self._sock = sock
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLIN)
+        self._evfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._epoll = select.epoll()
+        self._epoll.register(sock.fileno(), select.EPOLLIN)
+        self._epoll.register(self._evfd, select.EPOLLIN)
+        try:
+            welcome = self._call(self._session.hello_id, Welcome, CONNECT_TIMEOUT_S)
+        except BaseException:
+            self.close()
+            raise
+        #: This node's id, the handle's id at the daemon, and the limits it announced.
+        self.nodeid = welcome.nodeid
+        self.handle_id = welcome.handle_id
+        self.max_data = welcome.max_data
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:
+        """evs_finalize: end the connection; safe from any thread, and more than once."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._session.close()
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading
+            while self._reading:
+                self._cond.wait(1.0)
+            self._sock.close()
+            self._epoll.close()
+            os.close(self._evfd)
+            self._cond.notify_all()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def fileno(self) -> int:
+        """evs_fd_get: readable when ``dispatch`` has work (see the module docstring)."""
+        if self._closed:
+            raise NotConnected("this client is closed")
+        return self._epoll.fileno()
+
+    # ---------------------------------------------------------------- I/O (lock held)
+
+    def _send_pending(self) -> None:
+        data = memoryview(self._session.data_to_send())
+        while data:
+            try:
+                n = self._sock.send(data)
+            except BlockingIOError:
+                select.select([], [self._sock], [])
+                continue
+            except OSError as exc:
+                self._lost(exc)
+                return
+            data = data[n:]
+
+    def _lost(self, exc: OSError) -> None:
+        """The socket failed; first read what the daemon said before it closed (e.g. why)."""
+        for _ in range(64):
+            try:
+                data = self._sock.recv(_READ_CHUNK)
+            except OSError:
+                break
+            self._session.receive_data(data)
+            if not data:
+                break
+        self._session.connection_lost(
+            f"the connection to the evs daemon at {self.socket_path} broke: {exc.strerror or exc}"
+        )
+
+    def _read(self, timeout: float | None) -> None:
+        """Read once, waiting up to ``timeout`` (None: forever) with the lock released."""
+        self._reading = True
+        self._cond.release()
+        data: bytes | None = None
+        error: OSError | None = None
+        try:
+            ms = None if timeout is None else max(0, int(timeout * 1000))
+            if self._poll.poll(ms):
+                try:
+                    data = self._sock.recv(_READ_CHUNK)
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    error = exc
+        finally:
+            self._cond.acquire()
+            self._reading = False
+        if error is not None:
+            self._lost(error)
+        elif data is not None:
+            self._session.receive_data(data)
+        self._flag()
+        self._cond.notify_all()
+
+    def _flag(self) -> None:
+        """Keep the eventfd set exactly while events (or the end) wait in the session."""
+        if self._closed:
+            return
+        want = self._session.events_waiting > 0 or self._session.ended is not None
+        if want and not self._flagged:
+            os.eventfd_write(self._evfd, 1)
+            self._flagged = True
+        elif not want and self._flagged:
+            os.eventfd_read(self._evfd)
+            self._flagged = False
+
+    def _wait(self, ready: Callable[[], bool], deadline: float | None) -> bool:
+        """Read until ``ready()`` or the connection ends; False if the deadline passed first."""
+        s = self._session
+        while not ready() and s.ended is None:
+            left = _remaining(deadline)
+            if left is not None and left <= 0:
+                return False
+            if self._reading:
+                self._cond.wait(left)
+            else:
+                self._read(left)
+        return True
+
+    def _drain(self) -> None:
+        """Read what the socket holds now, without waiting."""
+        for _ in range(64):
+            if self._reading or self._session.ended is not None:
+                return
+            before = self._session.events_waiting
+            self._read(0)
+            if self._session.events_waiting == before:
+                return
+
+    def _call(self, rid: int, kind: type[_R], timeout: float | None = None) -> _R:
+        """Send what is pending and wait for the reply to ``rid``; raise its error."""
+        with self._cond:
+            self._send_pending()
+            if not self._wait(lambda: self._session.done(rid), _deadline(timeout)):
+                self._session.connection_lost(
+                    f"the evs daemon at {self.socket_path} did not answer within {timeout} s"
+                )
+            reply = self._session.result(rid)
+        assert isinstance(reply, kind), reply
+        return reply
+
+    # ---------------------------------------------------------------- requests
+
+    def join(self, groups: Iterable[str | bytes]) -> None:
+        """evs_join: receive the messages of ``groups`` (str or bytes names)."""
+        with self._cond:
+            rid = self._session.join(groups)
+        self._call(rid, Ok)
+
+    def leave(self, groups: Iterable[str | bytes]) -> None:
+        """evs_leave: stop receiving the messages of ``groups``."""
+        with self._cond:
+            rid = self._session.leave(groups)
+        self._call(rid, Ok)
+
+    def mcast_joined(
+        self,
+        data: bytes,
+        guarantee: Guarantee = Guarantee.AGREED,
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        """evs_mcast_joined: send ``data`` to every group this handle has joined."""
+        self._mcast(None, data, guarantee, block, timeout)
+
+    def mcast_groups(
+        self,
+        groups: Iterable[str | bytes],
+        data: bytes,
+        guarantee: Guarantee = Guarantee.AGREED,
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        """evs_mcast_groups: send ``data`` to ``groups``, joined or not."""
+        self._mcast(groups, data, guarantee, block, timeout)
+
+    def _mcast(
+        self,
+        groups: Iterable[str | bytes] | None,
+        data: bytes,
+        guarantee: Guarantee,
+        block: bool,
+        timeout: float | None,
+    ) -> None:
+        """Send; on TryAgain either raise (block=False) or wait for RoomAgain and retry."""
+        names = None if groups is None else list(groups)
+        deadline = _deadline(timeout)
+        s = self._session
+        while True:
+            with self._cond:
+                rid = s.mcast(names, data, guarantee)
+            try:
+                self._call(rid, Ok)
+                return
+            except TryAgain as exc:
+                if not block:
+                    raise
+                with self._cond:
+                    if not self._wait(lambda: s.room_again, deadline):
+                        raise TryAgain(
+                            f"{exc}; the send queue had no room for {timeout} s"
+                        ) from None
+
+    def membership_get(self) -> Membership:
+        """evs_membership_get: this node and the members of the current configuration."""
+        with self._cond:
+            rid = self._session.membership_get()
+        return self._call(rid, MembershipReply).membership
+
+    def status(self) -> dict[str, Any]:
+        """The executive's status (api.md section 3: nodeid, ring_id, state, members, ...)."""
+        with self._cond:
+            rid = self._session.status_get()
+        value = json.loads(self._call(rid, StatusReply).text)
+        if not isinstance(value, dict):
+            raise NotConnected(f"the evs daemon sent a status that is not an object: {value!r}")
+        return value
+
+    # ---------------------------------------------------------------- events
+
+    def _next(self, deadline: float | None, *, wait: bool = True) -> Event | None:
+        """The next event; None if none came in time; the end of the connection raises."""
+        with self._cond:
+            s = self._session
+            if wait:
+                self._wait(lambda: s.events_waiting > 0, deadline)
+            elif not s.events_waiting:
+                self._drain()
+            ev = s.next_event()
+            self._flag()
+            if ev is None and s.ended is not None:
+                raise s.ended
+            return ev
+
+    def _run(self, ev: Event) -> None:
+        if isinstance(ev, Delivery):
+            if self.on_deliver is not None:
+                self.on_deliver(ev)
+        elif self.on_confchg is not None:
+            self.on_confchg(ev)
+
+    def dispatch(
+        self, flags: DispatchFlags = DispatchFlags.ALL, timeout: float | None = None
+    ) -> int:
+        """evs_dispatch: run the callbacks of waiting events; returns how many ran.
+
+        ONE waits (up to ``timeout``) for one event; ALL runs the events waiting now;
+        ONE_NONBLOCKING runs one if one is waiting; BLOCKING runs events until ``close()``
+        (then returns) or until ``timeout``. The end of the connection raises NotConnected
+        once the events that came before it have run.
+        """
+        flags = DispatchFlags(flags)
+        deadline = _deadline(timeout)
+        if flags in (DispatchFlags.ALL, DispatchFlags.ONE_NONBLOCKING):
+            with self._cond:
+                if self._closed:
+                    raise NotConnected("this client is closed")
+                self._drain()
+                todo = self._session.events_waiting
+            if flags is DispatchFlags.ONE_NONBLOCKING:
+                todo = min(todo, 1)
+            if todo == 0:
+                self._next(None, wait=False)  # raises if the connection ended
+            for n in range(todo):
+                ev = self._next(None, wait=False)
+                if ev is None:
+                    return n
+                self._run(ev)
+            return todo
+        count = 0
+        while True:
+            try:
+                ev = self._next(deadline)
+            except NotConnected:
+                if self._closed and flags is DispatchFlags.BLOCKING:
+                    return count
+                raise
+            if ev is None:
+                return count
+            self._run(ev)
+            count += 1
+            if flags is DispatchFlags.ONE:
+                return count
+
+    def events(self, timeout: float | None = None) -> Iterator[Event]:
+        """Events as they come; stops after ``timeout`` s without one, or at ``close()``."""
+        while True:
+            try:
+                ev = self._next(_deadline(timeout))
+            except NotConnected:
+                if self._closed:
+                    return
+                raise
+            if ev is None:
+                return
+            yield ev

@@ -1,0 +1,482 @@
+"""The executive's Unix-socket server: clients in, service calls and event frames out.
+
+Theory of operation: one ``asyncio.Protocol`` per client connection, no protocol knowledge
+beyond the IPC frames (style rule 13). A connection is checked with SO_PEERCRED when it is
+accepted (root, the daemon's own uid, ``allowed_uids`` and ``allowed_gids`` pass); it must then
+say Hello, which opens its handle in the ``EvsService`` with the peer's pid. Every wake-up's
+bytes are decoded into requests, each request becomes one service call and one reply, and once
+the batch is done the host runs the core (``after_request``) and the server ``pump``s: events
+of every handle that has some become DeliverNote/ConfChgNote frames, handles that may retry a
+TryAgain get RoomAgain, and each client gets one write.
+
+Back-pressure both ways: the server takes events from a handle only while the client's
+transport buffer is under ``client_queue_bytes``; the rest waits in the handle's queue (bounded
+by the service) until the transport drains (``resume_writing``). A client that never reads
+therefore fills its handle queue, the service marks it overflowed, and the server says Goodbye
+with the reason and disconnects it; the ring never waits. A malformed or oversized frame or a
+disconnect in mid-frame is counted in ``counters`` and ends only that connection. The handle is
+closed however the connection ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import socket
+import stat
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from evs.errors import EvsError
+from evs.ipc.codec import DATA_MAX, FrameDecoder, FrameError, encode
+from evs.ipc.messages import (
+    IPC_VERSION,
+    ConfChgNote,
+    DeliverNote,
+    Error,
+    ErrorCode,
+    Frame,
+    Goodbye,
+    Hello,
+    Join,
+    Leave,
+    Mcast,
+    MembershipGet,
+    MembershipReply,
+    Ok,
+    RoomAgain,
+    StatusGet,
+    StatusReply,
+    Welcome,
+    error_code,
+)
+from evs.runtime.service import GROUP_NAME_MAX, GROUPS_PER_HANDLE_MAX, EvsService, Handle
+from evs.types import Delivery
+
+__all__ = [
+    "CLIENT_QUEUE_BYTES",
+    "SOCKET_MODE",
+    "IpcServer",
+    "ServerStartError",
+    "ServiceHost",
+    "peer_credentials",
+]
+
+log = logging.getLogger("evs.daemon.ipc")
+
+#: Bytes the server lets wait in one client's transport before it stops taking its events.
+CLIENT_QUEUE_BYTES = 4 << 20
+#: Mode of the socket file: owner and group may connect.
+SOCKET_MODE = 0o660
+#: Seconds a disconnected client has to read its Goodbye before the socket is cut.
+GOODBYE_GRACE_S = 2.0
+_CRED = struct.Struct("3i")
+
+
+class ServiceHost(Protocol):
+    """What the server needs from the daemon around it."""
+
+    service: EvsService
+    nodeid: int
+
+    def after_request(self) -> None:
+        """Run the core's outputs now (sends, timers, events), after a batch of requests."""
+
+    def status(self) -> dict[str, Any]:
+        """JSON-able status for StatusGet (api.md section 3 fields)."""
+
+
+class ServerStartError(Exception):
+    """The socket cannot be set up (path in use by a live daemon, not a socket, ...)."""
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the peer of a Unix socket, from the kernel (Linux SO_PEERCRED)."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size)
+    pid, uid, gid = _CRED.unpack(raw)
+    return pid, uid, gid
+
+
+class IpcServer:
+    """The Unix-socket server of one executive (see the module docstring)."""
+
+    def __init__(
+        self,
+        host: ServiceHost,
+        path: str | os.PathLike[str],
+        *,
+        allowed_uids: Iterable[int] = (),
+        allowed_gids: Iterable[int] = (),
+        client_queue_bytes: int = CLIENT_QUEUE_BYTES,
+        goodbye_grace_s: float = GOODBYE_GRACE_S,
+    ) -> None:
+        if client_queue_bytes < 1:
+            raise ValueError(f"client_queue_bytes must be positive, got {client_queue_bytes}")
+        self.host = host
+        self.path = Path(path)
+        self.allowed_uids = frozenset(allowed_uids)
+        self.allowed_gids = frozenset(allowed_gids)
+        self.client_queue_bytes = client_queue_bytes
+        self.goodbye_grace_s = goodbye_grace_s
+        self.counters: dict[str, int] = {
+            "connections accepted": 0,
+            "connections refused": 0,
+            "requests": 0,
+            "malformed frames": 0,
+            "oversized frames": 0,
+            "disconnects mid-frame": 0,
+            "protocol errors": 0,
+            "version mismatches": 0,
+            "overflow disconnects": 0,
+            "internal errors": 0,
+        }
+        self._server: asyncio.AbstractServer | None = None
+        self._inode: int | None = None
+        self._conns: set[_Connection] = set()
+        self._by_handle: dict[int, _Connection] = {}
+        self._dirty: set[_Connection] = set()
+        self._all_gone: asyncio.Event | None = None
+
+    @property
+    def clients(self) -> int:
+        """Connections currently open (including ones still saying Goodbye)."""
+        return len(self._conns)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Listen on ``path`` (mode 0660), replacing a stale socket file, never a live one."""
+        path = self.path
+        self._clear_stale(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(str(path))
+            os.chmod(path, SOCKET_MODE)  # before listen(): nobody can connect in between
+            self._inode = os.stat(path).st_ino
+            sock.setblocking(False)
+            loop = asyncio.get_running_loop()
+            self._server = await loop.create_unix_server(lambda: _Connection(self), sock=sock)
+        except OSError as exc:
+            sock.close()
+            raise ServerStartError(f"cannot listen on {path}: {exc.strerror or exc}") from exc
+        log.info("IPC server listening on %s", path)
+
+    @staticmethod
+    def _clear_stale(path: Path) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ServerStartError(
+                f"{path} exists and is not a socket: remove it or set another [ipc] socket"
+            )
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+                raise ServerStartError(f"cannot check {path}: {exc.strerror}") from exc
+        else:
+            raise ServerStartError(
+                f"another evs daemon is listening on {path}: stop it first, "
+                "or set another [ipc] socket"
+            )
+        finally:
+            probe.close()
+        log.info("removing stale socket %s", path)
+        path.unlink(missing_ok=True)
+
+    async def close(self, reason: str = "the evs daemon is shutting down") -> None:
+        """Stop listening, say Goodbye to every client, wait for them (bounded), remove the file."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._conns):
+            conn.disconnect(Goodbye(reason))
+        if self._conns:
+            self._all_gone = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_gone.wait(), self.goodbye_grace_s + 1.0)
+            for conn in list(self._conns):
+                conn.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+            self._remove_socket_file()
+
+    def _remove_socket_file(self) -> None:
+        """Unlink the socket file if it is still ours (a successor may have replaced it)."""
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == self._inode:
+                self.path.unlink()
+
+    def _forget(self, conn: _Connection) -> None:
+        self._conns.discard(conn)
+        self._dirty.discard(conn)
+        if not self._conns and self._all_gone is not None:
+            self._all_gone.set()
+
+    def allowed(self, uid: int, gid: int) -> bool:
+        return uid in (0, os.geteuid()) or uid in self.allowed_uids or gid in self.allowed_gids
+
+    # ---------------------------------------------------------------- events out
+
+    def pump(self) -> None:
+        """Move the service's new events and room-again notices to the clients; one write each.
+
+        The host calls this after every step of the runtime; the server also calls it after
+        each batch of requests.
+        """
+        service = self.host.service
+        for h in service.take_ready():
+            conn = self._by_handle.get(h.id)
+            if conn is None:
+                continue
+            if h.overflowed is not None:
+                self.counters["overflow disconnects"] += 1
+                log.warning("disconnecting handle %d (pid %d): %s", h.id, h.pid, h.overflowed)
+                conn.disconnect(Goodbye(h.overflowed))
+            else:
+                conn.fill()
+        for h in service.take_room_again():
+            conn = self._by_handle.get(h.id)
+            if conn is not None:
+                conn.queue(encode(RoomAgain()))
+        while self._dirty:
+            self._dirty.pop().flush()
+
+
+class _Connection(asyncio.Protocol):
+    """One client: decoder, handle, output batch, write-side flow state."""
+
+    def __init__(self, server: IpcServer) -> None:
+        self.server = server
+        self.service = server.host.service
+        self.decoder = FrameDecoder()
+        self.handle: Handle | None = None
+        self.transport: asyncio.Transport | None = None
+        self.pid = 0
+        self.out: list[bytes] = []
+        self.out_bytes = 0
+        self.paused = False
+        self.closing = False
+        self._abort_timer: asyncio.TimerHandle | None = None
+
+    # ---------------------------------------------------------------- asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        server = self.server
+        server._conns.add(self)
+        transport.set_write_buffer_limits(
+            high=server.client_queue_bytes, low=server.client_queue_bytes // 4
+        )
+        try:
+            self.pid, uid, gid = peer_credentials(transport.get_extra_info("socket"))
+        except (OSError, AttributeError, struct.error) as exc:
+            self.refuse(f"cannot read the peer's credentials: {exc}")
+            return
+        if not server.allowed(uid, gid):
+            self.refuse(
+                f"uid {uid} (gid {gid}) may not use this evs daemon: it accepts root, "
+                f"uid {os.geteuid()}, and the [ipc] allowed_uids and allowed_gids"
+            )
+            return
+        server.counters["connections accepted"] += 1
+
+    def refuse(self, reason: str) -> None:
+        self.server.counters["connections refused"] += 1
+        log.warning("refused an IPC client: %s", reason)
+        self.disconnect(Error(0, ErrorCode.ACCESS_DENIED, reason))
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        server = self.server
+        handled = 0
+        try:
+            self.decoder.feed(data)
+            for frame in self.decoder:
+                handled += 1
+                if not self.request(frame):
+                    break
+        except FrameError as exc:
+            key = "oversized frames" if exc.oversize else "malformed frames"
+            server.counters[key] += 1
+            log.warning("IPC client pid %d sent a bad frame: %s", self.pid, exc.reason)
+            self.disconnect(Error(0, ErrorCode.INVALID_ARGUMENT, f"bad frame: {exc.reason}"))
+        if handled:
+            server.counters["requests"] += handled
+            server.host.after_request()
+            server.pump()
+        self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.decoder.buffered and not self.closing:
+            self.server.counters["disconnects mid-frame"] += 1
+        self.closing = True
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+        self.release_handle()
+        self.server._forget(self)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.flush()
+
+    # ---------------------------------------------------------------- requests
+
+    def request(self, frame: Frame) -> bool:
+        """Serve one request; False once the connection is being closed."""
+        server = self.server
+        service = self.service
+        rid = frame.request_id
+        h = self.handle
+        if h is None:
+            return self.hello(frame)
+        reply: Frame
+        try:
+            if isinstance(frame, Join):
+                service.join(h, frame.groups)
+                reply = Ok(rid)
+            elif isinstance(frame, Leave):
+                service.leave(h, frame.groups)
+                reply = Ok(rid)
+            elif isinstance(frame, Mcast):
+                service.mcast(h, frame.groups, frame.data, frame.guarantee)
+                reply = Ok(rid)
+            elif isinstance(frame, MembershipGet):
+                reply = MembershipReply(rid, service.membership())
+            elif isinstance(frame, StatusGet):
+                reply = StatusReply(rid, json.dumps(server.host.status()))
+            elif isinstance(frame, Hello):
+                reply = Error(rid, ErrorCode.INVALID_ARGUMENT, "Hello was already received")
+            else:
+                server.counters["protocol errors"] += 1
+                self.disconnect(
+                    Error(0, ErrorCode.ERROR, f"a client may not send {type(frame).__name__}")
+                )
+                return False
+        except EvsError as exc:
+            reply = Error(rid, error_code(exc), str(exc))
+        except Exception as exc:  # a bug below us must not take the daemon down
+            server.counters["internal errors"] += 1
+            log.exception("IPC request %s failed", type(frame).__name__)
+            self.disconnect(Error(0, ErrorCode.ERROR, f"internal error of the evs daemon: {exc}"))
+            return False
+        self.queue(encode(reply))
+        return True
+
+    def hello(self, frame: Frame) -> bool:
+        server = self.server
+        if not isinstance(frame, Hello):
+            server.counters["protocol errors"] += 1
+            self.disconnect(
+                Error(0, ErrorCode.ERROR, f"the first request must be Hello, not {frame}"[:200])
+            )
+            return False
+        if frame.version != IPC_VERSION:
+            server.counters["version mismatches"] += 1
+            self.disconnect(
+                Error(
+                    frame.request_id,
+                    ErrorCode.ERROR,
+                    f"the client speaks IPC version {frame.version} and this evs daemon "
+                    f"speaks version {IPC_VERSION}: use a library of the daemon's release",
+                )
+            )
+            return False
+        service = self.service
+        h = service.open_handle(self.pid or frame.pid)
+        self.handle = h
+        server._by_handle[h.id] = self
+        welcome = Welcome(
+            frame.request_id,
+            IPC_VERSION,
+            server.host.nodeid,
+            h.id,
+            min(service.max_data, DATA_MAX),
+            GROUP_NAME_MAX,
+            GROUPS_PER_HANDLE_MAX,
+        )
+        self.queue(encode(welcome))
+        return True
+
+    # ---------------------------------------------------------------- output
+
+    def queue(self, frame: bytes) -> None:
+        if self.closing:
+            return
+        self.out.append(frame)
+        self.out_bytes += len(frame)
+        self.server._dirty.add(self)
+
+    def fill(self) -> None:
+        """Take the handle's events while the transport has room under the high-water mark."""
+        h = self.handle
+        t = self.transport
+        if h is None or t is None or self.closing:
+            return
+        budget = self.server.client_queue_bytes - t.get_write_buffer_size() - self.out_bytes
+        while h.events and budget > 0:
+            (ev,) = h.take_events(1)
+            note = DeliverNote(ev) if isinstance(ev, Delivery) else ConfChgNote(ev)
+            try:
+                frame = encode(note)
+            except FrameError as exc:
+                self.server.counters["internal errors"] += 1
+                self.disconnect(Goodbye(f"an event cannot be sent over IPC: {exc.reason}"))
+                return
+            self.queue(frame)
+            budget -= len(frame)
+
+    def flush(self) -> None:
+        """Write the batch; while the transport keeps up, keep feeding it the handle's backlog."""
+        t = self.transport
+        while t is not None and not self.closing:
+            if not self.out:
+                h = self.handle
+                if self.paused or h is None or not h.events:
+                    break
+                self.fill()
+                if not self.out:
+                    break
+            t.write(b"".join(self.out))
+            self.out.clear()
+            self.out_bytes = 0
+        self.server._dirty.discard(self)
+
+    def disconnect(self, last: Frame) -> None:
+        """Send ``last`` (Goodbye or a connection-level Error), then close; abort if unread."""
+        if self.closing or self.transport is None:
+            return
+        self.flush()
+        self.closing = True
+        self.release_handle()
+        t = self.transport
+        t.write(encode(last))
+        t.close()
+        loop = asyncio.get_running_loop()
+        self._abort_timer = loop.call_later(self.server.goodbye_grace_s, t.abort)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def release_handle(self) -> None:
+        h = self.handle
+        if h is not None:
+            self.handle = None
+            self.server._by_handle.pop(h.id, None)
+            self.service.close_handle(h)

@@ -1,0 +1,442 @@
+"""Binary framing of the IPC protocol: ``encode(frame) -> bytes`` and an incremental decoder.
+
+Theory of operation: every frame is ``u32 length | u8 kind | u32 request id | body``, network
+byte order, where ``length`` counts the bytes after itself. A stream socket hands bytes over in
+arbitrary pieces, so ``FrameDecoder`` buffers them and yields each frame once it is whole. The
+length is checked against ``FRAME_MAX`` as soon as its four bytes arrive, so a hostile peer
+cannot make the reader buffer more than one maximal frame. Every count and length inside a body
+is bounded too, and a body must be consumed exactly. Anything wrong raises ``FrameError`` and
+nothing else; the decoder then refuses further input (the stream has lost its framing, so the
+only safe answer is to drop the connection).
+
+Body layouts (``groups`` is ``u8 count`` then per name ``u8 length`` and the name; ``text`` is
+UTF-8; the last field marked "rest" runs to the end of the frame):
+
+- Hello: u16 version, u32 pid. This layout, and Error's, never change, so a version mismatch
+  can always be reported.
+- Join, Leave: groups.   Mcast: u8 flags (bit 0: to the joined groups), u8 guarantee, groups,
+  data (rest).   MembershipGet, StatusGet, Ok, RoomAgain: empty.
+- Welcome: u16 version, u32 nodeid, u32 handle id, u32 max data, u16 group name max, u16 groups
+  max.   Error: u16 code, text (rest).   StatusReply, Goodbye: text (rest).
+- MembershipReply: u32 local nodeid, u64 ring seq, u32 ring rep, u16 count, u32 per member.
+- DeliverNote: u32 nodeid, u32 pid, u8 guarantee, groups, data (rest).
+- ConfChgNote: u64 ring seq, u32 ring rep, u8 transitional, u16 x3 counts (members, left,
+  joined), then u32 per node id.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+from evs.ipc.messages import (
+    ConfChgNote,
+    DeliverNote,
+    Error,
+    ErrorCode,
+    Frame,
+    Goodbye,
+    Hello,
+    Join,
+    Leave,
+    Mcast,
+    MembershipGet,
+    MembershipReply,
+    Ok,
+    RoomAgain,
+    StatusGet,
+    StatusReply,
+    Welcome,
+)
+from evs.types import ConfigChange, Delivery, Guarantee, Membership, RingId
+
+__all__ = [
+    "DATA_MAX",
+    "FRAME_MAX",
+    "GROUPS_MAX",
+    "GROUP_NAME_MAX",
+    "HEADER",
+    "NODES_MAX",
+    "FrameDecoder",
+    "FrameError",
+    "decode",
+    "encode",
+]
+
+#: Largest message data a frame may carry, bytes (api.md: at least 1 MiB).
+DATA_MAX = 1 << 20
+#: Longest group name a frame may carry (the daemon's own limit may be lower; see Welcome).
+GROUP_NAME_MAX = 255
+#: Most group names in one frame.
+GROUPS_MAX = 255
+#: Most node ids in one list of a membership or configuration change.
+NODES_MAX = 4096
+#: Fixed fields of any frame beyond its data and group names (generous; text fits here too).
+HEADROOM = 64 << 10
+#: Largest frame, bytes after the length field: data + headroom + the largest group list.
+FRAME_MAX = DATA_MAX + HEADROOM + 1 + GROUPS_MAX * (1 + GROUP_NAME_MAX)
+#: Length, kind, request id.
+HEADER = struct.Struct("!IBI")
+_ID_MAX = 0xFFFFFFFF
+
+_HELLO = struct.Struct("!HI")
+_MCAST = struct.Struct("!BB")
+_WELCOME = struct.Struct("!HIIIHH")
+_CODE = struct.Struct("!H")
+_MEMBERSHIP = struct.Struct("!IQIH")
+_DELIVER = struct.Struct("!IIB")
+_CONFCHG = struct.Struct("!QIBHHH")
+_U32 = struct.Struct("!I")
+
+_KINDS: dict[type, int] = {
+    Hello: 1,
+    Join: 2,
+    Leave: 3,
+    Mcast: 4,
+    MembershipGet: 5,
+    StatusGet: 6,
+    Welcome: 64,
+    Ok: 65,
+    Error: 66,
+    MembershipReply: 67,
+    StatusReply: 68,
+    DeliverNote: 128,
+    ConfChgNote: 129,
+    RoomAgain: 130,
+    Goodbye: 131,
+}
+_MCAST_JOINED = 1
+
+
+class FrameError(Exception):
+    """A frame that cannot be encoded or decoded; ``reason`` says what was wrong."""
+
+    def __init__(self, reason: str, *, oversize: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        #: The frame was refused for its announced length alone.
+        self.oversize = oversize
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def _check(ok: bool, reason: str) -> None:
+    if not ok:
+        raise FrameError(reason)
+
+
+def _u(value: int, bits: int, what: str) -> None:
+    _check(
+        isinstance(value, int) and 0 <= value < (1 << bits),
+        f"{what} {value!r} is not an unsigned {bits}-bit integer",
+    )
+
+
+def _groups(groups: tuple[bytes, ...]) -> bytes:
+    _check(len(groups) <= GROUPS_MAX, f"{len(groups)} groups; a frame carries {GROUPS_MAX}")
+    out = bytearray([len(groups)])
+    for g in groups:
+        _check(isinstance(g, bytes), f"group name {g!r} is not bytes")
+        _check(
+            1 <= len(g) <= GROUP_NAME_MAX,
+            f"group name of {len(g)} bytes; names are 1..{GROUP_NAME_MAX}",
+        )
+        out.append(len(g))
+        out += g
+    return bytes(out)
+
+
+def _nodes(nodes: tuple[int, ...]) -> bytes:
+    for n in nodes:
+        _u(n, 32, "node id")
+    return struct.pack(f"!{len(nodes)}I", *nodes)
+
+
+def _data(data: bytes) -> bytes:
+    _check(len(data) <= DATA_MAX, f"data of {len(data)} bytes; the limit is {DATA_MAX}")
+    return bytes(data)
+
+
+def _text(text: str) -> bytes:
+    raw = text.encode("utf-8", "replace")
+    # Texts are explanations: shorten rather than refuse.
+    return raw[:HEADROOM] if len(raw) > HEADROOM else raw
+
+
+def _body(frame: Frame) -> bytes:
+    if isinstance(frame, Hello):
+        _u(frame.version, 16, "version")
+        _u(frame.pid, 32, "pid")
+        return _HELLO.pack(frame.version, frame.pid)
+    if isinstance(frame, (Join, Leave)):
+        return _groups(frame.groups)
+    if isinstance(frame, Mcast):
+        flags = _MCAST_JOINED if frame.groups is None else 0
+        groups = _groups(() if frame.groups is None else frame.groups)
+        return _MCAST.pack(flags, Guarantee(frame.guarantee)) + groups + _data(frame.data)
+    if isinstance(frame, (MembershipGet, StatusGet, Ok, RoomAgain)):
+        return b""
+    if isinstance(frame, Welcome):
+        for value, bits, what in (
+            (frame.version, 16, "version"),
+            (frame.nodeid, 32, "node id"),
+            (frame.handle_id, 32, "handle id"),
+            (frame.max_data, 32, "max data"),
+            (frame.group_name_max, 16, "group name max"),
+            (frame.groups_max, 16, "groups max"),
+        ):
+            _u(value, bits, what)
+        return _WELCOME.pack(
+            frame.version,
+            frame.nodeid,
+            frame.handle_id,
+            frame.max_data,
+            frame.group_name_max,
+            frame.groups_max,
+        )
+    if isinstance(frame, Error):
+        return _CODE.pack(ErrorCode(frame.code)) + _text(frame.message)
+    if isinstance(frame, (StatusReply, Goodbye)):
+        return _text(frame.text if isinstance(frame, StatusReply) else frame.reason)
+    if isinstance(frame, MembershipReply):
+        m = frame.membership
+        _check(len(m.members) <= NODES_MAX, f"{len(m.members)} members; limit {NODES_MAX}")
+        _u(m.local_nodeid, 32, "node id")
+        _u(m.ring_id.seq, 64, "ring seq")
+        _u(m.ring_id.rep, 32, "ring rep")
+        head = _MEMBERSHIP.pack(m.local_nodeid, m.ring_id.seq, m.ring_id.rep, len(m.members))
+        return head + _nodes(m.members)
+    if isinstance(frame, DeliverNote):
+        d = frame.delivery
+        _u(d.nodeid, 32, "node id")
+        _u(d.pid, 32, "pid")
+        head = _DELIVER.pack(d.nodeid, d.pid, Guarantee(d.guarantee))
+        return head + _groups(d.groups) + _data(d.data)
+    if isinstance(frame, ConfChgNote):
+        c = frame.change
+        for nodes in (c.members, c.left, c.joined):
+            _check(len(nodes) <= NODES_MAX, f"{len(nodes)} node ids; limit {NODES_MAX}")
+        _u(c.ring_id.seq, 64, "ring seq")
+        _u(c.ring_id.rep, 32, "ring rep")
+        head = _CONFCHG.pack(
+            c.ring_id.seq,
+            c.ring_id.rep,
+            int(c.transitional),
+            len(c.members),
+            len(c.left),
+            len(c.joined),
+        )
+        return head + _nodes(c.members) + _nodes(c.left) + _nodes(c.joined)
+    raise FrameError(f"not an IPC frame: {type(frame).__name__}")
+
+
+def encode(frame: Frame) -> bytes:
+    """The frame as bytes; FrameError if a field is out of its bounds."""
+    kind = _KINDS.get(type(frame))
+    if kind is None:
+        raise FrameError(f"not an IPC frame: {type(frame).__name__}")
+    _u(frame.request_id, 32, "request id")
+    try:
+        body = _body(frame)
+    except (ValueError, TypeError, struct.error) as exc:
+        raise FrameError(f"cannot encode {type(frame).__name__}: {exc}") from None
+    length = HEADER.size - 4 + len(body)
+    _check(length <= FRAME_MAX, f"frame of {length} bytes; the limit is {FRAME_MAX}")
+    return HEADER.pack(length, kind, frame.request_id) + body
+
+
+# ---------------------------------------------------------------- decoding
+
+
+class _Reader:
+    """A bounds-checked cursor over one frame's body."""
+
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: memoryview) -> None:
+        self.buf = buf
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> memoryview:
+        end = self.pos + n
+        _check(end <= len(self.buf), f"frame ends inside {what}")
+        out = self.buf[self.pos : end]
+        self.pos = end
+        return out
+
+    def unpack(self, st: struct.Struct, what: str) -> tuple[int, ...]:
+        return st.unpack(self.take(st.size, what))
+
+    def groups(self) -> tuple[bytes, ...]:
+        (count,) = self.take(1, "group count")
+        out = []
+        for _ in range(count):
+            (n,) = self.take(1, "group name length")
+            _check(n >= 1, "empty group name")
+            out.append(bytes(self.take(n, "group name")))
+        return tuple(out)
+
+    def nodes(self, count: int) -> tuple[int, ...]:
+        _check(count <= NODES_MAX, f"{count} node ids; the limit is {NODES_MAX}")
+        return struct.unpack(f"!{count}I", self.take(4 * count, "node ids"))
+
+    def rest(self) -> bytes:
+        out = bytes(self.buf[self.pos :])
+        self.pos = len(self.buf)
+        return out
+
+    def text(self) -> str:
+        try:
+            return self.rest().decode("utf-8")
+        except UnicodeDecodeError:
+            raise FrameError("text is not UTF-8") from None
+
+    def data(self) -> bytes:
+        out = self.rest()
+        _check(len(out) <= DATA_MAX, f"data of {len(out)} bytes; the limit is {DATA_MAX}")
+        return out
+
+    def end(self, what: str) -> None:
+        extra = len(self.buf) - self.pos
+        _check(extra == 0, f"{extra} stray bytes after {what}")
+
+
+def _guarantee(value: int) -> Guarantee:
+    try:
+        return Guarantee(value)
+    except ValueError:
+        raise FrameError(f"unknown guarantee {value}") from None
+
+
+def _ring(seq: int, rep: int) -> RingId:
+    return RingId(seq=seq, rep=rep)
+
+
+def _decode_body(kind: int, rid: int, r: _Reader) -> Frame:
+    frame: Frame
+    if kind == 1:
+        version, pid = r.unpack(_HELLO, "Hello")
+        frame = Hello(rid, version, pid)
+    elif kind in (2, 3):
+        groups = r.groups()
+        frame = Join(rid, groups) if kind == 2 else Leave(rid, groups)
+    elif kind == 4:
+        flags, g = r.unpack(_MCAST, "Mcast")
+        _check(flags & ~_MCAST_JOINED == 0, f"unknown Mcast flags {flags:#x}")
+        groups = r.groups()
+        if flags & _MCAST_JOINED:
+            _check(not groups, "Mcast to the joined groups names groups")
+        frame = Mcast(rid, None if flags else groups, _guarantee(g), r.data())
+    elif kind == 5:
+        frame = MembershipGet(rid)
+    elif kind == 6:
+        frame = StatusGet(rid)
+    elif kind == 64:
+        frame = Welcome(rid, *r.unpack(_WELCOME, "Welcome"))
+    elif kind == 65:
+        frame = Ok(rid)
+    elif kind == 66:
+        (code,) = r.unpack(_CODE, "Error")
+        try:
+            error = ErrorCode(code)
+        except ValueError:
+            raise FrameError(f"unknown error code {code}") from None
+        frame = Error(rid, error, r.text())
+    elif kind == 67:
+        nodeid, seq, rep, count = r.unpack(_MEMBERSHIP, "MembershipReply")
+        frame = MembershipReply(rid, Membership(nodeid, _ring(seq, rep), r.nodes(count)))
+    elif kind == 68:
+        frame = StatusReply(rid, r.text())
+    elif kind == 128:
+        nodeid, pid, g = r.unpack(_DELIVER, "DeliverNote")
+        guarantee = _guarantee(g)
+        groups = r.groups()
+        frame = DeliverNote(Delivery(nodeid, pid, groups, r.data(), guarantee), rid)
+    elif kind == 129:
+        seq, rep, trans, n_members, n_left, n_joined = r.unpack(_CONFCHG, "ConfChgNote")
+        _check(trans in (0, 1), f"transitional flag {trans} is not 0 or 1")
+        members, left, joined = r.nodes(n_members), r.nodes(n_left), r.nodes(n_joined)
+        frame = ConfChgNote(ConfigChange(_ring(seq, rep), bool(trans), members, left, joined), rid)
+    elif kind == 130:
+        frame = RoomAgain(rid)
+    elif kind == 131:
+        frame = Goodbye(r.text(), rid)
+    else:
+        raise FrameError(f"unknown frame kind {kind}")
+    r.end(type(frame).__name__)
+    if kind >= 128:
+        _check(rid == 0, f"notification {type(frame).__name__} with request id {rid}")
+    return frame
+
+
+def decode(data: bytes | bytearray | memoryview) -> Frame:
+    """Exactly one whole frame; FrameError otherwise."""
+    dec = FrameDecoder()
+    dec.feed(data)
+    frames = list(dec)
+    _check(len(frames) == 1 and dec.buffered == 0, f"{len(frames)} frames, not exactly one")
+    return frames[0]
+
+
+class FrameDecoder:
+    """Bytes in, whole frames out: ``feed(data)`` then iterate; bounded by one ``FRAME_MAX``."""
+
+    def __init__(self, frame_max: int = FRAME_MAX) -> None:
+        self._buf = bytearray()
+        self._frame_max = frame_max
+        self._broken: FrameError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete frame held back (nonzero at EOF means "cut mid-frame")."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if self._broken is not None:
+            raise self._broken
+        self._buf += data
+        if len(self._buf) >= 4:
+            self._check_length(_U32.unpack_from(self._buf)[0])
+
+    def _check_length(self, length: int) -> None:
+        if length > self._frame_max:
+            self._fail(
+                FrameError(
+                    f"frame of {length} bytes announced; the limit is {self._frame_max}",
+                    oversize=True,
+                )
+            )
+        if length < HEADER.size - 4:
+            self._fail(FrameError(f"frame of {length} bytes is shorter than its header"))
+
+    def _fail(self, exc: FrameError) -> None:
+        self._broken = exc
+        self._buf.clear()
+        raise exc
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self
+
+    def __next__(self) -> Frame:
+        if self._broken is not None:
+            raise self._broken
+        buf = self._buf
+        if len(buf) < HEADER.size:
+            raise StopIteration
+        length, kind, rid = HEADER.unpack_from(buf)
+        self._check_length(length)
+        end = 4 + length
+        if len(buf) < end:
+            raise StopIteration
+        # A copy: views into the bytearray would pin it against the resize below.
+        body = memoryview(bytes(buf[HEADER.size : end]))
+        del buf[:end]
+        try:
+            frame = _decode_body(kind, rid, _Reader(body))
+        except FrameError as exc:
+            self._fail(exc)
+            raise  # unreachable: _fail raises
+        if len(buf) >= 4:
+            self._check_length(_U32.unpack_from(buf)[0])
+        return frame

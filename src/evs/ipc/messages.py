@@ -1,0 +1,213 @@
+"""The frames of the IPC protocol between the executive and the library, as plain values.
+
+Theory of operation: a client speaks first with ``Hello``; every request carries a request id
+(u32, never 0) chosen by the client, and the daemon answers each request exactly once, in
+order, with a reply echoing that id (``Welcome`` for ``Hello``; ``Ok``, ``Error``,
+``MembershipReply`` or ``StatusReply`` otherwise). Notifications carry request id 0 and may
+come at any time after ``Welcome``: events (``DeliverNote``, ``ConfChgNote``), ``RoomAgain``
+(the send queue has room again after a ``TryAgain``) and ``Goodbye`` (the daemon is about to
+disconnect this client and says why). An ``Error`` with request id 0 is connection-level (the
+peer was refused, or spoke garbage) and is followed by the end of the connection.
+
+These classes know nothing of bytes; ``evs.ipc.codec`` maps them to frames and back.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from evs.errors import AccessDenied, EvsError, InvalidArgument, NotConnected, TryAgain
+from evs.types import ConfigChange, Delivery, Guarantee, Membership
+
+__all__ = [
+    "IPC_VERSION",
+    "ConfChgNote",
+    "DeliverNote",
+    "Error",
+    "ErrorCode",
+    "Frame",
+    "Goodbye",
+    "Hello",
+    "Join",
+    "Leave",
+    "Mcast",
+    "MembershipGet",
+    "MembershipReply",
+    "Notification",
+    "Ok",
+    "Reply",
+    "Request",
+    "RoomAgain",
+    "StatusGet",
+    "StatusReply",
+    "Welcome",
+    "error_code",
+    "exception_for",
+]
+
+#: Version of the frame format, sent in ``Hello``; the daemon refuses any other.
+IPC_VERSION = 1
+
+
+class ErrorCode(enum.IntEnum):
+    """Which ``evs`` exception an ``Error`` frame stands for."""
+
+    #: Any other failure (``evs.EvsError``), e.g. a version mismatch.
+    ERROR = 1
+    TRY_AGAIN = 2
+    INVALID_ARGUMENT = 3
+    NOT_CONNECTED = 4
+    ACCESS_DENIED = 5
+
+
+_EXCEPTIONS: dict[ErrorCode, type[EvsError]] = {
+    ErrorCode.ERROR: EvsError,
+    ErrorCode.TRY_AGAIN: TryAgain,
+    ErrorCode.INVALID_ARGUMENT: InvalidArgument,
+    ErrorCode.NOT_CONNECTED: NotConnected,
+    ErrorCode.ACCESS_DENIED: AccessDenied,
+}
+
+
+def error_code(exc: EvsError) -> ErrorCode:
+    """The code that carries ``exc`` over the wire (its most specific known class)."""
+    for code, cls in _EXCEPTIONS.items():
+        if type(exc) is cls:
+            return code
+    for code, cls in _EXCEPTIONS.items():
+        if code is not ErrorCode.ERROR and isinstance(exc, cls):
+            return code
+    return ErrorCode.ERROR
+
+
+def exception_for(code: ErrorCode, message: str) -> EvsError:
+    """The exception a client raises for an ``Error`` frame."""
+    return _EXCEPTIONS[code](message)
+
+
+# ---------------------------------------------------------------- requests (client -> daemon)
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First frame of every connection: the client's protocol version and process id."""
+
+    request_id: int
+    version: int
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    request_id: int
+    groups: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    request_id: int
+    groups: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Mcast:
+    """Multicast ``data`` to ``groups``; None means "every group this handle has joined"."""
+
+    request_id: int
+    groups: tuple[bytes, ...] | None
+    guarantee: Guarantee
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipGet:
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusGet:
+    request_id: int
+
+
+# ---------------------------------------------------------------- replies (daemon -> client)
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """Answer to Hello: who the daemon is and the limits this handle must respect."""
+
+    request_id: int
+    version: int
+    nodeid: int
+    handle_id: int
+    #: Largest message data, bytes.
+    max_data: int
+    #: Longest group name, bytes.
+    group_name_max: int
+    #: Most groups a handle may join (and a message may name).
+    groups_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """A refused request (or, with request id 0, a refused connection)."""
+
+    request_id: int
+    code: ErrorCode
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipReply:
+    request_id: int
+    membership: Membership
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply:
+    """The executive's status as one JSON object (api.md section 3)."""
+
+    request_id: int
+    text: str
+
+
+# ---------------------------------------------------------------- notifications (request id 0)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverNote:
+    delivery: Delivery
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConfChgNote:
+    change: ConfigChange
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RoomAgain:
+    """The send queue has room again: a sender that got TryAgain may retry now."""
+
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Goodbye:
+    """The daemon disconnects this client; ``reason`` says why."""
+
+    reason: str
+    request_id: int = 0
+
+
+Request = Hello | Join | Leave | Mcast | MembershipGet | StatusGet
+Reply = Welcome | Ok | Error | MembershipReply | StatusReply
+Notification = DeliverNote | ConfChgNote | RoomAgain | Goodbye
+Frame = Request | Reply | Notification

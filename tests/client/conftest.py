@@ -1,0 +1,136 @@
+"""A real IpcServer on a real Unix socket, over a fake host whose core echoes every message.
+
+The server's asyncio loop runs in a thread, so tests drive the blocking ``Client`` from the
+main thread (and ``AsyncClient`` from their own loop) while ``Daemon.run`` executes host-side
+steps (feed events, pump) in the server's loop. Waits are on conditions with bounded time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from evs.daemon.ipc_server import IpcServer
+from evs.errors import TryAgain
+from evs.runtime.service import HANDLE_QUEUE_BYTES, EvsService
+from evs.totem.events import CoreEvent, Deliver, Sent
+from evs.types import ConfigChange, Guarantee, RingId
+
+RING = RingId(4, 1)
+T = TypeVar("T")
+
+
+class FakeHost:
+    """A ServiceHost whose core delivers each submitted message at once, to this node."""
+
+    def __init__(self, *, handle_queue_bytes: int = HANDLE_QUEUE_BYTES) -> None:
+        self.nodeid = 1
+        self.service = EvsService(1, self.submit, handle_queue_bytes=handle_queue_bytes)
+        self.server: IpcServer | None = None
+        #: submit raises TryAgain while set (a full send queue).
+        self.full = False
+        self.queued: list[CoreEvent] = []
+        self.numbers = 0
+        self.after_requests = 0
+        self.service.feed([ConfigChange(RING, False, (1,), (), (1,))])
+
+    def submit(self, groups: Sequence[bytes], payload: bytes, guarantee: Guarantee) -> int:
+        if self.full:
+            raise TryAgain("the send queue is full: 0 of 8 messages free")
+        n = self.numbers
+        self.numbers += 1
+        self.queued += [Deliver(1, tuple(groups), payload, guarantee, RING), Sent(n, RING)]
+        return n
+
+    def after_request(self) -> None:
+        self.after_requests += 1
+        self.step([])
+
+    def step(self, events: list[CoreEvent]) -> None:
+        """One step of the runtime: the core's events to the service, then the server pumps."""
+        events = self.queued + events
+        self.queued = []
+        self.service.feed(events)
+        assert self.server is not None
+        self.server.pump()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "nodeid": 1,
+            "ring_id": str(RING),
+            "state": "operational",
+            "members": [1],
+            "counters": dict(self.service.counters),
+        }
+
+
+class Daemon:
+    """IpcServer + FakeHost on an asyncio loop of their own, in a thread."""
+
+    def __init__(self, path: Path, host: FakeHost | None = None, **server_kw: Any) -> None:
+        self.path = path
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.host = host or FakeHost()
+        self.server = IpcServer(self.host, path, **server_kw)
+        self.host.server = self.server
+        self.stopped = False
+        self.call(self.server.start())
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """``fn()`` in the server's loop (host and service are not thread-safe)."""
+
+        async def wrapper() -> T:
+            return fn()
+
+        return self.call(wrapper())
+
+    def counter(self, name: str) -> int:
+        return self.run(lambda: self.server.counters[name])
+
+    def handle_pids(self) -> list[int]:
+        """The pids of the open handles, as the service recorded them."""
+        return self.run(lambda: [h.pid for h in self.host.service.handles.values()])
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self.call(self.server.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll a condition (bounded); the test fails if it never holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def sock_path() -> Iterator[Path]:
+    # Short: a Unix socket path is limited to 107 bytes, pytest's tmp_path can be longer.
+    with tempfile.TemporaryDirectory(prefix="evs-", dir="/tmp") as d:
+        yield Path(d) / "run" / "evs.sock"
+
+
+@pytest.fixture
+def daemon(sock_path: Path) -> Iterator[Daemon]:
+    d = Daemon(sock_path)
+    yield d
+    d.stop()

@@ -1,0 +1,324 @@
+"""The blocking Client against a real IpcServer over a real Unix socket."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import stat
+import struct
+import threading
+from pathlib import Path
+
+import pytest
+
+import evs
+from evs.daemon import ipc_server
+from evs.daemon.ipc_server import IpcServer, ServerStartError
+from evs.ipc.codec import FrameDecoder, encode
+from evs.ipc.messages import IPC_VERSION, Error, ErrorCode, Hello, Join, Welcome
+from evs.totem.events import Sent
+from evs.types import ConfigChange, Delivery, DispatchFlags, Guarantee
+
+from .conftest import RING, Daemon, FakeHost, wait_until
+
+FIRST = ConfigChange(RING, False, (1,), (), (1,))
+
+
+def test_connect_join_and_self_delivery(daemon: Daemon) -> None:
+    with evs.Client(str(daemon.path), context="mine") as c:
+        assert c.context == "mine"
+        assert c.nodeid == 1
+        assert c.membership_get() == evs.Membership(1, RING, (1,))
+        c.join(["g"])
+        c.mcast_joined(b"hello", evs.Guarantee.SAFE)
+        events = c.events(timeout=5)
+        assert next(events) == FIRST  # the first join's configuration comes first
+        d = next(events)
+        assert d == Delivery(1, os.getpid(), (b"g",), b"hello", Guarantee.SAFE)
+
+
+def test_mcast_groups_reaches_members_only(daemon: Daemon) -> None:
+    with evs.Client(daemon.path) as a, evs.Client(daemon.path) as b:
+        assert a.handle_id != b.handle_id
+        a.join([b"a"])
+        b.join([b"b"])
+        a.mcast_groups(["b"], b"to b")  # a has not joined b: no self delivery
+        a.mcast_groups(["a", "b"], b"to both")
+        a.membership_get()
+        b.membership_get()  # round trips: what was sent before is buffered now
+        assert list(a.events(timeout=0)) == [
+            FIRST,
+            Delivery(1, os.getpid(), (b"a", b"b"), b"to both", Guarantee.AGREED),
+        ]
+        got = [e.data for e in b.events(timeout=0) if isinstance(e, Delivery)]
+        assert got == [b"to b", b"to both"]
+
+
+def test_dispatch_flags_and_callbacks(daemon: Daemon) -> None:
+    seen: list[object] = []
+    c = evs.Client(daemon.path, on_deliver=seen.append, on_confchg=seen.append)
+    c.join(["g"])
+    for i in range(4):
+        c.mcast_joined(b"%d" % i)
+    c.membership_get()  # a round trip: every event sent before its reply is buffered now
+    assert c.dispatch(DispatchFlags.ONE, timeout=5) == 1
+    assert seen == [FIRST]
+    assert c.dispatch(DispatchFlags.ONE_NONBLOCKING) == 1
+    assert c.dispatch(DispatchFlags.ALL) == 3
+    assert [e.data for e in seen[1:]] == [b"0", b"1", b"2", b"3"]  # type: ignore[attr-defined]
+    assert c.dispatch(DispatchFlags.ALL) == 0
+    assert c.dispatch(DispatchFlags.ONE_NONBLOCKING) == 0
+    assert c.dispatch(DispatchFlags.ONE, timeout=0.05) == 0
+    assert c.dispatch(DispatchFlags.BLOCKING, timeout=0.05) == 0
+
+    # BLOCKING runs until close() from another thread.
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(c.dispatch(DispatchFlags.BLOCKING)))
+    t.start()
+    with evs.Client(daemon.path) as other:
+        other.mcast_groups(["g"], b"late")
+    wait_until(lambda: len(seen) == 6)
+    c.close()
+    t.join(5)
+    assert result == [1]
+    with pytest.raises(evs.NotConnected, match="closed"):
+        c.dispatch()
+
+
+def test_fileno_readable_exactly_when_events_wait(daemon: Daemon) -> None:
+    def readable(c: evs.Client, timeout: float = 0) -> bool:
+        return bool(select.select([c], [], [], timeout)[0])
+
+    with evs.Client(daemon.path) as c, evs.Client(daemon.path) as sender:
+        assert not readable(c)
+        c.join(["g"])
+        c.mcast_joined(b"x")
+        c.membership_get()  # events now sit in the session buffer, not on the socket
+        assert readable(c)
+        assert c.dispatch(DispatchFlags.ONE_NONBLOCKING) == 1
+        assert readable(c)  # one more is buffered
+        assert c.dispatch(DispatchFlags.ALL) == 1
+        assert not readable(c)
+        sender.mcast_groups(["g"], b"y")  # arrives on the socket
+        assert readable(c, 5)
+        assert c.dispatch() == 1
+        assert not readable(c)
+
+
+def test_try_again_then_room_again_wakes_a_blocked_sender(daemon: Daemon) -> None:
+    with evs.Client(daemon.path) as c:
+        c.join(["g"])
+        daemon.run(lambda: setattr(daemon.host, "full", True))
+        with pytest.raises(evs.TryAgain, match="0 of 8"):
+            c.mcast_joined(b"no", block=False)
+        with pytest.raises(evs.TryAgain, match=r"no room for 0\.05 s"):
+            c.mcast_joined(b"no", timeout=0.05)
+        errors: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                c.mcast_joined(b"yes", timeout=5)
+            except BaseException as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=send)
+        t.start()
+        tries = daemon.host.service.counters
+        wait_until(lambda: daemon.run(lambda: tries["try again"]) >= 3)
+
+        def room() -> None:
+            daemon.host.full = False
+            daemon.host.step([Sent(999, RING)])
+
+        daemon.run(room)
+        t.join(5)
+        assert not t.is_alive()
+        assert errors == []
+        c.membership_get()
+        assert [e.data for e in c.events(timeout=0) if isinstance(e, Delivery)] == [b"yes"]
+
+
+def test_invalid_arguments_say_the_limit(daemon: Daemon) -> None:
+    with evs.Client(daemon.path) as c:
+        with pytest.raises(evs.InvalidArgument, match=r"names are 1\.\.64"):
+            c.join(["x" * 65])
+        with pytest.raises(evs.InvalidArgument, match="the limit is 32"):
+            c.join([f"g{i}" for i in range(33)])
+        with pytest.raises(evs.InvalidArgument, match="joined no group"):
+            c.mcast_joined(b"x")  # refused by the daemon's service
+        with pytest.raises(evs.InvalidArgument, match=f"limit of {c.max_data}"):
+            c.mcast_groups(["g"], b"x" * (c.max_data + 1))
+        with pytest.raises(evs.InvalidArgument, match="not a member"):
+            c.leave(["g"])
+        c.join(["g"])
+        c.leave(["g"])
+        assert c.status()["members"] == [1]
+
+
+def test_evs_socket_environment_and_connect_errors(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EVS_SOCKET", str(daemon.path))
+    with evs.Client() as c:
+        assert c.socket_path == str(daemon.path)
+    missing = tmp_path / "nothing.sock"
+    with pytest.raises(evs.NotConnected, match=f"{missing}.*No such file"):
+        evs.Client(missing)
+
+
+def test_several_clients_are_independent_handles(daemon: Daemon) -> None:
+    a, b = evs.Client(daemon.path), evs.Client(daemon.path)
+    a.join(["g"])
+    b.join(["g"])
+    a.close()
+    b.mcast_joined(b"after a closed")
+    b.membership_get()
+    assert next(e for e in b.events(timeout=0) if isinstance(e, Delivery)).data == (
+        b"after a closed"
+    )
+    wait_until(lambda: daemon.run(lambda: len(daemon.host.service.handles)) == 1)
+    b.close()
+    wait_until(lambda: daemon.run(lambda: len(daemon.host.service.handles)) == 0)
+
+
+def test_not_connected_after_the_server_closes(daemon: Daemon) -> None:
+    c = evs.Client(daemon.path)
+    c.join(["g"])
+    daemon.stop()
+    with pytest.raises(evs.NotConnected, match="shutting down"):
+        list(c.events(timeout=5))
+    with pytest.raises(evs.NotConnected, match="shutting down"):
+        c.membership_get()
+    c.close()
+    assert not daemon.path.exists()  # the server removed its socket file
+
+
+def test_access_denied_for_a_stranger(sock_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ipc_server, "peer_credentials", lambda sock: (77, 4242, 4343))
+    d = Daemon(sock_path)
+    try:
+        with pytest.raises(evs.AccessDenied, match=r"uid 4242 .*may not use"):
+            evs.Client(sock_path)
+        assert d.counter("connections refused") == 1
+    finally:
+        d.stop()
+    for uids, gids in (([4242], []), ([], [4343])):
+        ok = Daemon(sock_path, allowed_uids=uids, allowed_gids=gids)
+        try:
+            with evs.Client(sock_path) as c:
+                c.join(["g"])
+                assert ok.handle_pids() == [77]
+        finally:
+            ok.stop()
+
+
+def test_a_client_that_never_reads_gets_goodbye(sock_path: Path) -> None:
+    host = FakeHost(handle_queue_bytes=64 << 10)
+    d = Daemon(sock_path, host, client_queue_bytes=16 << 10)
+    try:
+        lazy = evs.Client(sock_path)
+        lazy.join(["g"])
+        with evs.Client(sock_path) as sender:
+            chunk = b"z" * (16 << 10)
+            for _ in range(400):  # far more than socket buffers + transport + handle bound
+                sender.mcast_groups(["g"], chunk)
+                if d.counter("overflow disconnects"):
+                    break
+            assert d.counter("overflow disconnects") == 1
+            sender.mcast_groups(["g"], b"still fine")  # the ring never waited for lazy
+        with pytest.raises(evs.NotConnected, match=r"did not read its events.*limit is 65536"):
+            for _ in lazy.events(timeout=5):  # what was queued before the Goodbye, then it
+                pass
+        lazy.close()
+    finally:
+        d.stop()
+
+
+def _raw(path: Path) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(str(path))
+    return s
+
+
+def _frames_until_eof(s: socket.socket) -> list[object]:
+    dec = FrameDecoder()
+    while data := s.recv(65536):
+        dec.feed(data)
+    return list(dec)
+
+
+@pytest.mark.parametrize(
+    ("wire", "counter", "said"),
+    [
+        (encode(Hello(1, IPC_VERSION, 1)) + b"\0\0\0\x05\xee\0\0\0\0", "malformed frames", "99"),
+        (encode(Hello(1, IPC_VERSION, 1)) + b"\xff\xff\xff\xff", "oversized frames", "limit"),
+        (encode(Join(1, (b"g",))), "protocol errors", "must be Hello"),
+        (encode(Hello(1, IPC_VERSION, 1)) + encode(Welcome(2, 1, 1, 1, 1, 1, 1)), "", ""),
+    ],
+    ids=["unknown-kind", "oversize", "no-hello", "reply-kind"],
+)
+def test_bad_frames_close_only_that_client(
+    daemon: Daemon, wire: bytes, counter: str, said: str
+) -> None:
+    with evs.Client(daemon.path) as good:
+        good.join(["g"])
+        s = _raw(daemon.path)
+        s.sendall(wire.replace(b"\xee", b"\x63"))
+        frames = _frames_until_eof(s)
+        s.close()
+        last = frames[-1]
+        assert isinstance(last, Error)
+        assert last.request_id == 0
+        assert said in last.message
+        if counter:
+            assert daemon.counter(counter) == 1
+        good.mcast_joined(b"the server lives on")
+        good.membership_get()
+        assert any(isinstance(e, Delivery) for e in good.events(timeout=0))
+
+
+def test_version_mismatch_and_disconnect_mid_frame(daemon: Daemon) -> None:
+    s = _raw(daemon.path)
+    s.sendall(encode(Hello(7, IPC_VERSION + 1, 1)))
+    (err,) = _frames_until_eof(s)
+    s.close()
+    assert isinstance(err, Error)
+    assert err.request_id == 7
+    assert err.code is ErrorCode.ERROR
+    assert f"speaks version {IPC_VERSION}" in err.message
+    assert daemon.counter("version mismatches") == 1
+
+    s = _raw(daemon.path)
+    s.sendall(encode(Hello(1, IPC_VERSION, 1)) + encode(Join(2, (b"g",)))[:-1])
+    s.recv(65536)  # the Welcome: the Hello was served
+    s.close()
+    wait_until(lambda: daemon.counter("disconnects mid-frame") == 1)
+    wait_until(lambda: daemon.run(lambda: len(daemon.host.service.handles)) == 0)
+
+
+def test_socket_file_mode_stale_file_and_live_daemon(sock_path: Path) -> None:
+    sock_path.parent.mkdir(parents=True)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(sock_path))  # bound, never listening: what a crashed daemon leaves
+    stale.close()
+    d = Daemon(sock_path)
+    try:
+        assert stat.S_IMODE(os.stat(sock_path).st_mode) == 0o660
+        second = IpcServer(d.host, sock_path)
+        with pytest.raises(ServerStartError, match="another evs daemon is listening"):
+            d.call(second.start())
+    finally:
+        d.stop()
+    sock_path.write_text("not a socket")
+    with pytest.raises(ServerStartError, match="is not a socket"):
+        Daemon(sock_path)
+
+
+def test_struct_of_peer_credentials_is_real(daemon: Daemon) -> None:
+    """The unpatched SO_PEERCRED lookup sees this very process."""
+    with evs.Client(daemon.path) as c:
+        c.join(["g"])
+        assert daemon.handle_pids() == [os.getpid()]
+    assert struct.calcsize("3i") == 12

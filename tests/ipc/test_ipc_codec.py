@@ -1,0 +1,193 @@
+"""The IPC codec attacked three ways: round trip, truncation at every offset, garbage."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from evs.ipc import codec
+from evs.ipc.codec import FRAME_MAX, FrameDecoder, FrameError, decode, encode
+from evs.ipc.messages import (
+    ConfChgNote,
+    DeliverNote,
+    Error,
+    ErrorCode,
+    Frame,
+    Goodbye,
+    Hello,
+    Join,
+    Leave,
+    Mcast,
+    MembershipGet,
+    MembershipReply,
+    Ok,
+    RoomAgain,
+    StatusGet,
+    StatusReply,
+    Welcome,
+)
+from evs.types import ConfigChange, Delivery, Guarantee, Membership, RingId
+
+u32 = st.integers(0, 2**32 - 1)
+rid = st.integers(1, 2**32 - 1)
+u16 = st.integers(0, 2**16 - 1)
+name = st.binary(min_size=1, max_size=codec.GROUP_NAME_MAX)
+groups = st.lists(name, max_size=8).map(tuple)
+data = st.binary(max_size=2048)
+guarantee = st.sampled_from(Guarantee)
+nodes = st.lists(u32, max_size=16).map(tuple)
+ring = st.builds(RingId, st.integers(0, 2**64 - 1), u32)
+text = st.text(max_size=200)
+
+frames: st.SearchStrategy[Frame] = st.one_of(
+    st.builds(Hello, rid, u16, u32),
+    st.builds(Join, rid, groups),
+    st.builds(Leave, rid, groups),
+    st.builds(Mcast, rid, st.none() | groups, guarantee, data),
+    st.builds(MembershipGet, rid),
+    st.builds(StatusGet, rid),
+    st.builds(Welcome, rid, u16, u32, u32, u32, u16, u16),
+    st.builds(Ok, rid),
+    st.builds(Error, st.integers(0, 2**32 - 1), st.sampled_from(ErrorCode), text),
+    st.builds(MembershipReply, rid, st.builds(Membership, u32, ring, nodes)),
+    st.builds(StatusReply, rid, text),
+    st.builds(DeliverNote, st.builds(Delivery, u32, u32, groups, data, guarantee)),
+    st.builds(ConfChgNote, st.builds(ConfigChange, ring, st.booleans(), nodes, nodes, nodes)),
+    st.builds(RoomAgain),
+    st.builds(Goodbye, text),
+)
+
+
+@given(frames)
+def test_round_trip(frame: Frame) -> None:
+    assert decode(encode(frame)) == frame
+
+
+@given(st.lists(frames, min_size=1, max_size=5), st.integers(1, 64))
+def test_stream_in_any_pieces(batch: list[Frame], step: int) -> None:
+    """Frames cut into arbitrary pieces come out whole and in order."""
+    wire = b"".join(encode(f) for f in batch)
+    dec = FrameDecoder()
+    out: list[Frame] = []
+    for i in range(0, len(wire), step):
+        dec.feed(wire[i : i + step])
+        out.extend(dec)
+    assert out == batch
+    assert dec.buffered == 0
+
+
+SAMPLES: list[Frame] = [
+    Hello(1, 1, 42),
+    Join(2, (b"a", b"bb")),
+    Mcast(3, None, Guarantee.SAFE, b"hello"),
+    Mcast(4, (b"g",), Guarantee.AGREED, b""),
+    Welcome(1, 1, 7, 3, 1000, 64, 32),
+    Error(5, ErrorCode.TRY_AGAIN, "queue full"),
+    MembershipReply(6, Membership(1, RingId(4, 1), (1, 2, 3))),
+    DeliverNote(Delivery(1, 99, (b"g",), b"payload", Guarantee.AGREED)),
+    ConfChgNote(ConfigChange(RingId(8, 2), True, (1, 2), (3,), ())),
+    Goodbye("bye"),
+]
+
+
+@pytest.mark.parametrize("frame", SAMPLES, ids=lambda f: type(f).__name__)
+def test_truncation_at_every_offset(frame: Frame) -> None:
+    """A cut frame is either still incomplete (no frame yet) or refused: never half-decoded."""
+    wire = encode(frame)
+    for cut in range(len(wire)):
+        dec = FrameDecoder()
+        dec.feed(wire[:cut])
+        assert list(dec) == []
+        assert dec.buffered == cut
+        with pytest.raises(FrameError):
+            decode(wire[:cut])
+
+
+@pytest.mark.parametrize("frame", SAMPLES, ids=lambda f: type(f).__name__)
+def test_body_shortened_in_its_length(frame: Frame) -> None:
+    """A frame whose announced length cuts its body is refused, not misread."""
+    wire = encode(frame)
+    for cut in range(codec.HEADER.size, len(wire)):
+        short = struct.pack("!I", cut - 4) + wire[4:cut]
+        try:
+            got = decode(short)
+        except FrameError:
+            continue
+        # Only text or data that runs to the end may legally shrink.
+        assert type(got) is type(frame)
+
+
+@given(st.binary(max_size=300))
+def test_garbage_is_a_frame_or_a_frame_error(junk: bytes) -> None:
+    dec = FrameDecoder()
+    error: FrameError | None = None
+    try:
+        dec.feed(junk)
+        list(dec)
+    except FrameError as exc:
+        error = exc
+    if error is not None:
+        assert error.reason
+        with pytest.raises(FrameError):
+            dec.feed(b"more")  # a broken stream stays broken
+
+
+@given(frames, st.integers(0, 10_000), st.integers(0, 255))
+def test_bit_flip_is_a_frame_or_a_frame_error(frame: Frame, pos: int, mask: int) -> None:
+    wire = bytearray(encode(frame))
+    wire[pos % len(wire)] ^= mask
+    with contextlib.suppress(FrameError):
+        decode(wire)
+
+
+def test_oversize_length_refused_on_its_header() -> None:
+    dec = FrameDecoder()
+    with pytest.raises(FrameError) as info:
+        dec.feed(struct.pack("!I", FRAME_MAX + 1))
+    assert info.value.oversize
+    assert str(FRAME_MAX) in info.value.reason
+    assert dec.buffered == 0
+
+
+def test_maximal_frame_passes() -> None:
+    frame = Mcast(1, (b"g" * 255,) * 255, Guarantee.AGREED, b"x" * codec.DATA_MAX)
+    wire = encode(frame)
+    assert len(wire) - 4 <= FRAME_MAX
+    assert decode(wire) == frame
+
+
+def test_encoder_refuses_what_decoder_would() -> None:
+    with pytest.raises(FrameError, match="limit"):
+        encode(Mcast(1, None, Guarantee.AGREED, b"x" * (codec.DATA_MAX + 1)))
+    with pytest.raises(FrameError, match="names are"):
+        encode(Join(1, (b"",)))
+    with pytest.raises(FrameError, match="request id"):
+        encode(Ok(-1))
+
+
+@pytest.mark.parametrize(
+    ("wire", "reason"),
+    [
+        (struct.pack("!IBI", 5, 99, 1), "unknown frame kind 99"),
+        (struct.pack("!IBI", 3, 65, 1)[:7], "shorter than its header"),
+        (struct.pack("!IBI", 6, 65, 1) + b"x", "stray bytes"),
+        (struct.pack("!IBI", 5, 130, 7), "request id 7"),
+        (struct.pack("!IBIH", 7, 66, 1, 77), "unknown error code 77"),
+        (struct.pack("!IBIBBB", 8, 4, 1, 0, 9, 0), "unknown guarantee 9"),
+        (struct.pack("!IBIBBB", 8, 4, 1, 4, 2, 0), "unknown Mcast flags"),
+        (struct.pack("!IBIBB", 7, 2, 1, 1, 0), "empty group name"),
+        (struct.pack("!IBI", 6, 68, 1) + b"\xff", "not UTF-8"),
+    ],
+)
+def test_malformed_frames_say_why(wire: bytes, reason: str) -> None:
+    def frames() -> list[Frame]:
+        dec = FrameDecoder()
+        dec.feed(wire)
+        return list(dec)
+
+    with pytest.raises(FrameError, match=reason):
+        frames()
