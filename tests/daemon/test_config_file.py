@@ -309,6 +309,9 @@ def test_own_node_refusals(tmp_path: Path, text: str, expected: str) -> None:
             'logging.level: must be one of "debug", "info", "warning", "error", got "loud"',
         ),
         ("state", "dir = ''", "state.dir: must not be empty"),
+        ("ipc", "socket = ''", "ipc.socket: must not be empty"),
+        ("crypto", "key_file = ''", "crypto.key_file: must not be empty"),
+        ("trace", 'path = "a\\u0000b"', "trace.path: must not contain a NUL character"),
         ("trace", "path = 3", "trace.path: must be a string, got an integer"),
     ],
 )

@@ -230,6 +230,12 @@ class _Table:
             raise self.fail(key, "must not contain a NUL character")
         return base / text if text else None
 
+    def required_path(self, key: str, default: str, base: Path) -> Path:
+        found = self.path(key, default, base)
+        if found is None:
+            raise self.fail(key, "must not be empty")
+        return found
+
     def done(self) -> None:
         if self.data:
             key = sorted(self.data)[0]
@@ -320,7 +326,7 @@ def _build(file: str, base: Path, doc: dict[str, Any]) -> DaemonConfig:
 
     ipc = table("ipc", ("socket", "allowed_uids", "allowed_gids", "client_queue_bytes"))
     ipc_section = IpcSection(
-        socket=ipc.path("socket", DEFAULT_SOCKET, base) or Path(DEFAULT_SOCKET),
+        socket=ipc.required_path("socket", DEFAULT_SOCKET, base),
         allowed_uids=ipc.ids("allowed_uids"),
         allowed_gids=ipc.ids("allowed_gids"),
         client_queue_bytes=ipc.integer(
@@ -342,7 +348,7 @@ def _build(file: str, base: Path, doc: dict[str, Any]) -> DaemonConfig:
             "cipher", f'"{cipher}": wire security is not implemented yet; only "none" is accepted'
         )
     crypto_section = CryptoSection(
-        cipher=cipher, key_file=crypto.path("key_file", DEFAULT_KEY_FILE, base) or Path()
+        cipher=cipher, key_file=crypto.required_path("key_file", DEFAULT_KEY_FILE, base)
     )
     crypto.done()
 
@@ -358,9 +364,7 @@ def _build(file: str, base: Path, doc: dict[str, Any]) -> DaemonConfig:
     trace.done()
 
     state = table("state", ("dir",))
-    state_dir = state.path("dir", DEFAULT_STATE_DIR, base)
-    if state_dir is None:
-        raise state.fail("dir", "must not be empty")
+    state_dir = state.required_path("dir", DEFAULT_STATE_DIR, base)
     state.done()
 
     return DaemonConfig(

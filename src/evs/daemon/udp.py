@@ -38,6 +38,10 @@ Socket buffers: SO_RCVBUF/SO_SNDBUF are asked for ``rcvbuf``/``sndbuf`` bytes, f
 sizes the kernel reports afterwards are in ``counters`` ("rcvbuf", "sndbuf"; Linux reports
 twice the usable size).
 
+``on_datagrams`` runs inside the loop's reader callback: it should only hand the batch on
+(to the driver) and return; an exception it raises goes to the loop's exception handler and
+the transport keeps reading.
+
 ``counters`` (plain ints, for ``evs status``): rx_datagrams, rx_bytes, rx_wakeups,
 rx_batch_max, rx_truncated, rx_unknown_source, rx_own_echo (own multicasts), rx_from_self
 (own unicast address, should not happen), rx_over_mtu (delivered, but longer than this node's
