@@ -1,8 +1,11 @@
 """Application-level traces for tests against real executives (api.md section 4, per handle).
 
 ``TracedHandle`` wraps one ``evs.Client``: every message it sends carries its id
-(``<handle>:<incarnation>:<counter>|``), and every send, delivery and configuration change it
-sees is written as a trace event with the handle's number as ``node``. When its executive dies
+(``<node>:<incarnation>:<counter>|``), and every send, delivery and configuration change it
+sees is written as a trace event. A trace's ``node`` must be a member id of the
+configurations it reports, so handles are judged in *slots*: handle slot ``k`` of every
+executive joins group ``t<k>`` and is traced as its executive's node id; one checker run per
+slot sees one handle per node, and several handles per executive are still exercised. When its executive dies
 the handle records a ``crash``; ``reconnect`` starts a new incarnation with a ``restart``.
 ``Traffic`` drives a set of handles from one background thread (each Client is used only by
 that thread): a bounded number of sends per round, non-blocking dispatch, reconnects after a
@@ -13,18 +16,29 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import evs
 from evs.trace.writer import confchg_event, crash_event, deliver_event, restart_event, send_event
 
 
+def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``cond`` (state owned by real processes) until it holds; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
 class TracedHandle:
-    def __init__(self, hid: int, nodeid: int, path: str, group: str = "t") -> None:
-        self.hid = hid
+    def __init__(self, nodeid: int, slot: int, path: str) -> None:
+        self.hid = nodeid
         self.nodeid = nodeid
+        self.slot = slot
         self.path = path
-        self.group = group
+        self.group = f"t{slot}"
         self.incarnation = 0
         self.counter = 0
         self.events: list[dict[str, Any]] = []
@@ -67,8 +81,9 @@ class TracedHandle:
         assert self.client is not None
         msg = f"{self.hid}:{self.incarnation}:{self.counter}"
         try:
-            self.client.mcast_joined((msg + "|").encode() + bytes(self.counter % 300),
-                                     guarantee, block=False)
+            self.client.mcast_joined(
+                (msg + "|").encode() + bytes(self.counter % 300), guarantee, block=False
+            )
         except evs.TryAgain:
             return False
         self.counter += 1
@@ -83,6 +98,7 @@ class TracedHandle:
     def _on_deliver(self, d: evs.Delivery) -> None:
         msg = d.data.split(b"|", 1)[0].decode()
         sender = int(msg.split(":", 1)[0])
+        assert sender == d.nodeid, f"{msg} delivered as from node {d.nodeid}"
         self.delivered.setdefault(self.ring, set()).add(msg)
         self.events.append(
             deliver_event(self.now(), self.hid, msg, sender, self.ring, guarantee=d.guarantee)
@@ -112,7 +128,8 @@ class Traffic:
         self.handles = handles
         self.period = period
         self.sending = True
-        self.down: set[int] = set()  # node ids whose executive is known dead
+        #: Node ids whose executive is dead or stopped (SIGSTOP): their handles are left alone.
+        self.down: set[int] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.errors: list[str] = []
@@ -137,9 +154,10 @@ class Traffic:
             self.errors.append(repr(exc))
 
     def _step(self, h: TracedHandle, down: set[int]) -> None:
+        if h.nodeid in down:
+            return  # killed or stopped: a request would wait for an answer that cannot come
         if h.client is None:
-            if h.nodeid not in down:
-                h.reconnect()
+            h.reconnect()
             return
         try:
             if self.sending and h.last_conf is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,15 +9,6 @@ import pytest
 
 from evs.cli._cluster import LocalCluster
 from evs.cli._lab import NetLab, lab_available
-
-
-def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``cond`` (state owned by real processes) until it holds; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def lab_or_skip(n: int) -> NetLab:

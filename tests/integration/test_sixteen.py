@@ -48,7 +48,9 @@ def test_sixteen_executives_form_deliver_and_fail_over(
         c.send(f"after: hello from {n}")
     for c in clients.values():
         c.wait_messages("after", N - 1, timeout=60)
-    print(f"\n16 executives: ring formed in {formed:.2f} s, failover after kill -9 {failover:.2f} s")
+    print(
+        f"\n16 executives: ring formed in {formed:.2f} s, failover after kill -9 {failover:.2f} s"
+    )
     record_property("formed_s", round(formed, 3))
     record_property("failover_s", round(failover, 3))
     for c in clients.values():

@@ -162,7 +162,7 @@ def test_try_again_then_room_again_after_a_message_leaves() -> None:
     assert s.take_room_again() == []  # nothing left the queue yet
     core.room = 2
     traced = s.feed([Sent(0, R1)])
-    assert traced == [(Sent(0, R1), "1:3:0")]
+    assert traced == [(Sent(0, R1), "1:3:0", Guarantee.AGREED)]
     assert s.take_room_again() == [h]
     assert s.take_room_again() == []
     assert s.counters["try again"] == 1

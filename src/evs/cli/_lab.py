@@ -123,7 +123,9 @@ class NetLab:
                 for j in range(1, self.n + 1)
                 if j != i and side_of.get(j, -j) != side_of.get(i, -i)
             ]
-            rules = [f"    meta l4proto udp ip saddr {{ {', '.join(others)} }} drop"] if others else []
+            rules = (
+                [f"    meta l4proto udp ip saddr {{ {', '.join(others)} }} drop"] if others else []
+            )
             self._nft(i, "evs_partition", rules)
 
     def heal(self) -> None:
@@ -132,7 +134,9 @@ class NetLab:
 
     def loss(self, i: int, permille: int) -> None:
         """Drop ``permille``/1000 of the UDP datagrams node ``i`` receives (0 removes)."""
-        rules = [f"    meta l4proto udp numgen random mod 1000 < {permille} drop"] if permille else []
+        rules = (
+            [f"    meta l4proto udp numgen random mod 1000 < {permille} drop"] if permille else []
+        )
         self._nft(i, "evs_loss", rules)
 
     def close(self) -> None:

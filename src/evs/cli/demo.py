@@ -35,8 +35,9 @@ same messages in the same order between the same configurations."""
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="a local three-node cluster showing the main job",
-                       description=_DESCRIPTION)
+    p = sub.add_parser(
+        "demo", help="a local three-node cluster showing the main job", description=_DESCRIPTION
+    )
     p.add_argument("--nodes", type=int, default=3, help="executives to start (2..9, default 3)")
     p.add_argument("--port", type=int, default=0, help="UDP port (default: a free one)")
     p.add_argument("--token", type=int, default=1000, help="token timeout, ms (default 1000)")
@@ -99,8 +100,10 @@ def _walk(cluster: object, args: argparse.Namespace, say: Callable[[str], None])
     for n, c in clients.items():
         conf = c.wait_config(lambda m: tuple(m.members) == every, timeout=15)
         if n == ids[0]:
-            say(f"ring {conf.ring_id} formed with members {list(conf.members)} "
-                f"({time.monotonic() - start:.2f} s after the first start)")
+            say(
+                f"ring {conf.ring_id} formed with members {list(conf.members)} "
+                f"({time.monotonic() - start:.2f} s after the first start)"
+            )
     say("every client sees the same regular configuration")
 
     def exchange(senders: list[int], phase: str) -> None:
@@ -112,8 +115,10 @@ def _walk(cluster: object, args: argparse.Namespace, say: Callable[[str], None])
             clients[n].wait_messages(phase, expect, timeout=15)
         first = clients[senders[0]].messages(phase)
         same = all(clients[n].messages(phase) == first for n in senders)
-        say(f"{phase}: {expect} messages sent by {senders}, delivered to every client "
-            f"{'in the same order' if same else 'IN DIFFERENT ORDERS'}")
+        say(
+            f"{phase}: {expect} messages sent by {senders}, delivered to every client "
+            f"{'in the same order' if same else 'IN DIFFERENT ORDERS'}"
+        )
         if not same:
             raise SystemExit(1)
 
@@ -124,16 +129,16 @@ def _walk(cluster: object, args: argparse.Namespace, say: Callable[[str], None])
     clients.pop(victim).close()
     survivors = [n for n in ids if n != victim]
     for n in survivors:
-        trans = clients[n].wait_config(
-            lambda m: m.transitional and victim in m.left, timeout=15
-        )
+        trans = clients[n].wait_config(lambda m: m.transitional and victim in m.left, timeout=15)
         reg = clients[n].wait_config(
             lambda m: not m.transitional and victim not in m.members, timeout=15
         )
         if n == survivors[0]:
-            say(f"node {n} sees the transitional configuration {list(trans.members)} "
+            say(
+                f"node {n} sees the transitional configuration {list(trans.members)} "
                 f"(left: {list(trans.left)}), then the regular configuration {reg.ring_id} "
-                f"{list(reg.members)}: failover took {time.monotonic() - killed_at:.2f} s")
+                f"{list(reg.members)}: failover took {time.monotonic() - killed_at:.2f} s"
+            )
     exchange(survivors, "after the failure")
     say(f"restarting executive {victim}")
     merged_from = time.monotonic()
@@ -141,8 +146,10 @@ def _walk(cluster: object, args: argparse.Namespace, say: Callable[[str], None])
     clients[victim] = DemoClient(victim, cluster.socket(victim))
     for n in ids:
         reg = clients[n].wait_config(lambda m: tuple(m.members) == every, timeout=15)
-    say(f"ring {reg.ring_id} formed again with {list(reg.members)} "
-        f"(merge took {time.monotonic() - merged_from:.2f} s); node {victim} joined")
+    say(
+        f"ring {reg.ring_id} formed again with {list(reg.members)} "
+        f"(merge took {time.monotonic() - merged_from:.2f} s); node {victim} joined"
+    )
     exchange(ids, "merged")
     say("stopping every executive with SIGTERM (graceful leave)")
     for c in clients.values():
@@ -152,6 +159,10 @@ def _walk(cluster: object, args: argparse.Namespace, say: Callable[[str], None])
     codes = {n: cluster.wait(n) for n in ids}
     say(f"executives exited with {codes}")
     ok = all(code == 0 for code in codes.values())
-    print("demo finished: the same messages in the same order between the same "
-          "configurations at every client" if ok else "demo finished with errors")
+    print(
+        "demo finished: the same messages in the same order between the same "
+        "configurations at every client"
+        if ok
+        else "demo finished with errors"
+    )
     return 0 if ok else 1

@@ -31,8 +31,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def format_status(st: dict[str, Any], *, verbose: bool = False) -> str:
     lines = [
-        f"node {st['nodeid']}: {st['state']} on ring {st['ring_id']}, "
-        f"members {st['members']}",
+        f"node {st['nodeid']}: {st['state']} on ring {st['ring_id']}, members {st['members']}",
     ]
     conf = st.get("configuration")
     if conf:
@@ -45,7 +44,9 @@ def format_status(st: dict[str, Any], *, verbose: bool = False) -> str:
         lines.append(f"transport: {t['mode']} on {t['bind']}:{t['port']}")
     peers = st.get("peers") or {}
     if peers:
-        lines.append("peers (datagrams received): " + ", ".join(f"{k}: {v}" for k, v in peers.items()))
+        lines.append(
+            "peers (datagrams received): " + ", ".join(f"{k}: {v}" for k, v in peers.items())
+        )
     counters = st.get("counters", {})
     shown = {k: v for k, v in sorted(counters.items()) if verbose or v}
     if shown:
@@ -57,10 +58,10 @@ def format_status(st: dict[str, Any], *, verbose: bool = False) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import evs
-    from evs.client import status as client_status
 
     try:
-        st = client_status(socket_path(args))
+        with evs.Client(socket_path(args)) as c:
+            st = c.status()
     except evs.EvsError as exc:
         print(f"evs status: {exc}", file=sys.stderr)
         return 2

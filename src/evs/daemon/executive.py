@@ -28,7 +28,7 @@ from evs.daemon.config_file import DaemonConfig
 from evs.daemon.state_dir import StateDir
 from evs.daemon.udp import UdpTransport
 from evs.runtime.driver import Driver
-from evs.runtime.service import EvsService
+from evs.runtime.service import EvsService, Traced
 from evs.totem.events import Deliver, GatherEntered, Notice, Sent
 from evs.totem.processor import Processor
 from evs.trace.writer import TraceWriter, confchg_event, deliver_event, restart_event, send_event
@@ -195,14 +195,12 @@ class Executive:
         loop = self._loop
         assert loop is not None
         sends, events = self.driver.take()
+        if events:
+            # Before the datagrams leave: a receiver must not log a delivery before our send.
+            self._record(self.service.feed(events))
         send = self.transport.send
         for dest, data in sends:
             send(dest, data)
-        if events:
-            self._record(self.service.feed(events))
-            for ev in events:
-                if isinstance(ev, GatherEntered | Notice):
-                    self._log_core(ev)
         at = self.driver.deadline()
         if at != self._timer_at:
             if self._timer is not None:
@@ -217,11 +215,11 @@ class Executive:
         for observer in self.observers:
             observer()
 
-    def _record(self, traced: list[tuple[Any, str | None]]) -> None:
+    def _record(self, traced: list[Traced]) -> None:
         trace = self.trace
         t = self.now()
         me = self.nodeid
-        for ev, msgid in traced:
+        for ev, msgid, guarantee in traced:
             if isinstance(ev, ConfigChange):
                 self._log_confchg(ev)
                 if trace is not None:
@@ -236,14 +234,14 @@ class Executive:
                             joined=ev.joined,
                         )
                     )
-            elif trace is None or msgid is None:
+            elif isinstance(ev, GatherEntered | Notice):
+                self._log_core(ev)
+            elif trace is None or msgid is None or guarantee is None:
                 continue
             elif isinstance(ev, Deliver):
-                trace.write(
-                    deliver_event(t, me, msgid, ev.sender, ev.ring_id, guarantee=ev.guarantee)
-                )
+                trace.write(deliver_event(t, me, msgid, ev.sender, ev.ring_id, guarantee=guarantee))
             elif isinstance(ev, Sent):
-                trace.write(send_event(t, me, msgid, ring=ev.ring_id))
+                trace.write(send_event(t, me, msgid, guarantee=guarantee, ring=ev.ring_id))
 
     def _log_confchg(self, ev: ConfigChange) -> None:
         if ev.transitional:

@@ -74,7 +74,7 @@ async def run(cfg: DaemonConfig, shutdown: asyncio.Event | None = None) -> int:
             handler.reopen()
         exe.reopen()
 
-    installed: list[int] = []
+    installed: list[signal.Signals] = []
     if shutdown is None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)

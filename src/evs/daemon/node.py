@@ -15,10 +15,11 @@ import dataclasses
 import os
 import tempfile
 import threading
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from evs.client import Client
+from evs.client.sync_client import Client
 from evs.daemon.config_file import DaemonConfig, load_config
 from evs.daemon.executive import Executive
 from evs.errors import EvsError, NotConnected
@@ -33,25 +34,27 @@ class Node:
     """A processor embedded in this process (api.md: ``evs.Node(config)``)."""
 
     def __init__(self, config: DaemonConfig | str | os.PathLike[str]) -> None:
-        cfg = config if isinstance(config, DaemonConfig) else load_config(config)
+        cfg = config if isinstance(config, DaemonConfig) else load_config(Path(config))
         self._tmp = tempfile.TemporaryDirectory(prefix="evs-node-")
         self.socket_path = os.path.join(self._tmp.name, "evs.sock")
         self.config = dataclasses.replace(
-            cfg, ipc=dataclasses.replace(cfg.ipc, socket=self.socket_path)
+            cfg, ipc=dataclasses.replace(cfg.ipc, socket=Path(self.socket_path))
         )
         self.nodeid = cfg.nodeid
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._exe: Executive | None = None
         self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"evs-node-{cfg.nodeid}", daemon=True)
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run, name=f"evs-node-{cfg.nodeid}", daemon=True
+        )
         self._thread.start()
         if not self._ready.wait(_START_TIMEOUT_S):
             raise EvsError(f"embedded node {self.nodeid} did not start in {_START_TIMEOUT_S} s")
-        if self._error is not None:
+        if self._errors:
             self._tmp.cleanup()
-            raise self._error
+            raise self._errors[0]
 
     def _run(self) -> None:
         asyncio.run(self._main())
@@ -63,7 +66,7 @@ class Node:
             self._exe = Executive(self.config)
             await self._exe.start()
         except BaseException as exc:  # reported to the constructor's caller
-            self._error = exc
+            self._errors.append(exc)
             self._ready.set()
             return
         self._ready.set()
