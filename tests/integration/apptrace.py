@@ -5,8 +5,9 @@
 sees is written as a trace event. A trace's ``node`` must be a member id of the
 configurations it reports, so handles are judged in *slots*: handle slot ``k`` of every
 executive joins group ``t<k>`` and is traced as its executive's node id; one checker run per
-slot sees one handle per node, and several handles per executive are still exercised. When its executive dies
-the handle records a ``crash``; ``reconnect`` starts a new incarnation with a ``restart``.
+slot sees one handle per node, and several handles per executive are still exercised. When its
+executive dies the handle records a ``crash``; ``reconnect`` starts a new incarnation with a
+``restart``.
 ``Traffic`` drives a set of handles from one background thread (each Client is used only by
 that thread): a bounded number of sends per round, non-blocking dispatch, reconnects after a
 restart. The events of all handles are then judged by ``evs.check`` in handle-trace mode.

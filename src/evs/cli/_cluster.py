@@ -12,6 +12,7 @@ event so a caller can wait for a configuration or for messages with a timeout.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -138,8 +139,6 @@ class LocalCluster:
                 p.wait()
 
     def cleanup(self) -> None:
-        import shutil
-
         shutil.rmtree(self.root, ignore_errors=True)
 
 

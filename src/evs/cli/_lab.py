@@ -78,8 +78,10 @@ class NetLab:
         _run(["ip", "-n", br, "link", "set", "lo", "up"])
         _run(["ip", "-n", br, "link", "add", "br0", "type", "bridge"])
         _run(
-            ["ip", "-n", br, "link", "set", "br0", "type", "bridge"]
-            + ["mcast_snooping", "0", "stp_state", "0", "forward_delay", "0"]
+            [
+                *("ip", "-n", br, "link", "set", "br0", "type", "bridge"),
+                *("mcast_snooping", "0", "stp_state", "0", "forward_delay", "0"),
+            ]
         )
         _run(["ip", "-n", br, "link", "set", "br0", "up"])
         for i in range(1, self.n + 1):
@@ -88,8 +90,10 @@ class NetLab:
             self._made.append(ns)
             _run(["ip", "-n", ns, "link", "set", "lo", "up"])
             _run(
-                ["ip", "link", "add", f"e{i}", "netns", ns, "type", "veth"]
-                + ["peer", "name", f"v{i}", "netns", br]
+                [
+                    *("ip", "link", "add", f"e{i}", "netns", ns, "type", "veth"),
+                    *("peer", "name", f"v{i}", "netns", br),
+                ]
             )
             _run(["ip", "-n", br, "link", "set", f"v{i}", "master", "br0"])
             _run(["ip", "-n", br, "link", "set", f"v{i}", "up"])

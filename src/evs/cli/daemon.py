@@ -30,8 +30,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from evs.daemon.config_file import ConfigFileError, load_config
-    from evs.daemon.main import run_forever
+    # Imported here: the executive's modules (asyncio, the core) load only for this command.
+    from evs.daemon.config_file import ConfigFileError, load_config  # noqa: PLC0415
+    from evs.daemon.main import run_forever  # noqa: PLC0415
 
     try:
         cfg = load_config(args.config)

@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from evs.cli._cluster import DemoClient, LocalCluster
+
 __all__ = ["add_parser", "run"]
 
 _DESCRIPTION = """\
@@ -55,8 +57,6 @@ class _Clock:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evs.cli._cluster import LocalCluster
-
     if not 2 <= args.nodes <= 9:
         print("evs demo: --nodes must be 2..9", file=sys.stderr)
         return 2
@@ -85,8 +85,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _walk(cluster: object, args: argparse.Namespace, say: Callable[[str], None]) -> int:
-    from evs.cli._cluster import DemoClient, LocalCluster
-
     assert isinstance(cluster, LocalCluster)
     ids = list(range(1, args.nodes + 1))
     victim = ids[-1]

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+import evs
 from evs.cli._common import add_socket_option, socket_path
 
 __all__ = ["add_parser", "run"]
@@ -32,8 +33,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _line(ev: object, args: argparse.Namespace) -> str:
-    import evs
-
     if isinstance(ev, evs.Delivery):
         text = ev.data.hex() if args.hex else ev.data.decode(errors="replace")
         if args.json:
@@ -68,8 +67,6 @@ def _line(ev: object, args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import evs
-
     seen = 0
     try:
         with evs.Client(socket_path(args)) as c:

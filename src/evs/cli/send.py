@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+import evs
 from evs.cli._common import add_socket_option, socket_path
 
 __all__ = ["add_parser", "run"]
@@ -29,8 +30,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    import evs
-
     data = sys.stdin.buffer.read() if args.message == "-" else args.message.encode()
     guarantee = evs.Guarantee.SAFE if args.safe else evs.Guarantee.AGREED
     try:

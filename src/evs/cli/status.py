@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+import evs
 from evs.cli._common import add_socket_option, socket_path
 
 __all__ = ["add_parser", "format_status", "run"]
@@ -57,8 +58,6 @@ def format_status(st: dict[str, Any], *, verbose: bool = False) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import evs
-
     try:
         with evs.Client(socket_path(args)) as c:
             st = c.status()

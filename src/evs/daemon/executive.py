@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from evs.daemon.config_file import DaemonConfig
+from evs.daemon.ipc_server import IpcServer
 from evs.daemon.state_dir import StateDir
 from evs.daemon.udp import UdpTransport
 from evs.runtime.driver import Driver
@@ -71,7 +72,7 @@ class Executive:
             netmtu=cfg.transport.netmtu,
         )
         self._ipc_wanted = ipc
-        self.server: Any = None
+        self.server: IpcServer | None = None
         self.trace: TraceWriter | None = None
         self.counters: Counter[str] = Counter()
         #: Datagrams received per peer node id (``evs status`` shows them).
@@ -96,8 +97,6 @@ class Executive:
             self.trace.write(restart_event(self.now(), self.nodeid))
         self.transport.open(loop)
         if self._ipc_wanted:
-            from evs.daemon.ipc_server import IpcServer
-
             ipc = self.cfg.ipc
             self.server = IpcServer(
                 self,

@@ -95,7 +95,7 @@ def run_forever(cfg: DaemonConfig) -> int:
     """``evs daemon``: run with uvloop when it is installed (faster sockets), else asyncio."""
     configure_logging(cfg)
     try:
-        import uvloop  # type: ignore[import-not-found, unused-ignore]
+        import uvloop  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
     except ImportError:
         return asyncio.run(run(cfg))
     return int(uvloop.run(run(cfg)))
