@@ -6,6 +6,7 @@ must be the same whichever host serves it."""
 from __future__ import annotations
 
 import asyncio
+import os
 import select
 import time
 from collections.abc import Callable, Iterator
@@ -131,8 +132,6 @@ def test_first_join_gives_the_current_configuration_then_ordered_messages(ring: 
 
 
 def test_self_delivery_exactly_once_with_sender_node_pid_groups_and_guarantee(ring: Ring) -> None:
-    import os
-
     a = ring.client(1)
     a.join(["x", "y"])
     wait_full_ring(a)
@@ -225,7 +224,8 @@ def test_a_stopped_peer_gives_transitional_then_regular_configuration(ring: Ring
     ring.stop(2)
     trans = next_event(a, 15)
     reg = next_event(a, 15)
-    assert isinstance(trans, evs.ConfigChange) and isinstance(reg, evs.ConfigChange)
+    assert isinstance(trans, evs.ConfigChange)
+    assert isinstance(reg, evs.ConfigChange)
     assert (trans.transitional, trans.members, trans.left) == (True, (1,), (2,))
     assert (reg.transitional, reg.members, reg.left, reg.joined) == (False, (1,), (), ())
     assert a.membership_get().members == (1,)
