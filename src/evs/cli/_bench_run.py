@@ -213,6 +213,7 @@ class Bench:
             _, conn = self._fork(sender_main, spec)
             send[n] = conn
         _expect(send, "ready", READY_S, "sender")
+        daemon_cpu0 = _cpu_seconds([cluster.pid(n) for n in self.ids])
         t0 = time.monotonic() + 0.3
         if a.count:
             w0, w1 = t0, 0.0
@@ -227,6 +228,7 @@ class Bench:
             conn.send(("go", t0, t_stop, a.count))
         sent: dict[int, int] = {}
         busy: dict[int, float] = {}
+        client_cpu = 0.0
         pending = dict(send)
         last_total, last_t = 0, time.monotonic()
         rate = 0.0
@@ -237,7 +239,8 @@ class Bench:
                     msg = _recv(conn, f"sender on node {n}")
                     if msg[0] == "error":
                         raise BenchError(msg[1])
-                    _, nodeid, count, busy_s = msg
+                    _, nodeid, count, busy_s, cpu_s = msg
+                    client_cpu += cpu_s
                     sent[nodeid] = count
                     busy[nodeid] = busy_s
                     del pending[n]
@@ -275,6 +278,8 @@ class Bench:
                     del pending[n]
             show(f"{head}: draining, {min(counter):,}/{want:,} delivered at the slowest receiver")
         drain_s = time.monotonic() - t_sent
+        daemon_cpu = _cpu_seconds([cluster.pid(n) for n in self.ids]) - daemon_cpu0
+        client_cpu += sum(r["cpu_s"] for r in results.values())
         for p in self.procs:
             p.join(10)
         self.procs.clear()
@@ -292,7 +297,22 @@ class Bench:
             t_stop=t_stop,
             drain_s=drain_s,
             load_before=load_before,
+            cpu=(daemon_cpu, client_cpu),
         )
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of processes (from /proc; 0 for one that is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def _recv(conn: Connection, who: str) -> Any:
@@ -335,7 +355,9 @@ def _summarize_run(
     t_stop: float,
     drain_s: float,
     load_before: list[float],
+    cpu: tuple[float, float],
 ) -> dict[str, Any]:
+    want = sum(sent.values())
     per: list[dict[str, Any]] = []
     for n in sorted(results):
         r = results[n]
@@ -385,6 +407,12 @@ def _summarize_run(
             else None
         ),
         "drain_s": round(drain_s, 3),
+        # CPU of every executive and client from t0 to the end of the drain, per message
+        # delivered at one receiver: a figure the other jobs on the machine do not inflate.
+        "cpu_us_per_msg": {
+            "executives": round(cpu[0] / max(1, want) * 1e6, 1),
+            "clients": round(cpu[1] / max(1, want) * 1e6, 1),
+        },
         "receivers": per,
         "verified": not violations and sum(p["violations"] for p in per) == 0,
         "violations": violations,
@@ -414,6 +442,10 @@ def _points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "MB_per_s": round(msgs * k[1] / 1e6, 3),
                 "lat_p50_ms": round(statistics.median(r["lat_p50_ms"] for r in rs), 3),
                 "lat_p99_ms": round(statistics.median(r["lat_p99_ms"] for r in rs), 3),
+                "cpu_us_per_msg": {
+                    k2: round(statistics.median(r["cpu_us_per_msg"][k2] for r in rs), 1)
+                    for k2 in ("executives", "clients")
+                },
                 "runs": len(rs),
                 "msgs_per_s_range": [
                     min(r["msgs_per_s"] for r in rs),
@@ -441,19 +473,22 @@ def table(report: dict[str, Any]) -> str:
         f"load before {m['loadavg'][0]:.2f}, after {report['load_after'][0]:.2f}"
         + (" (PROFILED: figures are not comparable)" if p["profiled"] else ""),
         "",
-        f"{'senders':<8} {'size':>7} {'msgs/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8}  "
-        "verified",
+        f"{'senders':<8} {'size':>7} {'msgs/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'CPU us/msg':>14}  verified",
     ]
     for pt in report["points"]:
         lines.append(
             f"{pt['senders']:<8} {size_label(pt['size']):>7} {pt['msgs_per_s']:>10,.0f} "
-            f"{pt['MB_per_s']:>8.2f} {pt['lat_p50_ms']:>8.2f} {pt['lat_p99_ms']:>8.2f}  "
+            f"{pt['MB_per_s']:>8.2f} {pt['lat_p50_ms']:>8.2f} {pt['lat_p99_ms']:>8.2f} "
+            f"{pt['cpu_us_per_msg']['executives']:>7.0f}+{pt['cpu_us_per_msg']['clients']:<6.0f}  "
             + ("yes" if pt["verified"] else "NO")
         )
     lines.append("")
     lines.append(
-        "per receiver (median over receivers); p50: median of receivers, p99: worst receiver; "
-        "verified: FIFO, no gap/duplicate, payload bytes, same total order at every receiver"
+        "per receiver (median over receivers); p50: median of receivers, p99: worst receiver;\n"
+        "CPU us/msg: CPU time of the executives + the clients per message delivered at one "
+        "receiver;\nverified: FIFO, no gap/duplicate, payload bytes, same total order at every "
+        "receiver"
     )
     return "\n".join(lines)
 

@@ -244,6 +244,7 @@ def sender_main(conn: _Conn, spec: ClientSpec) -> None:
         limit = count if count else 1 << 62
         seq = 0
         busy_ns = 0
+        cpu0 = time.process_time()
         prof = _profiled(profile_path)
         try:
             while seq < limit:
@@ -258,7 +259,7 @@ def sender_main(conn: _Conn, spec: ClientSpec) -> None:
             conn.send(("error", f"sender on node {me} failed after {seq} messages: {exc}"))
             return
         _dump(prof, profile_path)
-        conn.send(("sent", me, seq, busy_ns / 1e9))
+        conn.send(("sent", me, seq, busy_ns / 1e9, time.process_time() - cpu0))
 
 
 def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
@@ -311,6 +312,7 @@ def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
         sent: dict[int, int] | None = None
         stop_at: float | None = None
         delivery_type = evs.Delivery
+        cpu0 = time.process_time()
         prof = _profiled(profile_path)
         try:
             while True:
@@ -347,6 +349,7 @@ def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
                     break
         except evs.EvsError as exc:
             ver.violation(f"node {client.nodeid}: the connection failed: {exc}")
+        cpu_s = time.process_time() - cpu0
         _dump(prof, profile_path)
         if sent is not None:
             ver.finish(sent)
@@ -369,6 +372,7 @@ def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
                     "lat_p50_us": percentile(lat_sorted, 50) / 1000,
                     "lat_p99_us": percentile(lat_sorted, 99) / 1000,
                     "lat_max_us": (lat_sorted[-1] if lat_sorted else 0) / 1000,
+                    "cpu_s": cpu_s,
                 },
             )
         )
