@@ -104,10 +104,13 @@ def test_reader_pauses_on_unread_events_but_replies_still_come(
     async def main() -> None:
         async with evs.AsyncClient(daemon.path) as c:
             await c.join(["g"])
-            with evs.Client(daemon.path) as sender:
-                await asyncio.to_thread(
-                    lambda: [sender.mcast_groups(["g"], b"%d" % i) for i in range(10)]
-                )
+
+            def send() -> None:
+                with evs.Client(daemon.path) as sender:
+                    for i in range(10):
+                        sender.mcast_groups(["g"], b"%d" % i)
+
+            await asyncio.to_thread(send)
             assert (await c.membership_get()).members == (1,)  # not stuck behind the pause
             got = []
             async for ev in c:
