@@ -12,6 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 import evs
 from evs.cli._cluster import LocalCluster
 from evs.ipc.codec import encode
@@ -100,12 +102,9 @@ def test_hostile_datagrams_and_ipc_frames_leave_the_executive_serving(
     reader.join(90)
     assert not reader.is_alive(), f"the good client got {len(got)} of {total}"
     assert got == list(range(total))
-    try:
-        sleeper.dispatch(evs.DispatchFlags.ALL)
+    sleeper.dispatch(evs.DispatchFlags.ALL)  # what arrived before the cut is still there
+    with pytest.raises(evs.NotConnected, match="did not read its events"):
         sleeper.membership_get()
-        raise AssertionError("a client that never read was not disconnected")
-    except evs.NotConnected as exc:
-        assert "limit" in str(exc) or "read" in str(exc), str(exc)
 
     peer.close()  # it did not read the flood either; a fresh handle checks the ring
     peer = evs.Client(cluster.socket(2))
