@@ -18,3 +18,20 @@ ensure_venv() {
     "$venv/bin/python" -m pip install -q -e "$here[dev]" >&2
   fi
 }
+
+# The integration tests run real executives in private network namespaces (ip netns) and
+# make partitions and loss with nftables: install both when missing (needs root, as CI has).
+ensure_net_tools() {
+  local missing=()
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  command -v nft >/dev/null 2>&1 || missing+=(nftables)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "installing ${missing[*]} for the network tests" >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2 ||
+        { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2; }
+    else
+      echo "note: ${missing[*]} missing and not root: network namespace tests will be skipped" >&2
+    fi
+  fi
+}

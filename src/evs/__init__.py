@@ -22,6 +22,7 @@ from evs.types import (
 if TYPE_CHECKING:
     from evs.client.async_client import AsyncClient
     from evs.client.sync_client import Client
+    from evs.daemon.node import Node
 
 __all__ = [
     "AccessDenied",
@@ -35,6 +36,7 @@ __all__ = [
     "Guarantee",
     "InvalidArgument",
     "Membership",
+    "Node",
     "NotConnected",
     "RingId",
     "TryAgain",
@@ -42,7 +44,11 @@ __all__ = [
 ]
 
 
-_LAZY = {"Client": "evs.client.sync_client", "AsyncClient": "evs.client.async_client"}
+_LAZY = {
+    "Client": "evs.client.sync_client",
+    "AsyncClient": "evs.client.async_client",
+    "Node": "evs.daemon.node",
+}
 
 
 def __getattr__(name: str) -> Any:

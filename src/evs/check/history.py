@@ -28,10 +28,18 @@ def _ids(ids: frozenset[int] | set[int] | list[int]) -> str:
 class _Replay:
     """Replays one node's log; one instance per node."""
 
-    def __init__(self, node: int, h: History, out: list[Violation]) -> None:
+    def __init__(
+        self,
+        node: int,
+        h: History,
+        out: list[Violation],
+        floating: list[_Floating] | None = None,
+    ) -> None:
         self.node = node
         self.h = h
         self.out = out
+        #: Handle traces: ring-less sends are placed once every log is read (``_place``).
+        self.floating = floating
         self.inc = 0
         self.cur: Epoch | None = None
         self.in_trans = False
@@ -132,6 +140,9 @@ class _Replay:
                 f"node {self.node} sent {msg} before installing a regular configuration",
                 ev,
             )
+            return
+        if ring is None and self.floating is not None:
+            self.floating.append(_Floating(rec, cur, len(cur.delivered)))
             return
         if ring is None or ring == cur.ring:
             rec.ring = cur.ring
@@ -304,10 +315,70 @@ class _Replay:
         self.seen = {}
 
 
-def build_history(by_node: dict[int, list[Event]], out: list[Violation]) -> History:
+class _Floating:
+    """A handle's send whose configuration is not known yet (see ``_place``)."""
+
+    __slots__ = ("cut", "epoch", "rec")
+
+    def __init__(self, rec: SendRec, epoch: Epoch, cut: int) -> None:
+        self.rec = rec
+        #: The sender's regular configuration when it asked to send.
+        self.epoch = epoch
+        #: How many messages it had delivered in that configuration by then.
+        self.cut = cut
+
+
+def _place(h: History, floating: list[_Floating], out: list[Violation]) -> None:
+    """Give each ring-less handle send the configuration it was really sent in.
+
+    A library hands a message to its executive, which puts it on the ring at a later token
+    visit: if a configuration change starts in between, the message goes out in the next
+    configuration. The application cannot know which, so its trace names none. The message
+    was sent in the configuration it is delivered in (1.3 then holds for every receiver by
+    construction, and 6.x and 3 judge it there), which must be the sender's configuration at
+    the request or a later one of the same incarnation: a delivery in an earlier
+    configuration, or in one the sender lived on and never installed, is a 1.3 violation. A
+    message delivered nowhere stays with the configuration of the request, so self-delivery
+    and liveness still demand it.
+    """
+    where: dict[str, str] = {}
+    for e in h.epochs:
+        for msg in e.delivered:
+            where.setdefault(msg, e.ring)
+    for f in floating:
+        rec, start = f.rec, f.epoch
+        msg = rec.event["msg"]
+        ring = where.get(msg, start.ring)
+        later = [e for e in h.epochs if e.node == start.node and e.inc == start.inc]
+        after = later[later.index(start) :]
+        target = next((e for e in after if e.ring == ring), None)
+        rec.ring = ring
+        if target is not None:
+            rec.epoch = target
+            target.sends.append(msg)
+            target.send_cuts.append(f.cut if target is start else 0)
+            continue
+        if after[-1].ended == CRASH:
+            continue  # the sender died before it installed the configuration it was sent in
+        out.append(
+            violation(
+                "1.3",
+                f"node {start.node} asked to send {msg} in {start.ring}, but it was delivered "
+                f"in {ring}, which is not a later configuration of that node",
+                rec.event,
+            )
+        )
+
+
+def build_history(
+    by_node: dict[int, list[Event]], out: list[Violation], *, handle_traces: bool = False
+) -> History:
     """Replay every node's log (in node id order, each in its own order)."""
     h = History()
     h.nodes.update(by_node)
+    floating: list[_Floating] | None = [] if handle_traces else None
     for node in sorted(by_node):
-        _Replay(node, h, out).run(by_node[node])
+        _Replay(node, h, out, floating).run(by_node[node])
+    if floating:
+        _place(h, floating, out)
     return h

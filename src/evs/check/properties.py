@@ -60,7 +60,7 @@ def _judge(
     compare_time: bool,
 ) -> Report:
     out: list[Violation] = []
-    h = build_history(by_node, out)
+    h = build_history(by_node, out, handle_traces=handle_traces)
     n_messages = check_basic_delivery(h, out, compare_time=compare_time)
     check_self_delivery(h, out, quiet_end=quiet_end)
     groups = h.transitional_groups()

@@ -7,8 +7,25 @@ import sys
 
 from evs._version import __version__
 from evs.cli import check as check_cmd
+from evs.cli import daemon as daemon_cmd
+from evs.cli import demo as demo_cmd
 from evs.cli import fuzz as fuzz_cmd
+from evs.cli import listen as listen_cmd
+from evs.cli import send as send_cmd
+from evs.cli import status as status_cmd
 from evs.sim import cli as sim_cmd
+
+#: Subcommand name -> module with ``add_parser`` and ``run`` (api.md section 2's order).
+_COMMANDS = {
+    "daemon": daemon_cmd,
+    "status": status_cmd,
+    "send": send_cmd,
+    "listen": listen_cmd,
+    "demo": demo_cmd,
+    "sim": sim_cmd,
+    "check": check_cmd,
+    "fuzz": fuzz_cmd,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,9 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"evs {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sim_cmd.add_parser(sub)
-    check_cmd.add_parser(sub)
-    fuzz_cmd.add_parser(sub)
+    for module in _COMMANDS.values():
+        module.add_parser(sub)
     return parser
 
 
@@ -30,11 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        if args.command == "sim":
-            return sim_cmd.run(args)
-        if args.command == "fuzz":
-            return fuzz_cmd.run(args)
-        return check_cmd.run(args)
+        return int(_COMMANDS[args.command].run(args))
     except KeyboardInterrupt:
         print("evs: interrupted", file=sys.stderr)
         return 130

@@ -83,6 +83,9 @@ class ServiceHeader:
 
 SIZE = ServiceHeader.STRUCT.size
 
+#: A core event as the trace needs it: the event, its message id and guarantee (if any).
+Traced = tuple[CoreEvent, str | None, Guarantee | None]
+
 
 def group_names(groups: Iterable[str | bytes]) -> tuple[bytes, ...]:
     """Validated, de-duplicated group names in first-seen order; InvalidArgument otherwise."""
@@ -182,8 +185,7 @@ class EvsService:
         self._ready: dict[int, Handle] = {}
         #: Handles told there is room again since the last ``take_room_again``.
         self._room: list[Handle] = []
-        #: message number -> message id, for ``Sent`` (trace) and the counters.
-        self.sent: deque[tuple[int, str, Guarantee]] = deque()
+        #: message number -> (message id, guarantee), until the core reports it ``Sent``.
         self._pending: dict[int, tuple[str, Guarantee]] = {}
         self.counters: dict[str, int] = {
             "messages sent": 0,
@@ -287,23 +289,29 @@ class EvsService:
 
     # ------------------------------------------------------------------ core events
 
-    def feed(self, events: Iterable[CoreEvent]) -> list[tuple[CoreEvent, str | None]]:
+    def feed(self, events: Iterable[CoreEvent]) -> list[Traced]:
         """Fan the core's events out to the handles, in order.
 
-        Returns the deliveries and sends with their message ids (None for a message without a
-        valid service header), for the caller's trace; configuration changes come back too.
+        Returns the deliveries, sends and configuration changes with the message id and
+        guarantee of each message (id None for a message without a valid service header),
+        for the caller's trace.
         """
-        traced: list[tuple[CoreEvent, str | None]] = []
+        traced: list[Traced] = []
         for ev in events:
             if isinstance(ev, Deliver):
-                traced.append((ev, self._deliver(ev)))
+                traced.append((ev, self._deliver(ev), ev.guarantee))
             elif isinstance(ev, ConfigChange):
                 self._confchg(ev)
-                traced.append((ev, None))
+                traced.append((ev, None, None))
             elif isinstance(ev, Sent):
                 pending = self._pending.pop(ev.number, None)
-                traced.append((ev, pending[0] if pending else None))
+                if pending is None:
+                    traced.append((ev, None, None))
+                else:
+                    traced.append((ev, pending[0], pending[1]))
                 self._wake_waiting()
+            else:
+                traced.append((ev, None, None))  # notices: the caller logs them
         return traced
 
     def _deliver(self, ev: Deliver) -> str | None:

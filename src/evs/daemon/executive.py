@@ -1,0 +1,304 @@
+"""The executive's event loop adapter: one processor, its sockets, its timer and its clients.
+
+Theory of operation: everything protocol-shaped happens in the sans-I/O runtime (``Driver``
+around the core, ``EvsService`` above it); this module only moves bytes and time. Three kinds
+of input reach it, each as a callback on the asyncio loop:
+
+- a batch of datagrams from ``UdpTransport`` (everything waiting at one wake-up),
+- the one timer, re-armed with ``loop.call_at`` at the core's next deadline,
+- client requests through the IPC server, which calls ``after_request`` once per batch.
+
+After every input ``_after`` runs the same steps in the same order: send the datagrams the core
+produced (the driver has already persisted the ring sequence for any that need it), feed the
+core's events to the service (fan-out to handles), write the trace and the log lines, re-arm
+the timer, schedule the loopback of self-addressed datagrams for the next loop turn, and let the
+IPC server write what the handles now have. Time is the loop's monotonic clock in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from evs.daemon.config_file import DaemonConfig
+from evs.daemon.ipc_server import IpcServer
+from evs.daemon.state_dir import StateDir
+from evs.daemon.udp import UdpTransport
+from evs.runtime.driver import Driver
+from evs.runtime.service import EvsService, Traced
+from evs.totem.events import Deliver, GatherEntered, Notice, Sent
+from evs.totem.processor import Processor
+from evs.trace.writer import TraceWriter, confchg_event, deliver_event, restart_event, send_event
+from evs.types import ConfigChange
+
+__all__ = ["Executive"]
+
+log = logging.getLogger("evs.daemon")
+
+
+class Executive:
+    """One processor with its transport, timer, service and (optionally) IPC server."""
+
+    def __init__(self, cfg: DaemonConfig, *, ipc: bool = True) -> None:
+        self.cfg = cfg
+        self.nodeid = cfg.nodeid
+        self.state_dir = StateDir(cfg.state_dir)
+        self.incarnation = self.state_dir.next_incarnation()
+        totem = cfg.totem_config()
+        self.proc = Processor(totem, cfg.nodeid, ring_seq=self.state_dir.load_ring_seq())
+        self.driver = Driver(self.proc, persist=self._persist)
+        self.service = EvsService(
+            cfg.nodeid,
+            self._submit,
+            incarnation=self.incarnation,
+            max_message_size=totem.max_message_size,
+            handle_queue_bytes=cfg.ipc.client_queue_bytes,
+        )
+        self.transport = UdpTransport(
+            cfg.transport.mode,
+            cfg.transport.bind,
+            cfg.transport.port,
+            cfg.node_addresses(),
+            cfg.nodeid,
+            self._on_datagrams,
+            mcast_addr=cfg.transport.mcast_addr,
+            ttl=cfg.transport.ttl,
+            rcvbuf=cfg.transport.rcvbuf,
+            sndbuf=cfg.transport.sndbuf,
+            netmtu=cfg.transport.netmtu,
+        )
+        self._ipc_wanted = ipc
+        self.server: IpcServer | None = None
+        self.trace: TraceWriter | None = None
+        self.counters: Counter[str] = Counter()
+        #: Datagrams received per peer node id (``evs status`` shows them).
+        self.peer_rx: dict[int, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._loopback_scheduled = False
+        self._started_at = 0.0
+        self.stopped = asyncio.Event()
+        #: Extra callbacks run after every step (embedded Node uses it; tests too).
+        self.observers: list[Callable[[], None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._started_at = loop.time()
+        self._open_trace(append=True)
+        if self.trace is not None and self.incarnation > 1:
+            self.trace.write(restart_event(self.now(), self.nodeid))
+        self.transport.open(loop)
+        if self._ipc_wanted:
+            ipc = self.cfg.ipc
+            self.server = IpcServer(
+                self,
+                ipc.socket,
+                allowed_uids=ipc.allowed_uids,
+                allowed_gids=ipc.allowed_gids,
+            )
+            await self.server.start()
+        log.info(
+            "node %d starting (incarnation %d, %s on %s:%d, %d nodes configured)",
+            self.nodeid,
+            self.incarnation,
+            self.cfg.transport.mode,
+            self.cfg.transport.bind,
+            self.cfg.transport.port,
+            len(self.cfg.nodes),
+        )
+        self.driver.start(self.now())
+        self._after()
+
+    async def stop(self, *, graceful: bool = True) -> None:
+        """Leave the ring (the others need not wait for a token timeout), then close."""
+        if self._loop is None:
+            return
+        if graceful and self.proc.started:
+            log.info("node %d leaving the ring", self.nodeid)
+            self.driver.leave(self.now())
+            self._after()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.server is not None:
+            await self.server.close()
+        self.transport.close()
+        if self.trace is not None:
+            self.trace.close()
+            self.trace = None
+        self.state_dir.close()
+        self.stopped.set()
+
+    def reopen(self) -> None:
+        """SIGHUP: reopen the trace file (after log rotation moved it)."""
+        if self.trace is not None:
+            self.trace.close()
+            self.trace = None
+        self._open_trace(append=True)
+        log.info("trace reopened")
+
+    def _open_trace(self, *, append: bool) -> None:
+        path = self.cfg.trace_path
+        if path:
+            self.trace = TraceWriter(path, append=append, validate=False)
+
+    def now(self) -> float:
+        """Milliseconds of the loop's monotonic clock (the trace's ``t``)."""
+        assert self._loop is not None
+        return self._loop.time() * 1000.0
+
+    # ------------------------------------------------------------------ inputs
+
+    def _persist(self, seq: int) -> None:
+        self.state_dir.store_ring_seq(seq)
+        self.counters["ring seq persisted"] += 1
+
+    def _submit(self, groups: Any, data: bytes, guarantee: Any) -> int:
+        return self.driver.submit(self.now(), groups, data, guarantee)
+
+    def _on_datagrams(self, batch: list[tuple[int, bytes]]) -> None:
+        now = self.now()
+        datagram = self.driver.datagram
+        peers = self.peer_rx
+        for source, data in batch:
+            peers[source] = peers.get(source, 0) + 1
+            datagram(now, data)
+        self._after()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.driver.timer(self.now())
+        self._after()
+
+    def _on_loopback(self) -> None:
+        self._loopback_scheduled = False
+        self.driver.run_loopback(self.now())
+        self._after()
+
+    def after_request(self) -> None:
+        """The IPC server ran client requests (mcast reached the core): take the outputs."""
+        self._after()
+
+    # ------------------------------------------------------------------ outputs
+
+    def _after(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        sends, events = self.driver.take()
+        if events:
+            # Before the datagrams leave: a receiver must not log a delivery before our send.
+            self._record(self.service.feed(events))
+        send = self.transport.send
+        for dest, data in sends:
+            send(dest, data)
+        at = self.driver.deadline()
+        if at != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = at
+            self._timer = None if at is None else loop.call_at(at / 1000.0, self._on_timer)
+        if self.driver.loopback and not self._loopback_scheduled:
+            self._loopback_scheduled = True
+            loop.call_soon(self._on_loopback)
+        if self.server is not None:
+            self.server.pump()
+        for observer in self.observers:
+            observer()
+
+    def _record(self, traced: list[Traced]) -> None:
+        trace = self.trace
+        t = self.now()
+        me = self.nodeid
+        for ev, msgid, guarantee in traced:
+            if isinstance(ev, ConfigChange):
+                self._log_confchg(ev)
+                if trace is not None:
+                    trace.write(
+                        confchg_event(
+                            t,
+                            me,
+                            transitional=ev.transitional,
+                            ring=ev.ring_id,
+                            members=ev.members,
+                            left=ev.left,
+                            joined=ev.joined,
+                        )
+                    )
+            elif isinstance(ev, GatherEntered | Notice):
+                self._log_core(ev)
+            elif trace is None or msgid is None or guarantee is None:
+                continue
+            elif isinstance(ev, Deliver):
+                trace.write(deliver_event(t, me, msgid, ev.sender, ev.ring_id, guarantee=guarantee))
+            elif isinstance(ev, Sent):
+                trace.write(send_event(t, me, msgid, guarantee=guarantee, ring=ev.ring_id))
+
+    def _log_confchg(self, ev: ConfigChange) -> None:
+        if ev.transitional:
+            log.info(
+                "transitional configuration of ring %s: members %s, left %s",
+                ev.ring_id,
+                list(ev.members),
+                list(ev.left),
+            )
+        else:
+            log.info(
+                "ring %s formed: members %s, joined %s, left %s",
+                ev.ring_id,
+                list(ev.members),
+                list(ev.joined),
+                list(ev.left),
+            )
+
+    def _log_core(self, ev: GatherEntered | Notice) -> None:
+        if isinstance(ev, GatherEntered):
+            log.info(
+                "membership: gathering from %s because %s", ev.from_state.value, ev.reason.value
+            )
+        else:
+            log.debug("%s: %s", ev.kind, ev.detail)
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        proc = self.proc
+        counters: dict[str, int] = {}
+        for name, value in (
+            *proc.stats.items(),
+            *(("drop " + k, v) for k, v in proc.drops.items()),
+            *self.service.counters.items(),
+            *self.transport.counters.items(),
+            *self.counters.items(),
+        ):
+            counters[name] = counters.get(name, 0) + int(value)
+        if self.server is not None:
+            for name, value in self.server.counters.items():
+                counters["ipc " + name] = int(value)
+        m = self.service.membership()
+        return {
+            "nodeid": self.nodeid,
+            "ring_id": str(proc.ring_id),
+            "state": proc.state.value,
+            "members": list(proc.members),
+            "configuration": {"ring_id": str(m.ring_id), "members": list(m.members)},
+            "incarnation": self.incarnation,
+            "pid": os.getpid(),
+            "uptime_s": round((self._loop.time() - self._started_at) if self._loop else 0.0, 3),
+            "clients": len(self.service.handles),
+            "transport": {
+                "mode": self.cfg.transport.mode,
+                "bind": self.cfg.transport.bind,
+                "port": self.cfg.transport.port,
+            },
+            "peers": {str(k): v for k, v in sorted(self.peer_rx.items())},
+            "counters": counters,
+        }
