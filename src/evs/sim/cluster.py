@@ -730,8 +730,8 @@ class Cluster:
         below). While ``k`` processors still have a backlog, a rotation carries the least of
         ``window``, ``k x max_messages`` and that, about evenly; so the smallest backlog
         drains first, then the next with one processor fewer sending (a fluid model, summed
-        phase by phase). A rotation takes one expected token hop (``delay_min + delay_mean``) per live processor, plus the time to
-        serialize what the rotation carries at ``bandwidth_mbps``. Recovery re-sends at
+        phase by phase). A rotation takes one expected token hop (``delay_min +
+        delay_mean``) per live processor, plus the time to serialize what the rotation carries at ``bandwidth_mbps``. Recovery re-sends at
         most the largest sort queue span once, which is added to the backlog.
         """
         opts = self.options
