@@ -724,15 +724,15 @@ class Cluster:
     def drain_bound_ms(self) -> float:
         """Expected time for the ring to carry every live processor's queued packets.
 
-        Flow control lets a rotation carry at most ``window_size`` packets and each
-        processor at most ``max_messages`` per visit, shared by backlog, and the sort queue
-        lets it carry at most ``(sort_queue_slots - window - max_messages) / lag`` (see
+        A rotation carries at most ``window_size`` packets, each processor at most
+        ``max_messages`` per visit (shared by backlog), and the sort queue lets the ring run at
+        most ``(sort_queue_slots - window - max_messages) / lag`` packets a rotation (see
         below). While ``k`` processors still have a backlog, a rotation carries the least of
-        ``window``, ``k x max_messages`` and that, about evenly; so the smallest backlog
-        drains first, then the next with one processor fewer sending (a fluid model, summed
-        phase by phase). A rotation takes one expected token hop (``delay_min +
-        delay_mean``) per live processor, plus the time to serialize what the rotation carries at ``bandwidth_mbps``. Recovery re-sends at
-        most the largest sort queue span once, which is added to the backlog.
+        ``window``, ``k x max_messages`` and that, about evenly; so the smallest backlog drains
+        first, then the next with one processor fewer sending (a fluid model, summed phase by
+        phase). A rotation takes one expected token hop (``delay_min + delay_mean``) per live
+        processor, plus the time to serialize what it carries at ``bandwidth_mbps``. Recovery
+        re-sends at most the largest sort queue span once, which is added to the backlog.
         """
         opts = self.options
         cfg = self.config
