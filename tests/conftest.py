@@ -1,12 +1,21 @@
-"""Test-suite wide policy: tests marked ``slow`` run only when asked for (``-m slow``).
+"""Suite-wide policy and fixtures.
 
-The long campaigns, minute-long regression replays and the 16-executive test are measured and
-documented runs, not part of every check; ``scripts/check -m slow`` runs them.
+Tests marked ``slow`` run only when asked for (``-m slow``): the minute-long regression replays
+and the 16-executive test are measured, documented runs, not part of every check
+(``scripts/check -m slow`` runs them). ``make_cluster`` gives tests real executives
+(``evs daemon`` processes) on loopback or, with ``netns=True``, in a lab of network namespaces
+(root only; the test is skipped with the reason otherwise), and stops them afterwards.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import pytest
+
+from evs.cli._cluster import LocalCluster
+from evs.cli._lab import NetLab, lab_available
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -16,3 +25,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def lab_or_skip(n: int) -> NetLab:
+    why = lab_available()
+    if why:
+        pytest.skip(why)
+    return NetLab(n)
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
+    made: list[tuple[LocalCluster, NetLab | None]] = []
+
+    def make(nodes: int, *, netns: bool = False, **kw: object) -> LocalCluster:
+        lab = lab_or_skip(nodes) if netns else None
+        c = LocalCluster(tmp_path / f"c{len(made)}", nodes=nodes, lab=lab, **kw)  # type: ignore[arg-type]
+        made.append((c, lab))
+        return c
+
+    yield make
+    for c, lab in made:
+        c.stop_all()
+        if lab is not None:
+            lab.close()
