@@ -42,7 +42,7 @@ import stat
 import struct
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from evs.errors import EvsError
 from evs.ipc.codec import DATA_MAX, FrameDecoder, FrameError, encode
@@ -283,8 +283,9 @@ class _Connection(asyncio.Protocol):
     # ---------------------------------------------------------------- asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's is not an asyncio.Transport subclass, so no isinstance).
+        self.transport = cast(asyncio.Transport, transport)
+        transport = self.transport
         server = self.server
         server._conns.add(self)
         transport.set_write_buffer_limits(
