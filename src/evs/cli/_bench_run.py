@@ -470,6 +470,7 @@ def table(report: dict[str, Any]) -> str:
         f"evs bench {report['date']}: {p['nodes']} executives, {p['network']}, {p['mode']}, "
         f"token {p['token_ms']} ms, {win}, {p['reps']} run(s) per point",
         f"machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']}, "
+        f"executives on {m['event_loop']}, "
         f"load before {m['loadavg'][0]:.2f}, after {report['load_after'][0]:.2f}"
         + (" (PROFILED: figures are not comparable)" if p["profiled"] else ""),
         "",

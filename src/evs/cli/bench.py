@@ -155,7 +155,12 @@ def _check_args(args: argparse.Namespace) -> str | None:
 
 
 def machine() -> dict[str, Any]:
-    """What the figures were measured on: CPU model, cores, kernel, Python, load."""
+    """What the figures were measured on: CPU model, cores, kernel, Python, event loop, load.
+
+    The executives run on this interpreter and use uvloop when it is importable
+    (``evs.daemon.main.run_forever``), which changes the figures, so the loop is recorded.
+    """
+    import importlib.metadata  # noqa: PLC0415
     import platform  # noqa: PLC0415
 
     model = "unknown"
@@ -167,8 +172,13 @@ def machine() -> dict[str, Any]:
                     break
     except OSError:
         pass
+    try:
+        loop = f"uvloop {importlib.metadata.version('uvloop')}"
+    except importlib.metadata.PackageNotFoundError:
+        loop = "asyncio"
     return {
         "cpu": model,
+        "event_loop": loop,
         "cores": os.cpu_count(),
         "kernel": platform.release(),
         "python": platform.python_version(),
