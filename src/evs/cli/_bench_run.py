@@ -250,7 +250,7 @@ class Bench:
                 rate = (total_rx - last_total) / (t - last_t)
                 last_total, last_t = total_rx, t
             phase = "warm-up" if t < w0 else ("window" if t < (w1 or t + 1) else "tail")
-            elapsed = t - t0
+            elapsed = max(0.0, t - t0)
             span = (t_stop - t0) if not a.count else 0.0
             when = f"{elapsed:5.1f}/{span:.1f} s" if span else f"{elapsed:5.1f} s"
             show(f"{head}: {phase} {when}, {rate:,.0f} msgs/s per receiver, {total_rx:,} each")

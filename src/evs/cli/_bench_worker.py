@@ -329,8 +329,9 @@ def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
                                 add_lat(t - ts)
                     else:
                         confchg.append(str(ev))
+                    if k & 31 == 0:
+                        counter[slot] = ver.total  # the progress line's live count
                     if k & 255 == 0:
-                        counter[slot] = ver.total
                         if sent is not None and not ver.missing(sent):
                             break
                         if conn.poll():
