@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from conftest import EXAMPLES, ring_formed, subprocess_env
+from example_support import EXAMPLES, ring_formed, subprocess_env
 
 import evs
 from evs.cli._cluster import LocalCluster
@@ -25,8 +25,14 @@ def test_hello_prints_its_deliveries(make_cluster: Callable[..., LocalCluster]) 
     with evs.Client(cluster.socket(2)) as other:
         other.join(["hello"])
         run = subprocess.run(
-            [sys.executable, str(EXAMPLES / "hello.py"), "--socket", cluster.socket(1)]
-            + ["--count", str(COUNT)],
+            [
+                sys.executable,
+                str(EXAMPLES / "hello.py"),
+                "--socket",
+                cluster.socket(1),
+                "--count",
+                str(COUNT),
+            ],
             capture_output=True,
             text=True,
             timeout=20,

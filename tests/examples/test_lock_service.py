@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from conftest import ring_formed, wait_until
+from example_support import ring_formed, wait_until
 from lock_service import LockService, LockTable, Request
 
 import evs
