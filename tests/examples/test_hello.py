@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from example_support import EXAMPLES, ring_formed, subprocess_env
+from example_support import EXAMPLES, ring_formed, start_all, subprocess_env
 
 import evs
 from evs.cli._cluster import LocalCluster
@@ -19,8 +19,7 @@ COUNT = 4
 
 def test_hello_prints_its_deliveries(make_cluster: Callable[..., LocalCluster]) -> None:
     cluster = make_cluster(2)
-    for n in cluster.ids:
-        cluster.start(n)
+    start_all(cluster)
     ring_formed(cluster, (1, 2))
     with evs.Client(cluster.socket(2)) as other:
         other.join(["hello"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from example_support import ring_formed, wait_until
+from example_support import ring_formed, start_all, wait_until
 from lock_service import LockService, LockTable, Request
 
 import evs
@@ -31,8 +31,7 @@ def test_contended_lock_is_agreed_and_freed_by_a_crash(
     make_cluster: Callable[..., LocalCluster],
 ) -> None:
     cluster = make_cluster(3)
-    for n in cluster.ids:
-        cluster.start(n)
+    start_all(cluster)
     ring_formed(cluster, (1, 2, 3))
     locks = {n: LockService(evs.Client(cluster.socket(n)), sync_timeout=0.5) for n in cluster.ids}
     try:
