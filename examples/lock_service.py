@@ -150,7 +150,7 @@ class LockService:
     A background thread reads the handle's events and applies them to the ``LockTable``;
     ``acquire`` multicasts a LOCK and waits until the table (the agreed one) names this
     request as the holder. ``on_change(name, holder)`` is called from that thread for each
-    change of holder.
+    change of holder; it must not call ``acquire``/``release`` (they wait for that thread).
     """
 
     def __init__(

@@ -105,7 +105,12 @@ class KvStore:
 
     A background thread applies the handle's events; ``set``/``delete`` multicast an
     operation and wait until it is applied here (read your writes). ``on_change(key, value)``
-    is called from that thread when a key's value changes (None: deleted).
+    is called from that thread when a key's value changes (None: deleted); it must not call
+    ``set``/``delete`` (they wait for that very thread).
+
+    A write is stamped with the clock this replica knows, so write once ``stable`` (the
+    replica has merged the others' states): a write made before may lose to older writes
+    that carry larger clocks.
     """
 
     def __init__(
@@ -131,8 +136,8 @@ class KvStore:
         self._got: set[int] = set()
         self._transitional = False
         self._joined = False
-        self._sent = 0  # own operations multicast, and delivered back (FIFO per sender)
-        self._applied = 0
+        self._sent = 0  # own operations multicast (numbered), and those delivered back
+        self._applied: set[int] = set()
         self._error: evs.EvsError | None = None
         client.join([group])
         # Ask for an exchange: the others may be in the ring already, with no change to see.
@@ -209,8 +214,9 @@ class KvStore:
             lamport = self._state.clock
             self._sent += 1
             mine = self._sent
-        self._send({"t": "op", "k": key, "v": value, "l": lamport, "s": self._id}, timeout)
-        if not self.wait(lambda s: s._applied >= mine, timeout):
+        op = {"t": "op", "k": key, "v": value, "l": lamport, "s": self._id, "n": mine}
+        self._send(op, timeout)
+        if not self.wait(lambda s: mine in s._applied, timeout):
             raise TimeoutError(f"kvstore: own write of {key!r} not delivered within {timeout} s")
 
     def _send(self, msg: dict[str, Any], timeout: float = 10.0) -> None:
@@ -267,7 +273,7 @@ class KvStore:
                 key, value = str(msg["k"]), msg["v"]
                 e = Entry(None if value is None else str(value), int(msg["l"]), ev.nodeid, ev.pid)
                 if msg.get("s") == self._id:
-                    self._applied += 1
+                    self._applied.add(int(msg["n"]))
                 if self._state.put(key, e):
                     changes.append((key, e.value))
             elif kind == "state":
@@ -303,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.quiet:
         store.on_change = _show
+    # Writes should follow the merge of the others' states (see KvStore): wait a little.
+    ok = store.wait(lambda s: s.stable, 3.0)
+    print("stable" if ok else "not stable yet (is a replica running on every node?)", flush=True)
     try:
         for line in sys.stdin:
             words = line.split(maxsplit=2)

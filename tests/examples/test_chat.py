@@ -12,9 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from example_support import EXAMPLES, ring_formed, start_all, subprocess_env
-
 from evs.cli._cluster import LocalCluster
+from examples.example_support import EXAMPLES, ring_formed, start_all, subprocess_env
 
 
 class Session:

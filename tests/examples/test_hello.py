@@ -9,10 +9,9 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from example_support import EXAMPLES, ring_formed, start_all, subprocess_env
-
 import evs
 from evs.cli._cluster import LocalCluster
+from examples.example_support import EXAMPLES, ring_formed, start_all, subprocess_env
 
 COUNT = 4
 

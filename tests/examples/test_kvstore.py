@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from example_support import ring_formed, start_all, wait_until
-from kvstore import Entry, KvState, KvStore
-
 import evs
 from evs.cli._cluster import LocalCluster
+from examples.example_support import ring_formed, start_all, wait_until
+from kvstore import Entry, KvState, KvStore
 
 
 def test_merge_rule_is_order_independent() -> None:

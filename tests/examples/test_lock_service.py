@@ -7,11 +7,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from example_support import ring_formed, start_all, wait_until
-from lock_service import LockService, LockTable, Request
-
 import evs
 from evs.cli._cluster import LocalCluster
+from examples.example_support import ring_formed, start_all, wait_until
+from lock_service import LockService, LockTable, Request
 
 
 def test_lock_table_is_a_fifo_per_name() -> None:
