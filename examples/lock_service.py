@@ -35,6 +35,9 @@ Limits, on purpose (this is an example, not a product):
   the other side's locks, so two holders can exist until the merge, and the tables are not
   merged afterwards. A real lock service grants only in a primary component (e.g. a majority
   of a known node list); see ``examples/kvstore`` for merging state after a partition.
+* The unit of failure is the node: configurations list executives, not processes, so a
+  holder *process* that dies while its executive runs keeps its lock (a real service would
+  add leases, or a per-process membership like corosync's CPG).
 * The bootstrap assumes that a synced replica, if one exists, answers a HELLO within
   ``sync_timeout``; one that is slower than that is not detected.
 
@@ -242,9 +245,9 @@ class LockService:
             self._wait_for(lambda: self._table.holder(name) != h, timeout)
 
     def close(self) -> None:
-        """Close the handle; the executive's configuration is unchanged, so locks this object
-        holds stay held until released by another LockService of the same process, or its
-        node leaves. Release them first."""
+        """Close the handle. Release first: the others learn nothing from a closed handle
+        (configurations list nodes, not processes), so what this object holds or awaits
+        stays in every table until its node leaves the configuration."""
         self._boot_timer.cancel()
         self.client.close()
         self._thread.join(5)
