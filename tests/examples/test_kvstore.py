@@ -85,7 +85,8 @@ def test_partition_then_merge_converges_by_the_rule(
         stores[3].set("colour", "blue")
         stores[3].set("shape", "hexagon")
         stores[3].set("weight", "heavy")
-        assert stores[1].items() == stores[2].items() == {"colour": "green", "shape": "triangle"}
+        side_a = {"colour": "green", "shape": "triangle"}
+        wait_until(lambda: stores[1].items() == stores[2].items() == side_a, 10, "the side (1, 2)")
         assert stores[3].items() == {
             "colour": "blue",
             "shape": "hexagon",
