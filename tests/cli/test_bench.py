@@ -70,6 +70,7 @@ def test_tiny_run_reports_and_verifies() -> None:
         ["--seconds", "0"],
         ["--seconds", "10000"],
         ["--reps", "0"],
+        ["--sender-clients", "0"],
     ],
 )
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -183,3 +184,15 @@ def test_percentile() -> None:
     assert percentile([], 50) == 0
     assert percentile(list(range(101)), 50) == 50
     assert percentile(list(range(101)), 99) == 99
+
+
+def test_several_sending_clients_of_one_node_are_separate_streams() -> None:
+    """Sender ids carry the client's index above the node id; each stream has its own seqs."""
+    a, b = 1, 1 | 1 << 16
+    p = Payloads(64)
+    v = Verifier(64)
+    for d in (p.make(a, 0, 1), p.make(b, 0, 1), p.make(b, 1, 1), p.make(a, 1, 1)):
+        assert v.check(1, d) == 1
+    v.finish({a: 2, b: 2})
+    assert v.violations == []
+    assert v.check(2, p.make(b, 2, 1)) == -1  # stream of node 1 delivered as node 2's

@@ -166,6 +166,7 @@ class Bench:
                 "reps": a.reps,
                 "clients": "one process per client; senders not joined (mcast_groups, "
                 "blocking), one joined receiver per node",
+                "sender_clients": a.sender_clients,
                 "profiled": self.profile_dir is not None,
             },
             "points": points,
@@ -208,10 +209,12 @@ class Bench:
         _expect(recv, "ready", READY_S, "receiver")
         send: dict[int, Connection] = {}
         for n in senders:
-            path = self._profile_path(index, "send", n)
-            spec = ClientSpec(cluster.socket(n), group, size, len(self.ids), 0, path)
-            _, conn = self._fork(sender_main, spec)
-            send[n] = conn
+            for k in range(a.sender_clients):
+                key = n | k << 16
+                path = self._profile_path(index, "send", key)
+                spec = ClientSpec(cluster.socket(n), group, size, len(self.ids), 0, path, k)
+                _, conn = self._fork(sender_main, spec)
+                send[key] = conn
         _expect(send, "ready", READY_S, "sender")
         daemon_cpu0 = _cpu_seconds([cluster.pid(n) for n in self.ids])
         t0 = time.monotonic() + 0.3
@@ -236,7 +239,7 @@ class Bench:
             ready = multiprocessing.connection.wait(list(pending.values()), timeout=0.25)
             for n, conn in list(pending.items()):
                 if conn in ready:
-                    msg = _recv(conn, f"sender on node {n}")
+                    msg = _recv(conn, f"sender on node {n & 0xFFFF}")
                     if msg[0] == "error":
                         raise BenchError(msg[1])
                     _, nodeid, count, busy_s, cpu_s = msg
@@ -468,7 +471,12 @@ def table(report: dict[str, Any]) -> str:
     )
     lines = [
         f"evs bench {report['date']}: {p['nodes']} executives, {p['network']}, {p['mode']}, "
-        f"token {p['token_ms']} ms, {win}, {p['reps']} run(s) per point",
+        f"token {p['token_ms']} ms, {win}, {p['reps']} run(s) per point"
+        + (
+            f", {p['sender_clients']} sending clients per sending node"
+            if p["sender_clients"] > 1
+            else ""
+        ),
         f"machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']}, "
         f"executives on {m['event_loop']}, "
         f"load before {m['loadavg'][0]:.2f}, after {report['load_after'][0]:.2f}"

@@ -58,6 +58,9 @@ HEADER = struct.Struct("<IIQQI")
 MIN_SIZE = HEADER.size + 4
 #: Distinct bodies per size; a message carries ``seq % BODIES``.
 BODIES = 16
+#: A sender id is the node id in the low 16 bits and the sending client's index on that node
+#: above (``--sender-clients``); each such stream has its own sequence numbers.
+_NODE_MASK = 0xFFFF
 _FNV_PRIME = 0x100000001B3
 _FNV_START = 0xCBF29CE484222325
 _MASK = (1 << 64) - 1
@@ -120,7 +123,7 @@ class Verifier:
         if magic != MAGIC or zlib.crc32(data[:24]) != crc:
             self.violation(f"delivery {n}: header corrupted (magic or CRC wrong)")
             return -1
-        if sender != nodeid:
+        if sender & _NODE_MASK != nodeid:
             self.violation(
                 f"delivery {n}: the header says sender {sender}, the executive says {nodeid}"
             )
@@ -209,6 +212,8 @@ class ClientSpec:
     nodes: int
     slot: int = 0
     profile_path: str | None = None
+    #: This sender's index among the sending clients of its node (the high bits of its id).
+    stream: int = 0
 
 
 def sender_main(conn: _Conn, spec: ClientSpec) -> None:
@@ -235,7 +240,7 @@ def sender_main(conn: _Conn, spec: ClientSpec) -> None:
             return
         _, t0, t_stop, count = msg
         time.sleep(max(0.0, t0 - time.monotonic()))
-        me = client.nodeid
+        me = client.nodeid | spec.stream << 16
         groups = [group]
         make = payloads.make
         mcast = client.mcast_groups
@@ -256,7 +261,9 @@ def sender_main(conn: _Conn, spec: ClientSpec) -> None:
                 busy_ns += now() - t
         except evs.EvsError as exc:
             _dump(prof, profile_path)
-            conn.send(("error", f"sender on node {me} failed after {seq} messages: {exc}"))
+            conn.send(
+                ("error", f"sender {me} on node {client.nodeid} failed after {seq} messages: {exc}")
+            )
             return
         _dump(prof, profile_path)
         conn.send(("sent", me, seq, busy_ns / 1e9, time.process_time() - cpu0))

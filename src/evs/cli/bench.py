@@ -94,6 +94,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="one sender (node 1), every node sending, or both series (default both)",
     )
     p.add_argument(
+        "--sender-clients",
+        type=int,
+        default=1,
+        metavar="K",
+        help="sending client processes per sending node (default 1): K > 1 shows how much "
+        "one client's synchronous send round trip limits the rate",
+    )
+    p.add_argument(
         "--seconds",
         type=float,
         default=5.0,
@@ -132,6 +140,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--warmup must be in [0, 60]"
     if not 0 <= args.count <= COUNT_MAX:
         return f"--count must be in [0, {COUNT_MAX}]"
+    if not 1 <= args.sender_clients <= 16:
+        return "--sender-clients must be 1..16"
     if not 1 <= args.reps <= 20:
         return "--reps must be 1..20"
     if args.port and not 1024 <= args.port <= 65535:
