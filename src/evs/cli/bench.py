@@ -4,7 +4,8 @@ Theory of operation: the command starts ``--nodes`` real ``evs daemon`` processe
 (``LocalCluster``, on 127.0.0.N or, with ``--netns``, each in a network namespace on a veth
 bridge like the corosync lab), then runs one measurement per (sender mode, size, repetition).
 A run forks one receiver process per node (joined to a fresh group) and one sender process per
-sending node (not joined; ``mcast_groups`` with blocking back-pressure): one process per
+sending node, or ``--sender-clients`` K of them (not joined; ``mcast_groups`` with blocking
+back-pressure; each its own verified stream): one process per
 client, so the Python library's GIL never makes one client wait for another and the figures
 are those of separate applications. Once every receiver has the full ring as its
 configuration, the senders start together at t0 and send until t0 + warm-up + seconds + 0.3 s
