@@ -85,6 +85,37 @@ def test_dispatch_flags_and_callbacks(daemon: Daemon) -> None:
         c.dispatch()
 
 
+def test_dispatch_all_never_drops_an_event_that_arrives_while_it_looks(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event arriving just after dispatch(ALL) found none must wait for the next dispatch.
+
+    (Found by the fault test: dispatch(ALL) with nothing waiting read the socket a second time
+    to detect the connection's end, and the event that came in between was taken and dropped.)
+    """
+    seen: list[object] = []
+    with evs.Client(daemon.path, on_deliver=seen.append) as c, evs.Client(daemon.path) as s:
+        c.join(["g"])
+        assert c.dispatch(DispatchFlags.ALL) == 1  # the first configuration
+        real_drain = c._drain
+        calls = 0
+
+        def drain_late() -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:  # the first look finds nothing ...
+                s.mcast_groups(["g"], b"late")  # ... and the event lands right after it
+                assert select.select([c._sock], [], [], 5)[0]  # on the socket, not yet read
+                return
+            real_drain()
+
+        monkeypatch.setattr(c, "_drain", drain_late)
+        c.dispatch(DispatchFlags.ALL)
+        monkeypatch.setattr(c, "_drain", real_drain)
+        c.dispatch(DispatchFlags.ALL)
+        assert [e.data for e in seen] == [b"late"]  # type: ignore[attr-defined]
+
+
 def test_fileno_readable_exactly_when_events_wait(daemon: Daemon) -> None:
     def readable(c: evs.Client, timeout: float = 0) -> bool:
         return bool(select.select([c], [], [], timeout)[0])

@@ -149,7 +149,8 @@ class Traffic:
                 with self._lock:
                     down = set(self.down)
                 for h in self.handles:
-                    self._step(h, down)
+                    with self._lock:  # settled() and describe() read the handles' sets
+                        self._step(h, down)
                 self._stop.wait(self.period)
         except Exception as exc:  # reported by stop()
             self.errors.append(repr(exc))
@@ -173,28 +174,48 @@ class Traffic:
         assert not self._thread.is_alive(), "traffic thread did not stop"
         assert not self.errors, self.errors
 
-    def describe(self) -> str:
-        """Where each handle is, and what it lacks of its ring's messages (for a timeout)."""
-        live = [h for h in self.handles if h.client is not None]
-        need: dict[str, set[str]] = {}
+    def _needed(self, live: list[TracedHandle]) -> dict[tuple[int, str], set[str]]:
+        """(slot, ring) -> every message a live handle of that slot sent or delivered in it.
+
+        Per slot: the slots' groups differ, and the slots of one executive number their
+        messages alike (``<node>:<incarnation>:<counter>``)."""
+        need: dict[tuple[int, str], set[str]] = {}
         for h in live:
-            need.setdefault(h.ring, set()).update(
+            need.setdefault((h.slot, h.ring), set()).update(
                 h.delivered.get(h.ring, set()) | h.sent.get(h.ring, set())
             )
+        return need
+
+    def describe(self) -> str:
+        """Where each handle is, and what it lacks of its ring's messages (for a timeout)."""
+        with self._lock:
+            return self._describe()
+
+    def _describe(self) -> str:
+        live = [h for h in self.handles if h.client is not None]
+        need = self._needed(live)
         parts = []
         for h in self.handles:
             if h.client is None:
                 parts.append(f"{h.nodeid}/{h.slot}: closed")
                 continue
-            miss = sorted(need[h.ring] - h.delivered.get(h.ring, set()))
+            miss = sorted(need[h.slot, h.ring] - h.delivered.get(h.ring, set()))
             c = h.last_conf
             conf = "none" if c is None else f"{'T' if c.transitional else 'R'}{list(c.members)}"
-            parts.append(f"{h.nodeid}/{h.slot}: ring {h.ring} {conf} missing {miss[:5]}")
+            elsewhere = {m: [r for r, ms in h.delivered.items() if m in ms] for m in miss[:5]}
+            parts.append(
+                f"{h.nodeid}/{h.slot}: ring {h.ring} {conf} missing {miss[:5]} "
+                f"(delivered in other rings: {elsewhere}; last events {h.events[-2:]})"
+            )
         return "; ".join(parts)
 
     def settled(self, members: tuple[int, ...]) -> bool:
         """Every live handle is in one regular configuration of ``members`` and has delivered
-        every message any live handle sent or delivered in it (stop sending first)."""
+        every message a live handle of its slot sent or delivered in it (stop sending first)."""
+        with self._lock:
+            return self._settled(members)
+
+    def _settled(self, members: tuple[int, ...]) -> bool:
         live = [h for h in self.handles if h.client is not None]
         if not live:
             return False
@@ -202,11 +223,7 @@ class Traffic:
             c = h.last_conf
             if c is None or c.transitional or c.members != members:
                 return False
-        rings = {h.ring for h in live}
-        if len(rings) != 1:
+        if len({h.ring for h in live}) != 1:
             return False
-        ring = rings.pop()
-        need: set[str] = set()
-        for h in live:
-            need |= h.delivered.get(ring, set()) | h.sent.get(ring, set())
-        return all(need <= h.delivered.get(ring, set()) for h in live)
+        need = self._needed(live)
+        return all(need[h.slot, h.ring] <= h.delivered.get(h.ring, set()) for h in live)

@@ -382,10 +382,11 @@ class Client:
                     raise NotConnected("this client is closed")
                 self._drain()
                 todo = self._session.events_waiting
+                self._flag()
+                if todo == 0 and self._session.ended is not None:
+                    raise self._session.ended
             if flags is DispatchFlags.ONE_NONBLOCKING:
                 todo = min(todo, 1)
-            if todo == 0:
-                self._next(None, wait=False)  # raises if the connection ended
             for n in range(todo):
                 ev = self._next(None, wait=False)
                 if ev is None:
