@@ -19,6 +19,7 @@ import pytest
 
 from evs.daemon.ipc_server import IpcServer
 from evs.errors import TryAgain
+from evs.runtime.send_window import SEND_WINDOW, SendWindows
 from evs.runtime.service import HANDLE_QUEUE_BYTES, EvsService
 from evs.totem.events import CoreEvent, Deliver, Sent
 from evs.types import ConfigChange, Guarantee, RingId
@@ -30,9 +31,12 @@ T = TypeVar("T")
 class FakeHost:
     """A ServiceHost whose core delivers each submitted message at once, to this node."""
 
-    def __init__(self, *, handle_queue_bytes: int = HANDLE_QUEUE_BYTES) -> None:
+    def __init__(
+        self, *, handle_queue_bytes: int = HANDLE_QUEUE_BYTES, send_window: int = SEND_WINDOW
+    ) -> None:
         self.nodeid = 1
         self.service = EvsService(1, self.submit, handle_queue_bytes=handle_queue_bytes)
+        self.windows = SendWindows(self.service, send_window)
         self.server: IpcServer | None = None
         #: submit raises TryAgain while set (a full send queue).
         self.full = False
@@ -55,6 +59,8 @@ class FakeHost:
 
     def step(self, events: list[CoreEvent]) -> None:
         """One step of the runtime: the core's events to the service, then the server pumps."""
+        if not self.full:
+            self.windows.drain()
         events = self.queued + events
         self.queued = []
         self.service.feed(events)

@@ -12,10 +12,9 @@ import pytest
 
 import evs
 from evs.client import async_client
-from evs.totem.events import Sent
 from evs.types import ConfigChange, Delivery, Guarantee
 
-from .conftest import RING, Daemon
+from .conftest import RING, Daemon, FakeHost
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
@@ -50,33 +49,47 @@ def test_join_mcast_and_async_for(daemon: Daemon) -> None:
     run(main())
 
 
-def test_try_again_room_again(daemon: Daemon) -> None:
+def test_full_window_try_again_then_credit(sock_path: Path) -> None:
+    d = Daemon(sock_path, FakeHost(send_window=1000))
+
     async def main() -> None:
-        c = await evs.AsyncClient.connect(daemon.path)
+        c = await evs.AsyncClient.connect(d.path)
         await c.join(["g"])
-        daemon.run(lambda: setattr(daemon.host, "full", True))
-        with pytest.raises(evs.TryAgain, match="0 of 8"):
+        d.run(lambda: setattr(d.host, "full", True))
+        for i in range(6):
+            await c.mcast_joined(b"%d" % i + bytes(99), block=False)
+        with pytest.raises(evs.TryAgain, match="the send window is 1000 bytes"):
             await c.mcast_joined(b"x", block=False)
-        with pytest.raises(evs.TryAgain, match="no room"):
+        with pytest.raises(evs.TryAgain, match=r"for 0\.02 s"):
             await c.mcast_joined(b"x", timeout=0.02)
         blocked = asyncio.create_task(c.mcast_joined(b"y", timeout=5))
-        counters = daemon.host.service.counters
-        while daemon.run(lambda: counters["try again"]) < 3:
-            await asyncio.sleep(0.005)
+        done, _ = await asyncio.wait([blocked], timeout=0.2)
+        assert not done, "a blocking send must wait while the window is full"
 
         def room() -> None:
-            daemon.host.full = False
-            daemon.host.step([Sent(999, RING)])
+            d.host.full = False
+            d.host.step([])
 
-        daemon.run(room)
+        d.run(room)
         await blocked
-        await c.membership_get()  # a round trip: the delivery is buffered now
+        await c.membership_get()  # a round trip: the deliveries are buffered now
         got = [ev async for ev in c.events(timeout=0)]
-        assert [e.data for e in got if isinstance(e, Delivery)] == [b"y"]
+        assert [e.data[:1] for e in got if isinstance(e, Delivery)] == [
+            b"0",
+            b"1",
+            b"2",
+            b"3",
+            b"4",
+            b"5",
+            b"y",
+        ]
         await c.close()
         await c.close()
 
-    run(main())
+    try:
+        run(main())
+    finally:
+        d.stop()
 
 
 def test_errors(daemon: Daemon, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from evs.ipc.messages import (
     MembershipReply,
     Ok,
     RoomAgain,
+    SendCredit,
     StatusReply,
     Welcome,
 )
@@ -40,7 +41,7 @@ def welcomed() -> ClientSession:
     s = ClientSession(pid=42)
     (hello,) = sent(s)
     assert hello == Hello(s.hello_id, IPC_VERSION, 42)
-    s.receive_data(encode(Welcome(s.hello_id, IPC_VERSION, 1, 9, 100, 8, 3)))
+    s.receive_data(encode(Welcome(s.hello_id, IPC_VERSION, 1, 9, 100, 8, 3, 1000)))
     assert s.done(s.hello_id)
     assert s.result(s.hello_id) == s.welcome
     return s
@@ -84,6 +85,47 @@ def test_room_again_is_cleared_by_the_next_mcast() -> None:
     assert s.room_again
     s.mcast(["g"], b"", Guarantee.AGREED)
     assert not s.room_again
+
+
+def test_windowed_sends_count_against_the_window_until_credited() -> None:
+    s = ClientSession(pid=42)
+    sent(s)
+    s.receive_data(encode(Welcome(s.hello_id, IPC_VERSION, 1, 9, 10_000, 8, 3, 1000)))
+    s.result(s.hello_id)  # window 1000; a message costs its data + 64
+    with pytest.raises(InvalidArgument, match="joined no group"):
+        s.send(None, b"x", Guarantee.AGREED)
+    j = s.join(["g"])
+    with pytest.raises(InvalidArgument, match="joined no group"):  # not until the Ok
+        s.send(None, b"x", Guarantee.AGREED)
+    s.receive_data(encode(Ok(j)))
+    assert s.joined == {b"g"}
+    sent(s)
+    assert s.send(None, bytes(436), Guarantee.SAFE)  # 500
+    assert s.send([b"h"], bytes(436), Guarantee.AGREED)  # 1000: exactly full
+    assert not s.window_room(0)
+    assert not s.send(None, b"", Guarantee.AGREED)  # refused, nothing queued
+    assert sent(s) == [
+        Mcast(0, None, Guarantee.SAFE, bytes(436)),
+        Mcast(0, (b"h",), Guarantee.AGREED, bytes(436)),
+    ]
+    s.receive_data(encode(SendCredit(500)))
+    assert s.outstanding == 500
+    assert s.window_room(436)
+    assert not s.window_room(437)
+    s.receive_data(encode(SendCredit(500)))
+    assert s.outstanding == 0
+    # A message larger than the whole window goes when nothing else is outstanding.
+    assert s.window_room(5000)
+    assert s.send(None, bytes(100), Guarantee.AGREED)
+    leave = s.leave(["g"])
+    s.receive_data(encode(Ok(leave)))
+    assert s.joined == set()
+    # Credit beyond what is outstanding: the daemon is broken; the session ends.
+    s.receive_data(encode(SendCredit(165)))
+    assert isinstance(s.ended, NotConnected)
+    assert "gave back 165" in str(s.ended)
+    with pytest.raises(NotConnected):
+        s.send([b"g"], b"", Guarantee.AGREED)
 
 
 def test_limits_come_from_welcome() -> None:

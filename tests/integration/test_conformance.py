@@ -217,6 +217,35 @@ def test_flow_control_try_again_then_blocking_send_and_nothing_lost(ring: Ring) 
     assert got == list(range(accepted + 1))
 
 
+def test_windowed_sends_held_for_room_all_arrive_in_order(ring: Ring) -> None:
+    """Three senders each fill their send window (1 MiB) at once: together they outrun the
+    core's send queue (2 MiB), so the executive holds messages for room, and every one of them
+    still arrives, in each sender's order, also once the ring falls idle after the last."""
+    b = ring.client(2)
+    b.join(["w"])
+    wait_full_ring(b)
+    senders = [ring.client(1) for _ in range(3)]
+    sent = [0, 0, 0]
+    for k, a in enumerate(senders):
+        for _ in range(200):  # bounded: the 1 MiB window holds 16 of these
+            try:
+                a.mcast_groups(
+                    ["w"], bytes([k]) + sent[k].to_bytes(4, "big") + bytes(65_000), block=False
+                )
+            except evs.TryAgain:
+                break
+            sent[k] += 1
+        assert 0 < sent[k] < 200, sent
+    got = [
+        (d.data[0], int.from_bytes(d.data[1:5], "big"))
+        for d in deliveries(b, sum(sent), timeout=60)
+    ]
+    for k in range(3):
+        assert [seq for s, seq in got if s == k] == list(range(sent[k]))
+    with evs.Client(ring.paths[1]) as probe:
+        assert probe.status()["counters"]["sends held for room"] > 0  # the path was taken
+
+
 def test_a_stopped_peer_gives_transitional_then_regular_configuration(ring: Ring) -> None:
     a = ring.client(1)
     a.join(["t"])

@@ -17,7 +17,7 @@ import pytest
 import evs
 from evs.cli._cluster import LocalCluster
 from evs.ipc.codec import encode
-from evs.ipc.messages import Hello, Join, Mcast
+from evs.ipc.messages import IPC_VERSION, Hello, Join, Mcast
 
 FLOOD_SIZE = 60_000
 
@@ -75,7 +75,7 @@ def test_hostile_datagrams_and_ipc_frames_leave_the_executive_serving(
     raw_ipc(path, b"\xff\xff\xff\xff" + bytes(16))
     raw_ipc(path, encode(Join(1, (b"g",))))
     assert raw_ipc(path, encode(Hello(1, 999, os.getpid()))), "no answer to a wrong version"
-    frame = encode(Hello(1, 1, os.getpid())) + encode(
+    frame = encode(Hello(1, IPC_VERSION, os.getpid())) + encode(
         Mcast(2, None, evs.Guarantee.AGREED, b"x" * 5000)
     )
     raw_ipc(path, frame[: len(frame) - 100])

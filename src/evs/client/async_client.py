@@ -19,8 +19,13 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from evs.client.session import ClientSession
-from evs.client.sync_client import CONNECT_TIMEOUT_S, connect_error, resolve_socket_path
+from evs.client.session import ClientSession, window_full
+from evs.client.sync_client import (
+    CLOSE_LINGER_S,
+    CONNECT_TIMEOUT_S,
+    connect_error,
+    resolve_socket_path,
+)
 from evs.errors import NotConnected, TryAgain
 from evs.ipc.messages import MembershipReply, Ok, Reply, StatusReply, Welcome
 from evs.types import Event, Guarantee, Membership
@@ -88,10 +93,22 @@ class AsyncClient:
         self.max_data = welcome.max_data
 
     async def close(self) -> None:
-        """End the connection; events not yet read are dropped. Safe more than once."""
+        """End the connection; events not yet read are dropped. Safe more than once.
+
+        Messages sent and not yet taken by the executive are not lost: as ``Client.close``,
+        it half-closes and waits (at most ``CLOSE_LINGER_S``) until the executive closes."""
         if self._closed:
             return
         self._closed = True
+        s = self._session
+        writer = self._writer
+        if s.ended is None and s.outstanding and writer is not None:
+            with contextlib.suppress(OSError, TimeoutError):
+                if writer.can_write_eof():
+                    writer.write_eof()
+                self._awaiting += 1
+                self._wake()
+                await asyncio.wait_for(self._until(lambda: False), CLOSE_LINGER_S)
         self._session.close()
         self._wake()
         if self._reader_task is not None:
@@ -136,7 +153,11 @@ class AsyncClient:
         try:
             while s.ended is None:
                 await self._until(
-                    lambda: self._awaiting > 0 or s.events_waiting < EVENTS_BUFFERED_MAX
+                    lambda: (
+                        self._awaiting > 0
+                        or s.outstanding > 0  # credits come behind the events
+                        or s.events_waiting < EVENTS_BUFFERED_MAX
+                    )
                 )
                 try:
                     data = await reader.read(_READ_CHUNK)
@@ -215,22 +236,25 @@ class AsyncClient:
         block: bool,
         timeout: float | None,
     ) -> None:
-        """Send; on TryAgain raise (block=False) or wait for RoomAgain and retry."""
+        """A windowed send; with the window full raise TryAgain (block=False) or wait."""
         s = self._session
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        while True:
+        while not s.send(groups, data, guarantee):
+            if not block:
+                raise TryAgain(window_full(s))
+            left = None if deadline is None else deadline - loop.time()
+            self._awaiting += 1
+            self._wake()  # a paused reader must read the credits for us
             try:
-                await self._call(s.mcast(groups, data, guarantee), Ok)
-                return
-            except TryAgain as exc:
-                if not block:
-                    raise
-                left = None if deadline is None else deadline - loop.time()
-                try:
-                    await asyncio.wait_for(self._until(lambda: s.room_again), left)
-                except TimeoutError:
-                    raise TryAgain(f"{exc}; the send queue had no room for {timeout} s") from None
+                await asyncio.wait_for(self._until(lambda: s.window_room(len(data))), left)
+            except TimeoutError:
+                raise TryAgain(f"{window_full(s)}, for {timeout} s") from None
+            finally:
+                self._awaiting -= 1
+        await self._send()
+        if s.ended is not None:  # the message may not have reached the executive
+            raise s.ended
 
     async def membership_get(self) -> Membership:
         reply = await self._call(self._session.membership_get(), MembershipReply)

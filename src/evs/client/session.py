@@ -4,11 +4,17 @@ Theory of operation: ``ClientSession`` turns calls into request frames (``data_t
 bytes from the daemon (``receive_data``) into replies, events and flags, like h11 does for
 HTTP. Nothing here blocks or touches a socket; ``Client`` and ``AsyncClient`` own the I/O and
 decide how to wait. Each request gets a fresh id; its reply is kept until ``result`` collects
-it. Events are buffered in arrival order for ``next_event``. ``room_again`` is set by the
-daemon's RoomAgain and cleared whenever a new Mcast goes out, so a sender that got TryAgain
-knows, without polling, when retrying makes sense. Once the connection ends (EOF, Goodbye, a
-connection-level Error, or bytes that are not frames) ``ended`` holds the exception every later
-call raises; events that arrived before stay readable.
+it. Events are buffered in arrival order for ``next_event``.
+
+Sends are windowed (``evs.ipc.messages``): ``send`` queues an Mcast with request id 0 and no
+reply if the message fits in what is left of the send window, and returns False otherwise (the
+caller raises TryAgain or waits); SendCredit frames give window bytes back. The session knows
+the groups the handle has joined (a Join or Leave takes effect when its Ok arrives), so it
+refuses a send to the joined groups with none joined, as the daemon would. ``room_again``
+(set by RoomAgain, cleared by each synchronous ``mcast``) serves a sender that uses the
+synchronous form. Once the connection ends (EOF, Goodbye, a connection-level Error, or bytes
+that are not frames) ``ended`` holds the exception every later call raises; events that
+arrived before stay readable.
 """
 
 from __future__ import annotations
@@ -36,16 +42,26 @@ from evs.ipc.messages import (
     Reply,
     Request,
     RoomAgain,
+    SendCredit,
     StatusGet,
     StatusReply,
     Welcome,
     exception_for,
+    mcast_cost,
 )
 from evs.types import Event, Guarantee, group_names
 
-__all__ = ["ClientSession"]
+__all__ = ["ClientSession", "window_full"]
 
 _ID_MAX = 0xFFFFFFFF
+
+
+def window_full(s: ClientSession) -> str:
+    """The TryAgain message for a full send window."""
+    return (
+        f"flow control: {s.outstanding} bytes of this handle's messages are on their way to "
+        f"the evs executive or waiting there for room; the send window is {s.send_window} bytes"
+    )
 
 
 class ClientSession:
@@ -64,6 +80,12 @@ class ClientSession:
         self.ended: EvsError | None = None
         #: RoomAgain arrived since the last Mcast went out.
         self.room_again = False
+        #: Window bytes of windowed sends not yet given back by SendCredit.
+        self.outstanding = 0
+        #: Groups this handle has joined (as the daemon confirmed).
+        self.joined: set[bytes] = set()
+        #: Join/Leave request id -> (joining?, names), until the reply comes.
+        self._group_ops: dict[int, tuple[bool, tuple[bytes, ...]]] = {}
         #: The request id of the Hello this session opens with.
         self.hello_id = self._request(Hello(0, IPC_VERSION, pid))
 
@@ -79,13 +101,50 @@ class ClientSession:
         return rid
 
     def join(self, groups: Iterable[str | bytes]) -> int:
-        return self._request(Join(0, self._names(groups)))
+        names = self._names(groups)
+        rid = self._request(Join(0, names))
+        self._group_ops[rid] = (True, names)
+        return rid
 
     def leave(self, groups: Iterable[str | bytes]) -> int:
-        return self._request(Leave(0, self._names(groups)))
+        names = self._names(groups)
+        rid = self._request(Leave(0, names))
+        self._group_ops[rid] = (False, names)
+        return rid
 
     def mcast(self, groups: Iterable[str | bytes] | None, data: bytes, guarantee: Guarantee) -> int:
-        """Queue a multicast (None: to the joined groups); clears ``room_again``."""
+        """Queue a synchronous multicast (None: to the joined groups); clears ``room_again``."""
+        rid = self._request(Mcast(0, *self._message(groups, data, guarantee)))
+        self.room_again = False
+        return rid
+
+    def send(self, groups: Iterable[str | bytes] | None, data: bytes, guarantee: Guarantee) -> bool:
+        """Queue a windowed multicast if the window has room for it; False if not (yet)."""
+        if self.ended is not None:
+            raise self.ended
+        names, g, body = self._message(groups, data, guarantee)
+        if names is None and not self.joined:
+            raise InvalidArgument("this handle has joined no group: join one, or name groups")
+        cost = mcast_cost(len(body))
+        if self.outstanding and self.outstanding + cost > self.send_window:
+            return False
+        self._out += encode(Mcast(0, names, g, body))
+        self.outstanding += cost
+        return True
+
+    def window_room(self, data_len: int) -> bool:
+        """A windowed send of ``data_len`` bytes would go now (or the connection is over)."""
+        if self.ended is not None or not self.outstanding:
+            return True
+        return self.outstanding + mcast_cost(data_len) <= self.send_window
+
+    @property
+    def send_window(self) -> int:
+        return self.welcome.send_window if self.welcome else 0
+
+    def _message(
+        self, groups: Iterable[str | bytes] | None, data: bytes, guarantee: Guarantee
+    ) -> tuple[tuple[bytes, ...] | None, Guarantee, bytes]:
         names = None if groups is None else self._names(groups)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidArgument(f"message data must be bytes, got {type(data).__name__}")
@@ -96,9 +155,7 @@ class ClientSession:
             g = Guarantee(guarantee)
         except ValueError:
             raise InvalidArgument(f"unknown guarantee {guarantee!r}") from None
-        rid = self._request(Mcast(0, names, g, bytes(data)))
-        self.room_again = False
-        return rid
+        return names, g, bytes(data)
 
     def membership_get(self) -> int:
         return self._request(MembershipGet(0))
@@ -146,6 +203,16 @@ class ClientSession:
             self._events.append(frame.change)
         elif isinstance(frame, RoomAgain):
             self.room_again = True
+        elif isinstance(frame, SendCredit):
+            if frame.amount > self.outstanding:
+                self._end(
+                    NotConnected(
+                        f"the evs daemon gave back {frame.amount} bytes of send window; "
+                        f"only {self.outstanding} were outstanding"
+                    )
+                )
+                return False
+            self.outstanding -= frame.amount
         elif isinstance(frame, Goodbye):
             self._end(NotConnected(f"the evs daemon disconnected this client: {frame.reason}"))
         elif isinstance(frame, Error) and frame.request_id == 0:
@@ -158,6 +225,12 @@ class ClientSession:
             self._replies[frame.request_id] = frame
             if isinstance(frame, Welcome):
                 self.welcome = frame
+            op = self._group_ops.pop(frame.request_id, None)
+            if op is not None and isinstance(frame, Ok):
+                if op[0]:
+                    self.joined.update(op[1])
+                else:
+                    self.joined.difference_update(op[1])
         else:
             self._end(NotConnected(f"the evs daemon sent a request frame: {type(frame).__name__}"))
         return self.ended is None

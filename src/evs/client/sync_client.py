@@ -32,12 +32,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from evs.client.session import ClientSession
+from evs.client.session import ClientSession, window_full
 from evs.errors import AccessDenied, EvsError, NotConnected, TryAgain
 from evs.ipc.messages import MembershipReply, Ok, Reply, StatusReply, Welcome
 from evs.types import ConfigChange, Delivery, DispatchFlags, Event, Guarantee, Membership
 
 __all__ = [
+    "CLOSE_LINGER_S",
     "CONNECT_TIMEOUT_S",
     "DEFAULT_SOCKET",
     "ENV_SOCKET",
@@ -52,6 +53,8 @@ DEFAULT_SOCKET = "/run/evs/evs.sock"
 ENV_SOCKET = "EVS_SOCKET"
 #: Seconds to wait for the daemon's Welcome.
 CONNECT_TIMEOUT_S = 10.0
+#: Most seconds ``close`` waits for the executive to read messages sent just before.
+CLOSE_LINGER_S = 10.0
 _READ_CHUNK = 256 << 10
 _R = TypeVar("_R", bound=Reply)
 
@@ -130,11 +133,18 @@ class Client:
     # ---------------------------------------------------------------- lifecycle
 
     def close(self) -> None:
-        """evs_finalize: end the connection; safe from any thread, and more than once."""
+        """evs_finalize: end the connection; safe from any thread, and more than once.
+
+        Messages sent and not yet taken by the executive (see ``mcast_joined``) are not lost:
+        the client closes its sending side and reads until the executive has read everything
+        and closed too, for at most ``CLOSE_LINGER_S``. Without such messages it closes at once.
+        """
         with self._cond:
             if self._closed:
                 return
             self._closed = True
+            if self._session.ended is None and self._session.outstanding:
+                self._linger()
             self._session.close()
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading
@@ -144,6 +154,15 @@ class Client:
             self._epoll.close()
             os.close(self._evfd)
             self._cond.notify_all()
+
+    def _linger(self) -> None:
+        """Half-close, then read until the executive closes (it read all we sent) or timeout.
+
+        Closing outright could make the executive's next write fail, and a transport that
+        failed a write stops reading: messages still in its socket would be lost."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)
+        self._wait(lambda: False, _deadline(CLOSE_LINGER_S))
 
     def __enter__(self) -> Client:
         return self
@@ -307,24 +326,23 @@ class Client:
         block: bool,
         timeout: float | None,
     ) -> None:
-        """Send; on TryAgain either raise (block=False) or wait for RoomAgain and retry."""
+        """A windowed send; with the window full raise TryAgain (block=False) or wait."""
         names = None if groups is None else list(groups)
         deadline = _deadline(timeout)
         s = self._session
-        while True:
-            with self._cond:
-                rid = s.mcast(names, data, guarantee)
-            try:
-                self._call(rid, Ok)
-                return
-            except TryAgain as exc:
+        with self._cond:
+            while not s.send(names, data, guarantee):
+                if not self._reading:
+                    self._read(0)  # credits that came already
+                if s.window_room(len(data)):
+                    continue
                 if not block:
-                    raise
-                with self._cond:
-                    if not self._wait(lambda: s.room_again, deadline):
-                        raise TryAgain(
-                            f"{exc}; the send queue had no room for {timeout} s"
-                        ) from None
+                    raise TryAgain(window_full(s))
+                if not self._wait(lambda: s.window_room(len(data)), deadline):
+                    raise TryAgain(f"{window_full(s)}, for {timeout} s")
+            self._send_pending()
+            if s.ended is not None:  # the message may not have reached the executive
+                raise s.ended
 
     def membership_get(self) -> Membership:
         """evs_membership_get: this node and the members of the current configuration."""

@@ -59,6 +59,7 @@ DEFAULT_KEY_FILE = "/etc/evs/authkey"
 DEFAULT_SOCKET_BUFFER = 4 << 20
 #: Bytes of undelivered events one IPC client may have queued before it is disconnected.
 DEFAULT_CLIENT_QUEUE_BYTES = 8 << 20
+DEFAULT_SEND_WINDOW_BYTES = 1 << 20
 _NODEID_MAX = (1 << 32) - 1  # node ids are u32 on the wire, 0 means "every node"
 _BUFFER_RANGE = (4096, 1 << 30)
 _LEVELS = ("debug", "info", "warning", "error")
@@ -116,6 +117,8 @@ class IpcSection:
     allowed_uids: tuple[int, ...] = ()
     allowed_gids: tuple[int, ...] = ()
     client_queue_bytes: int = DEFAULT_CLIENT_QUEUE_BYTES
+    #: Bytes of messages one client may stream before the executive has taken them.
+    send_window_bytes: int = DEFAULT_SEND_WINDOW_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,13 +327,19 @@ def _build(file: str, base: Path, doc: dict[str, Any]) -> DaemonConfig:
     nodeid, transport = _own_node(file, nodes, nodeid, transport, bind_given)
     totem_cfg = _totem_config(file, totem_values, transport.netmtu)
 
-    ipc = table("ipc", ("socket", "allowed_uids", "allowed_gids", "client_queue_bytes"))
+    ipc = table(
+        "ipc",
+        ("socket", "allowed_uids", "allowed_gids", "client_queue_bytes", "send_window_bytes"),
+    )
     ipc_section = IpcSection(
         socket=ipc.required_path("socket", DEFAULT_SOCKET, base),
         allowed_uids=ipc.ids("allowed_uids"),
         allowed_gids=ipc.ids("allowed_gids"),
         client_queue_bytes=ipc.integer(
             "client_queue_bytes", DEFAULT_CLIENT_QUEUE_BYTES, 65536, 1 << 34
+        ),
+        send_window_bytes=ipc.integer(
+            "send_window_bytes", DEFAULT_SEND_WINDOW_BYTES, 4096, 1 << 30
         ),
     )
     if ipc_section.client_queue_bytes < totem_cfg.max_message_size:

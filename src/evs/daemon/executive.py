@@ -8,7 +8,8 @@ of input reach it, each as a callback on the asyncio loop:
 - the one timer, re-armed with ``loop.call_at`` at the core's next deadline,
 - client requests through the IPC server, which calls ``after_request`` once per batch.
 
-After every input ``_after`` runs the same steps in the same order: send the datagrams the core
+After every input ``_after`` runs the same steps in the same order: hand the core windowed sends
+that waited for room in its send queue, send the datagrams the core
 produced (the driver has already persisted the ring sequence for any that need it), feed the
 core's events to the service (fan-out to handles), write the trace and the log lines, re-arm
 the timer, schedule the loopback of self-addressed datagrams for the next loop turn, and let the
@@ -29,6 +30,7 @@ from evs.daemon.ipc_server import IpcServer
 from evs.daemon.state_dir import StateDir
 from evs.daemon.udp import UdpTransport
 from evs.runtime.driver import Driver
+from evs.runtime.send_window import SendWindows
 from evs.runtime.service import EvsService, Traced
 from evs.totem.events import Deliver, GatherEntered, Notice, Sent
 from evs.totem.processor import Processor
@@ -58,6 +60,7 @@ class Executive:
             max_message_size=totem.max_message_size,
             handle_queue_bytes=cfg.ipc.client_queue_bytes,
         )
+        self.windows = SendWindows(self.service, cfg.ipc.send_window_bytes)
         self.transport = UdpTransport(
             cfg.transport.mode,
             cfg.transport.bind,
@@ -193,6 +196,8 @@ class Executive:
     def _after(self) -> None:
         loop = self._loop
         assert loop is not None
+        if self.windows.waiting:
+            self.windows.drain()  # the step may have made room in the core's send queue
         sends, events = self.driver.take()
         if events:
             # Before the datagrams leave: a receiver must not log a delivery before our send.
@@ -304,6 +309,7 @@ class Executive:
             "send_queue": {
                 "messages": proc.packer.queued_messages(),
                 "bytes": proc.packer.queued_bytes(),
+                "held_for_room": self.windows.waiting,
             },
             "transport": {
                 "mode": self.cfg.transport.mode,

@@ -4,10 +4,11 @@ Theory of operation: one ``asyncio.Protocol`` per client connection, no protocol
 beyond the IPC frames (style rule 13). A connection is checked with SO_PEERCRED when it is
 accepted (root, the daemon's own uid, ``allowed_uids`` and ``allowed_gids`` pass); it must then
 say Hello, which opens its handle in the ``EvsService`` with the peer's pid. Every wake-up's
-bytes are decoded into requests, each request becomes one service call and one reply, and once
-the batch is done the host runs the core (``after_request``) and the server ``pump``s: events
-of every handle that has some become DeliverNote/ConfChgNote frames, handles that may retry a
-TryAgain get RoomAgain, and each client gets one write.
+bytes are decoded into requests, each request becomes one service call and one reply (a
+windowed Mcast, request id 0, gets none: see ``evs.runtime.send_window``), and once the batch is
+done the host runs the core (``after_request``) and the server ``pump``s: events of every
+handle that has some become DeliverNote/ConfChgNote frames, handles that may retry a TryAgain
+get RoomAgain, windowed senders get their SendCredit, and each client gets one write.
 
 Back-pressure both ways: the server takes events from a handle only while the client's
 transport buffer is under ``client_queue_bytes``; the rest waits in the handle's queue (bounded
@@ -44,7 +45,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from evs.errors import EvsError
+from evs.errors import EvsError, InvalidArgument
 from evs.ipc.codec import DATA_MAX, FrameDecoder, FrameError, encode
 from evs.ipc.messages import (
     IPC_VERSION,
@@ -62,11 +63,13 @@ from evs.ipc.messages import (
     MembershipReply,
     Ok,
     RoomAgain,
+    SendCredit,
     StatusGet,
     StatusReply,
     Welcome,
     error_code,
 )
+from evs.runtime.send_window import SendWindows
 from evs.runtime.service import GROUP_NAME_MAX, GROUPS_PER_HANDLE_MAX, EvsService, Handle
 from evs.types import Delivery
 
@@ -94,6 +97,8 @@ class ServiceHost(Protocol):
     """What the server needs from the daemon around it."""
 
     service: EvsService
+    #: Windowed sends (request id 0): the host drains them before each step of the runtime.
+    windows: SendWindows
     nodeid: int
 
     def after_request(self) -> None:
@@ -145,6 +150,7 @@ class IpcServer:
             "protocol errors": 0,
             "version mismatches": 0,
             "overflow disconnects": 0,
+            "windowed sends refused": 0,
             "internal errors": 0,
         }
         self._server: asyncio.AbstractServer | None = None
@@ -260,6 +266,10 @@ class IpcServer:
             conn = self._by_handle.get(h.id)
             if conn is not None:
                 conn.queue(encode(RoomAgain()))
+        for h, amount in self.host.windows.take_credits():
+            conn = self._by_handle.get(h.id)
+            if conn is not None:
+                conn.queue(encode(SendCredit(amount)))
         while self._dirty:
             self._dirty.pop().flush()
 
@@ -366,6 +376,8 @@ class _Connection(asyncio.Protocol):
                 service.leave(h, frame.groups)
                 reply = Ok(rid)
             elif isinstance(frame, Mcast):
+                if rid == 0:
+                    return self.windowed(h, frame)
                 service.mcast(h, frame.groups, frame.data, frame.guarantee)
                 reply = Ok(rid)
             elif isinstance(frame, MembershipGet):
@@ -388,6 +400,17 @@ class _Connection(asyncio.Protocol):
             self.disconnect(Error(0, ErrorCode.ERROR, f"internal error of the evs daemon: {exc}"))
             return False
         self.queue(encode(reply))
+        return True
+
+    def windowed(self, h: Handle, frame: Mcast) -> bool:
+        """A windowed send: no reply; a refusal means the client broke the protocol."""
+        try:
+            self.server.host.windows.mcast(h, frame.groups, frame.data, frame.guarantee)
+        except InvalidArgument as exc:
+            self.server.counters["windowed sends refused"] += 1
+            log.warning("IPC client pid %d: windowed send refused: %s", self.pid, exc)
+            self.disconnect(Error(0, ErrorCode.INVALID_ARGUMENT, f"a send was refused: {exc}"))
+            return False
         return True
 
     def hello(self, frame: Frame) -> bool:
@@ -421,6 +444,7 @@ class _Connection(asyncio.Protocol):
             min(service.max_data, DATA_MAX),
             GROUP_NAME_MAX,
             GROUPS_PER_HANDLE_MAX,
+            server.host.windows.window,
         )
         self.queue(encode(welcome))
         return True

@@ -15,9 +15,10 @@ UTF-8; the last field marked "rest" runs to the end of the frame):
 - Hello: u16 version, u32 pid. This layout, and Error's, never change, so a version mismatch
   can always be reported.
 - Join, Leave: groups.   Mcast: u8 flags (bit 0: to the joined groups), u8 guarantee, groups,
-  data (rest).   MembershipGet, StatusGet, Ok, RoomAgain: empty.
+  data (rest); request id 0 makes it a windowed send (no reply).   MembershipGet, StatusGet,
+  Ok, RoomAgain: empty.   SendCredit: u32 amount.
 - Welcome: u16 version, u32 nodeid, u32 handle id, u32 max data, u16 group name max, u16 groups
-  max.   Error: u16 code, text (rest).   StatusReply, Goodbye: text (rest).
+  max, u32 send window.   Error: u16 code, text (rest).   StatusReply, Goodbye: text (rest).
 - MembershipReply: u32 local nodeid, u64 ring seq, u32 ring rep, u16 count, u32 per member.
 - DeliverNote: u32 nodeid, u32 pid, u8 guarantee, groups, data (rest).
 - ConfChgNote: u64 ring seq, u32 ring rep, u8 transitional, u16 x3 counts (members, left,
@@ -44,6 +45,7 @@ from evs.ipc.messages import (
     MembershipReply,
     Ok,
     RoomAgain,
+    SendCredit,
     StatusGet,
     StatusReply,
     Welcome,
@@ -81,7 +83,7 @@ _ID_MAX = 0xFFFFFFFF
 
 _HELLO = struct.Struct("!HI")
 _MCAST = struct.Struct("!BB")
-_WELCOME = struct.Struct("!HIIIHH")
+_WELCOME = struct.Struct("!HIIIHHI")
 _CODE = struct.Struct("!H")
 _MEMBERSHIP = struct.Struct("!IQIH")
 _DELIVER = struct.Struct("!IIB")
@@ -104,6 +106,7 @@ _KINDS: dict[type, int] = {
     ConfChgNote: 129,
     RoomAgain: 130,
     Goodbye: 131,
+    SendCredit: 132,
 }
 _MCAST_JOINED = 1
 
@@ -185,6 +188,7 @@ def _body(frame: Frame) -> bytes:
             (frame.max_data, 32, "max data"),
             (frame.group_name_max, 16, "group name max"),
             (frame.groups_max, 16, "groups max"),
+            (frame.send_window, 32, "send window"),
         ):
             _u(value, bits, what)
         return _WELCOME.pack(
@@ -194,7 +198,11 @@ def _body(frame: Frame) -> bytes:
             frame.max_data,
             frame.group_name_max,
             frame.groups_max,
+            frame.send_window,
         )
+    if isinstance(frame, SendCredit):
+        _u(frame.amount, 32, "credit")
+        return _U32.pack(frame.amount)
     if isinstance(frame, Error):
         return _CODE.pack(ErrorCode(frame.code)) + _text(frame.message)
     if isinstance(frame, (StatusReply, Goodbye)):
@@ -362,6 +370,9 @@ def _decode_body(kind: int, rid: int, r: _Reader) -> Frame:
         frame = RoomAgain(rid)
     elif kind == 131:
         frame = Goodbye(r.text(), rid)
+    elif kind == 132:
+        (amount,) = r.unpack(_U32, "SendCredit")
+        frame = SendCredit(amount, rid)
     else:
         raise FrameError(f"unknown frame kind {kind}")
     r.end(type(frame).__name__)
@@ -380,24 +391,33 @@ def decode(data: bytes | bytearray | memoryview) -> Frame:
 
 
 class FrameDecoder:
-    """Bytes in, whole frames out: ``feed(data)`` then iterate; bounded by one ``FRAME_MAX``."""
+    """Bytes in, whole frames out: ``feed(data)`` then iterate; bounded by one ``FRAME_MAX``.
+
+    Frames are read at an offset into the buffer, and what they used is cut off once per
+    ``feed``, so a read holding many small frames costs one pass, not one move per frame.
+    """
 
     def __init__(self, frame_max: int = FRAME_MAX) -> None:
         self._buf = bytearray()
+        self._pos = 0
         self._frame_max = frame_max
         self._broken: FrameError | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes of an incomplete frame held back (nonzero at EOF means "cut mid-frame")."""
-        return len(self._buf)
+        return len(self._buf) - self._pos
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._broken is not None:
             raise self._broken
-        self._buf += data
-        if len(self._buf) >= 4:
-            self._check_length(_U32.unpack_from(self._buf)[0])
+        buf = self._buf
+        if self._pos:
+            del buf[: self._pos]
+            self._pos = 0
+        buf += data
+        if len(buf) >= 4:
+            self._check_length(_U32.unpack_from(buf)[0])
 
     def _check_length(self, length: int) -> None:
         if length > self._frame_max:
@@ -413,6 +433,7 @@ class FrameDecoder:
     def _fail(self, exc: FrameError) -> None:
         self._broken = exc
         self._buf.clear()
+        self._pos = 0
         raise exc
 
     def __iter__(self) -> Iterator[Frame]:
@@ -422,21 +443,23 @@ class FrameDecoder:
         if self._broken is not None:
             raise self._broken
         buf = self._buf
-        if len(buf) < HEADER.size:
+        pos = self._pos
+        if len(buf) - pos < HEADER.size:
             raise StopIteration
-        length, kind, rid = HEADER.unpack_from(buf)
+        length, kind, rid = HEADER.unpack_from(buf, pos)
         self._check_length(length)
-        end = 4 + length
+        end = pos + 4 + length
         if len(buf) < end:
             raise StopIteration
-        # A copy: views into the bytearray would pin it against the resize below.
-        body = memoryview(bytes(buf[HEADER.size : end]))
-        del buf[:end]
+        # One copy of the body; the view is released before the buffer can be resized.
+        with memoryview(buf) as view:
+            body = memoryview(bytes(view[pos + HEADER.size : end]))
+        self._pos = end
         try:
             frame = _decode_body(kind, rid, _Reader(body))
         except FrameError as exc:
             self._fail(exc)
             raise  # unreachable: _fail raises
-        if len(buf) >= 4:
-            self._check_length(_U32.unpack_from(buf)[0])
+        if len(buf) - end >= 4:
+            self._check_length(_U32.unpack_from(buf, end)[0])
         return frame

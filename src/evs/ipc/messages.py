@@ -5,9 +5,18 @@ Theory of operation: a client speaks first with ``Hello``; every request carries
 order, with a reply echoing that id (``Welcome`` for ``Hello``; ``Ok``, ``Error``,
 ``MembershipReply`` or ``StatusReply`` otherwise). Notifications carry request id 0 and may
 come at any time after ``Welcome``: events (``DeliverNote``, ``ConfChgNote``), ``RoomAgain``
-(the send queue has room again after a ``TryAgain``) and ``Goodbye`` (the daemon is about to
-disconnect this client and says why). An ``Error`` with request id 0 is connection-level (the
-peer was refused, or spoke garbage) and is followed by the end of the connection.
+(the send queue has room again after a ``TryAgain``), ``SendCredit`` and ``Goodbye`` (the daemon
+is about to disconnect this client and says why). An ``Error`` with request id 0 is
+connection-level (the peer was refused, or spoke garbage) and is followed by the end of the
+connection.
+
+Windowed sends: an ``Mcast`` with request id 0 gets no reply. The daemon accepts every such
+message as long as the client keeps within the send window announced in ``Welcome``: the
+client counts ``mcast_cost`` of each message it sends, and the daemon gives the bytes back with
+``SendCredit`` once the message is in the core's send queue (where it waits, in order, if the
+queue is full). So a sender streams messages without a round trip per message, and the
+executive's memory per client stays bounded by the window. The one exception is a message
+costing more than the whole window: it may go when nothing else is outstanding.
 
 These classes know nothing of bytes; ``evs.ipc.codec`` maps them to frames and back.
 """
@@ -39,15 +48,24 @@ __all__ = [
     "Reply",
     "Request",
     "RoomAgain",
+    "SendCredit",
     "StatusGet",
     "StatusReply",
     "Welcome",
     "error_code",
     "exception_for",
+    "mcast_cost",
 ]
 
 #: Version of the frame format, sent in ``Hello``; the daemon refuses any other.
-IPC_VERSION = 1
+IPC_VERSION = 2
+#: What a windowed message costs beyond its data (so a flood of tiny ones is bounded too).
+MCAST_OVERHEAD = 64
+
+
+def mcast_cost(data_len: int) -> int:
+    """Bytes of the send window one windowed ``Mcast`` of ``data_len`` bytes of data takes."""
+    return data_len + MCAST_OVERHEAD
 
 
 class ErrorCode(enum.IntEnum):
@@ -147,6 +165,8 @@ class Welcome:
     group_name_max: int
     #: Most groups a handle may join (and a message may name).
     groups_max: int
+    #: Bytes of windowed sends (``mcast_cost``) the client may have outstanding.
+    send_window: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +220,14 @@ class RoomAgain:
 
 
 @dataclass(frozen=True, slots=True)
+class SendCredit:
+    """``amount`` bytes of the send window come back: those messages reached the core."""
+
+    amount: int
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Goodbye:
     """The daemon disconnects this client; ``reason`` says why."""
 
@@ -209,5 +237,5 @@ class Goodbye:
 
 Request = Hello | Join | Leave | Mcast | MembershipGet | StatusGet
 Reply = Welcome | Ok | Error | MembershipReply | StatusReply
-Notification = DeliverNote | ConfChgNote | RoomAgain | Goodbye
+Notification = DeliverNote | ConfChgNote | RoomAgain | SendCredit | Goodbye
 Frame = Request | Reply | Notification

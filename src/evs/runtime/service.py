@@ -173,6 +173,7 @@ class EvsService:
             "handles opened": 0,
             "handles overflowed": 0,
             "foreign messages dropped": 0,
+            "sends held for room": 0,
         }
 
     # ------------------------------------------------------------------ handles
@@ -226,6 +227,19 @@ class EvsService:
         Returns the message id (``nodeid:incarnation:counter``); raises InvalidArgument or
         TryAgain (the handle is then told when there is room again).
         """
+        return self.submit_checked(h, *self.check_mcast(h, groups, data, guarantee))
+
+    def check_mcast(
+        self,
+        h: Handle,
+        groups: Iterable[str | bytes] | None,
+        data: bytes,
+        guarantee: Guarantee,
+    ) -> tuple[tuple[bytes, ...], bytes, Guarantee]:
+        """The message's group names, data and guarantee, checked; raises InvalidArgument.
+
+        ``None`` groups resolve to the handle's joined groups now, when the message is
+        accepted, even if it reaches the core later (``SendWindows``)."""
         if groups is None:
             if not h.groups:
                 raise InvalidArgument("this handle has joined no group: join one, or name groups")
@@ -242,13 +256,28 @@ class EvsService:
             guarantee = Guarantee(guarantee)
         except ValueError:
             raise InvalidArgument(f"unknown guarantee {guarantee!r}") from None
+        return names, bytes(data), guarantee
+
+    def submit_checked(
+        self,
+        h: Handle,
+        names: tuple[bytes, ...],
+        data: bytes,
+        guarantee: Guarantee,
+        *,
+        room_again: bool = True,
+    ) -> str:
+        """Hand a checked message to the core; its id, or TryAgain (see ``mcast``).
+
+        ``room_again=False``: a TryAgain does not list the handle for ``take_room_again``
+        (the caller retries by itself)."""
         counter = self._counter
-        payload = ServiceHeader(h.pid, self.incarnation, counter).pack() + bytes(data)
+        payload = ServiceHeader(h.pid, self.incarnation, counter).pack() + data
         try:
             number = self._submit(names, payload, guarantee)
         except TryAgain:
             self.counters["try again"] += 1
-            if not h.waiting_room:
+            if room_again and not h.waiting_room:
                 h.waiting_room = True
                 self._room.append(h)
             raise
