@@ -63,6 +63,7 @@ def test_minimal_file_takes_every_default(tmp_path: Path) -> None:
     assert c.ipc.socket == Path(DEFAULT_SOCKET)
     assert c.ipc.allowed_uids == c.ipc.allowed_gids == ()
     assert c.ipc.client_queue_bytes == 8 << 20
+    assert c.ipc.send_window_bytes == 1 << 20
     assert c.crypto.cipher == "none"
     assert c.crypto.key_file == Path("/etc/evs/authkey")
     assert c.logging.level == "info"
@@ -119,6 +120,7 @@ socket = "/run/x/evs.sock"
 allowed_uids = [1000, 1001]
 allowed_gids = [50]
 client_queue_bytes = 131072
+send_window_bytes = 65536
 
 [crypto]
 cipher = "none"
@@ -149,6 +151,7 @@ dir = "/var/lib/x"
     assert c.ipc.socket == Path("/run/x/evs.sock")
     assert (c.ipc.allowed_uids, c.ipc.allowed_gids) == ((1000, 1001), (50,))
     assert c.ipc.client_queue_bytes == 131072
+    assert c.ipc.send_window_bytes == 65536
     assert c.crypto.key_file == Path("/etc/x/key")
     assert (c.logging.level, c.logging.file) == ("debug", Path("/var/log/evs.log"))
     assert c.trace_path == Path("/var/log/evs.trace")
@@ -291,6 +294,7 @@ def test_own_node_refusals(tmp_path: Path, text: str, expected: str) -> None:
             "ipc.allowed_uids: must be a list of ids 0..4294967295, got 'root'",
         ),
         ("ipc", "allowed_gids = 5", "ipc.allowed_gids: must be a list of integers, got an integer"),
+        ("ipc", "send_window_bytes = 100", "ipc.send_window_bytes"),
         (
             "ipc",
             "client_queue_bytes = 100000",

@@ -100,7 +100,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=1,
         metavar="K",
         help="sending client processes per sending node (default 1): K > 1 shows how much "
-        "one client's synchronous send round trip limits the rate",
+        "one sending process (its CPU, its send window) limits the rate",
     )
     p.add_argument(
         "--seconds",
