@@ -119,6 +119,9 @@ class SimOptions:
     #: Saturating load from ``saturate[0]`` to ``saturate[1]`` ms (equal: none): every
     #: processor keeps its send queue full, on top of the Poisson workload.
     saturate: tuple[float, float] = (0.0, 0.0)
+    #: Application handles per simulated process (handle slots ``0..handles-1``), each
+    #: joining and leaving groups and sending through the node's ``EvsService``.
+    handles: int = 1
 
     @property
     def saturating(self) -> bool:
@@ -157,6 +160,7 @@ class SimOptions:
             f"sort_queue_slots={self.sort_queue_slots} "
             f"queue_bytes_max={self.queue_bytes_max} "
             f"max_message_size={self.max_message_size}",
+            f"service: {self.handles} handle(s) per process",
         ]
         if self.faults:
             lines.append("faults: " + "; ".join(f.describe() for f in self.faults))
@@ -201,6 +205,8 @@ def draw_options(
         drawn["huge_fraction"] = 0.0
     given = {k: v for k, v in overrides.items() if v is not None}
     drawn.update(given)
+    handles = derive(seed, "handle-count").randint(1, 3)  # drawn even when given
+    drawn.setdefault("handles", handles)
     drawn["saturate"] = _draw_saturate(seed, drawn["duration_ms"], light, given)
     saturating = drawn["saturate"][1] > drawn["saturate"][0]
     largest = HUGE if drawn["huge_fraction"] else LARGE
