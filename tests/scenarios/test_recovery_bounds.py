@@ -85,19 +85,19 @@ def test_a_re_sent_message_claiming_a_far_old_seq_is_dropped_and_install_stays_s
     # network): forge the packet just before the first RECOVERY token comes back.
     loopback = sc.cluster._on_loopback
 
-    def at_first_recovery_token(n: SimNode, driver: Driver) -> None:
+    def at_first_recovery_token(node_: SimNode, driver: Driver) -> None:
         p = node.proc
         if (
             not injected
-            and n is node
+            and node_ is node
             and p is not None
             and p.state is MembState.RECOVERY
             and any(peek_type(d) is MessageType.ORF_TOKEN for d in driver.loopback)
         ):
             forge()
-        loopback(n, driver)
+        loopback(node_, driver)
 
-    sc.cluster._on_loopback = at_first_recovery_token  # type: ignore[method-assign]
+    sc.cluster._on_loopback = at_first_recovery_token  # type: ignore[method-assign,assignment]
     sc.crash(2)
     sc.run_until_ring((1,), within_ms=5000)
     assert injected, "the forged packet was never delivered in RECOVERY"
