@@ -88,3 +88,11 @@ def test_trace_option_writes_one_checkable_file_per_slot(
         assert all(json.loads(line)["node"] >= 1 for line in lines)
         assert check_files([slot], quiet_end=True, handle_traces=True).ok
     assert check_files([path], quiet_end=True).ok
+
+
+def test_a_refused_sender_hears_room_again() -> None:
+    options = draw_options(5, static_ring=True, nodes=3, saturate=(100.0, 400.0), light=True)
+    result = Cluster(options).run()
+    assert result.ok, result.violations[:3]
+    assert result.stats["saturation try again"] > 0
+    assert result.stats["room again"] > 0

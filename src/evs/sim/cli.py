@@ -231,7 +231,8 @@ def _print_summary(cluster: Cluster, result: SimResult) -> None:
     print(
         f"flow: token fcc peak {s['token fcc peak']} of window {opts.window_size}, "
         f"sort queue peak {s['sort queue peak']} of {opts.sort_queue_slots} slots; "
-        f"saturation: {s['saturated submits']} submits, {s['saturation try again']} TryAgain"
+        f"saturation: {s['saturated submits']} submits, {s['saturation try again']} TryAgain, "
+        f"{s['room again']} room again"
     )
     _print_timeline(cluster)
     if conv is not None:

@@ -182,6 +182,7 @@ class SimNode:
         "paused_until",
         "persisted_seq",
         "proc",
+        "refused",
         "sent_counter",
         "service",
         "slot_by_group",
@@ -214,6 +215,8 @@ class SimNode:
         self.timer_gen = 0
         self.timer_at: float | None = None
         self.loop_scheduled = False
+        #: A handle met TryAgain and waits to hear there is room again.
+        self.refused = False
         self.paused_until = 0.0
         self.deferred: list[bytes] = []
         self.want_restart = False
@@ -357,6 +360,7 @@ class Cluster:
         node.paused_until = 0.0
         node.full_at = 1 << 62
         node.loop_scheduled = False
+        node.refused = False
         for slot in node.slots:
             self._join_slot(node, slot, extra=False)
         driver.start(self.now)
@@ -434,11 +438,24 @@ class Cluster:
             node.timer_at = at
             if at is not None:
                 self.at(max(at, self.now), self._on_timer, node, node.timer_gen)
+        if node.refused:
+            self._room_again(node)
         if driver.loopback and not node.loop_scheduled:
             node.loop_scheduled = True
             self.at(self.now + self.options.delay_min_ms, self._on_loopback, node, driver)
         if self.saturating and not self._refilling:
             self._refill(node)
+
+    def _room_again(self, node: SimNode) -> None:
+        """A handle met TryAgain: take the handles the service says may retry, as the
+        executive does (so its list stays short), and count them: a saturated run that never
+        hears "room again" has lost the service's back-pressure notice."""
+        service = node.service
+        assert service is not None
+        woken = service.take_room_again()
+        if woken:
+            node.refused = False
+            self.stats["room again"] += len(woken)
 
     def _on_timer(self, node: SimNode, gen: int) -> None:
         driver = node.driver
@@ -567,6 +584,7 @@ class Cluster:
         try:
             got = service.mcast(handle, groups, data, guarantee)
         except TryAgain:
+            node.refused = True
             self.stats["submit try again"] += 1
             if self.saturating:
                 self.stats["saturation try again"] += 1

@@ -1,7 +1,8 @@
 """Everything a simulated run depends on, drawn from one seed (swarm testing).
 
-``draw_options(seed)`` picks the processor count, the network, the workload, the ring's flow
-control constants and the faults from the seed alone, so ``evs sim --seed N`` is a complete
+``draw_options(seed)`` picks the processor count, the network, the workload, the number of
+application handles per process (1-3, its own stream), the ring's flow control constants and
+the faults from the seed alone, so ``evs sim --seed N`` is a complete
 test; any option given explicitly overrides the drawn value and the rest stay as drawn. The
 options are printed first in every run, so a failure report shows exactly what was simulated.
 
