@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import evs
+from evs.client import async_client
 from evs.totem.events import Sent
 from evs.types import ConfigChange, Delivery, Guarantee
 
@@ -69,7 +70,8 @@ def test_try_again_room_again(daemon: Daemon) -> None:
 
         daemon.run(room)
         await blocked
-        got = [ev async for ev in c.events(timeout=0.2)]
+        await c.membership_get()  # a round trip: the delivery is buffered now
+        got = [ev async for ev in c.events(timeout=0)]
         assert [e.data for e in got if isinstance(e, Delivery)] == [b"y"]
         await c.close()
         await c.close()
@@ -90,5 +92,32 @@ def test_errors(daemon: Daemon, tmp_path: Path) -> None:
         with pytest.raises(evs.NotConnected, match="shutting down"):
             await c.membership_get()
         await c.close()
+
+    run(main())
+
+
+def test_reader_pauses_on_unread_events_but_replies_still_come(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(async_client, "EVENTS_BUFFERED_MAX", 2)
+
+    async def main() -> None:
+        async with evs.AsyncClient(daemon.path) as c:
+            await c.join(["g"])
+
+            def send() -> None:
+                with evs.Client(daemon.path) as sender:
+                    for i in range(10):
+                        sender.mcast_groups(["g"], b"%d" % i)
+
+            await asyncio.to_thread(send)
+            assert (await c.membership_get()).members == (1,)  # not stuck behind the pause
+            got = []
+            async for ev in c:
+                if isinstance(ev, Delivery):
+                    got.append(ev.data)
+                    if len(got) == 10:
+                        break
+            assert got == [b"%d" % i for i in range(10)]
 
     run(main())

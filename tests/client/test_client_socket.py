@@ -6,7 +6,6 @@ import os
 import select
 import socket
 import stat
-import struct
 import threading
 from pathlib import Path
 
@@ -235,6 +234,27 @@ def test_a_client_that_never_reads_gets_goodbye(sock_path: Path) -> None:
         d.stop()
 
 
+def test_a_slow_reader_gets_everything_in_order_once_it_reads(sock_path: Path) -> None:
+    """Events wait in the handle while the transport is full, and flow again on drain."""
+    d = Daemon(sock_path, client_queue_bytes=8 << 10)
+    try:
+        with evs.Client(sock_path) as slow, evs.Client(sock_path) as sender:
+            slow.join(["g"])
+            for i in range(300):  # 300 * 8 KiB: well past the socket and transport buffers
+                sender.mcast_groups(["g"], b"%06d" % i + b"." * (8 << 10))
+            backlog = d.run(lambda: sum(len(h.events) for h in d.host.service.handles.values()))
+            assert backlog > 0  # the server left them in the handle's queue
+            got: list[bytes] = []
+            for e in slow.events(timeout=5):
+                if isinstance(e, Delivery):
+                    got.append(e.data[:6])
+                    if len(got) == 300:
+                        break
+            assert got == [b"%06d" % i for i in range(300)]
+    finally:
+        d.stop()
+
+
 def _raw(path: Path) -> socket.socket:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(5)
@@ -321,4 +341,3 @@ def test_struct_of_peer_credentials_is_real(daemon: Daemon) -> None:
     with evs.Client(daemon.path) as c:
         c.join(["g"])
         assert daemon.handle_pids() == [os.getpid()]
-    assert struct.calcsize("3i") == 12

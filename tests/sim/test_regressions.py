@@ -379,3 +379,76 @@ def test_regression_seed_stays_clean(why: str, options: SimOptions) -> None:
     result = Cluster(options).run()
     assert result.violations == [], f"{why}: {result.violations[:3]}"
     assert result.converged_ms is not None
+
+
+#: Seeds whose replay takes minutes: run with ``pytest -m slow`` (docs/simulator.md).
+SLOW_REGRESSIONS: list[tuple[str, SimOptions]] = [
+    (
+        "liveness bound too short: 16 processors, every message safe, a 28-slot sort queue "
+        "carries about 4 packets a rotation, not the window's 13 (found by the 20,000-seed "
+        "campaign; the drain estimate now includes the sort queue's limit)",
+        SimOptions(
+            seed=1004250,
+            nodes=16,
+            duration_ms=2000.0,
+            liveness_ms=30000.0,
+            static_ring=False,
+            token_ms=1000.0,
+            delay_min_ms=0.07076794843924945,
+            delay_mean_ms=1.4740236645998817,
+            loss=0.017663085189122348,
+            dup=0.0,
+            reorder=0.0,
+            reorder_delay_ms=4.578363515716548,
+            bandwidth_mbps=0.0,
+            rate=300.0,
+            safe_fraction=1.0,
+            large_fraction=0.1,
+            huge_fraction=0.002,
+            faults=(
+                FaultAction(46.87517977517075, "start", nodes=(6,)),
+                FaultAction(72.43265939278409, "start", nodes=(4,)),
+                FaultAction(
+                    117.5105189404638,
+                    "partition",
+                    groups=((8,), (1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16)),
+                ),
+                FaultAction(313.79568822584724, "start", nodes=(15,)),
+                FaultAction(441.21363165334446, "start", nodes=(16,)),
+                FaultAction(759.1966908431447, "start", nodes=(10,)),
+                FaultAction(782.7807990972303, "start", nodes=(5,)),
+                FaultAction(
+                    836.00293199545,
+                    "slow",
+                    nodes=(13,),
+                    duration_ms=831.377386070766,
+                    value=0.8605591916834476,
+                ),
+                FaultAction(
+                    1551.422018132963,
+                    "burst",
+                    duration_ms=390.5313884407546,
+                    value=0.5540435325808746,
+                ),
+                FaultAction(2345.3762860243605, "heal"),
+            ),
+            canary="",
+            window_size=13,
+            max_messages=4,
+            sort_queue_slots=28,
+            queue_bytes_max=2097152,
+            max_message_size=1048576,
+            saturate=(688.0, 993.0),
+        ),
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("why", "options"), SLOW_REGRESSIONS, ids=[str(r[1].seed) for r in SLOW_REGRESSIONS]
+)
+def test_slow_regression_seed_stays_clean(why: str, options: SimOptions) -> None:
+    result = Cluster(options).run()
+    assert result.violations == [], f"{why}: {result.violations[:3]}"
+    assert result.converged_ms is not None

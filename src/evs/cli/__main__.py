@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from evs._version import __version__
+from evs.cli import bench as bench_cmd
 from evs.cli import check as check_cmd
 from evs.cli import daemon as daemon_cmd
 from evs.cli import demo as demo_cmd
@@ -21,6 +22,7 @@ _COMMANDS = {
     "status": status_cmd,
     "send": send_cmd,
     "listen": listen_cmd,
+    "bench": bench_cmd,
     "demo": demo_cmd,
     "sim": sim_cmd,
     "check": check_cmd,

@@ -49,9 +49,13 @@ class LocalCluster:
         extra_totem: str = "",
         mcast_addr: str = "239.192.77.1",
         lab: NetLab | None = None,
+        profile_dir: Path | None = None,
     ) -> None:
         self.root = root
         self.lab = lab
+        #: When set, each executive runs under cProfile and writes ``daemon<N>.prof`` here at
+        #: a clean exit (``evs bench --profile``; cProfile dumps on SystemExit too).
+        self.profile_dir = profile_dir
         self.ids = list(range(1, nodes + 1))
         self.port = port or free_port()
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -99,8 +103,22 @@ class LocalCluster:
             os.unlink(sock)  # a stale socket of a killed executive
         prefix = self.lab.exec_prefix(n) if self.lab is not None else []
         stderr = open(self.root / f"node{n}" / "stderr.txt", "ab")  # noqa: SIM115
+        profile = (
+            ["-m", "cProfile", "-o", str(self.profile_dir / f"daemon{n}.prof")]
+            if self.profile_dir is not None
+            else []
+        )
         self.procs[n] = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "evs.cli", "daemon", "-c", str(self.config(n))],
+            [
+                *prefix,
+                sys.executable,
+                *profile,
+                "-m",
+                "evs.cli",
+                "daemon",
+                "-c",
+                str(self.config(n)),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )

@@ -248,10 +248,11 @@ class AsyncClient:
     async def next_event(self, timeout: float | None = None) -> Event | None:
         """The next event; None after ``timeout`` s without one; NotConnected at the end."""
         s = self._session
-        try:
-            await asyncio.wait_for(self._until(lambda: s.events_waiting > 0), timeout)
-        except TimeoutError:
-            return None
+        if not s.events_waiting and s.ended is None:
+            try:
+                await asyncio.wait_for(self._until(lambda: s.events_waiting > 0), timeout)
+            except TimeoutError:
+                return None
         ev = s.next_event()
         if ev is None:
             assert s.ended is not None

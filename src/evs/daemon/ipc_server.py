@@ -16,6 +16,17 @@ therefore fills its handle queue, the service marks it overflowed, and the serve
 with the reason and disconnects it; the ring never waits. A malformed or oversized frame or a
 disconnect in mid-frame is counted in ``counters`` and ends only that connection. The handle is
 closed however the connection ends.
+
+Use from the daemon (the host owns the service, the core and the loop)::
+
+    server = IpcServer(host, cfg.ipc.socket, allowed_uids=..., allowed_gids=...)
+    await server.start()          # ServerStartError: path held by a live daemon, not a socket
+    ...                           # after every runtime step that fed events to host.service:
+    server.pump()
+    ...
+    await server.close()          # Goodbye to every client, socket file removed
+
+``server.counters`` can go into the status reply's ``counters``.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ import stat
 import struct
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from evs.errors import EvsError
 from evs.ipc.codec import DATA_MAX, FrameDecoder, FrameError, encode
@@ -272,8 +283,9 @@ class _Connection(asyncio.Protocol):
     # ---------------------------------------------------------------- asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's is not an asyncio.Transport subclass, so no isinstance).
+        self.transport = cast(asyncio.Transport, transport)
+        transport = self.transport
         server = self.server
         server._conns.add(self)
         transport.set_write_buffer_limits(

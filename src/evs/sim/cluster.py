@@ -1118,14 +1118,15 @@ class Cluster:
     def drain_bound_ms(self) -> float:
         """Expected time for the ring to carry every live processor's queued packets.
 
-        Flow control lets a rotation carry at most ``window_size`` packets and each
-        processor at most ``max_messages`` per visit, shared by backlog. While ``k``
-        processors still have a backlog, a rotation carries ``min(window, k x max_messages)``
-        packets, about evenly; so the smallest backlog drains first, then the next with one
-        processor fewer sending (a fluid model, summed phase by phase). A rotation takes one
-        expected token hop (``delay_min + delay_mean``) per live processor, plus the time to
-        serialize what the rotation carries at ``bandwidth_mbps``. Recovery re-sends at
-        most the largest sort queue span once, which is added to the backlog.
+        A rotation carries at most ``window_size`` packets, each processor at most
+        ``max_messages`` per visit (shared by backlog), and the sort queue lets the ring run at
+        most ``(sort_queue_slots - window - max_messages) / lag`` packets a rotation (see
+        below). While ``k`` processors still have a backlog, a rotation carries the least of
+        ``window``, ``k x max_messages`` and that, about evenly; so the smallest backlog drains
+        first, then the next with one processor fewer sending (a fluid model, summed phase by
+        phase). A rotation takes one expected token hop (``delay_min + delay_mean``) per live
+        processor, plus the time to serialize what it carries at ``bandwidth_mbps``. Recovery
+        re-sends at most the largest sort queue span once, which is added to the backlog.
         """
         opts = self.options
         cfg = self.config
@@ -1134,11 +1135,17 @@ class Cluster:
             return 0.0
         backlogs = sorted(p.packer.backlog_packets() for p in live)
         backlogs[-1] += max(p.ring.my_high_seq_received - p.ring.last_released for p in live)
+        # The sort queue caps how far the ring's seq may run ahead of the released mark, which
+        # trails by about two rotations (the aru must come round twice) and one more when
+        # messages wait for SAFE delivery; a small sort queue, not the window, then limits a
+        # rotation (seed 1004250: 28 slots, every message safe, about 4 packets a rotation).
+        lag = 3 if opts.safe_fraction > 0 else 2
+        sq_rate = max(1.0, (cfg.sort_queue_slots - cfg.window_size - cfg.max_messages) / lag)
         rotations = 0.0
         drained = 0
         for i, b in enumerate(backlogs):
             k = len(backlogs) - i  # processors with a backlog during this phase
-            per_rotation = min(cfg.window_size, k * cfg.max_messages)
+            per_rotation = min(cfg.window_size, k * cfg.max_messages, sq_rate)
             rotations += (b - drained) * k / per_rotation
             drained = b
         per_rotation = min(cfg.window_size, len(live) * cfg.max_messages)

@@ -1,4 +1,11 @@
-"""Fixtures for tests with real executives: a lab of network namespaces, a local cluster."""
+"""Suite-wide policy and fixtures.
+
+Tests marked ``slow`` run only when asked for (``-m slow``): the minute-long regression replays
+and the 16-executive test are measured, documented runs, not part of every check
+(``scripts/check -m slow`` runs them). ``make_cluster`` gives tests real executives
+(``evs daemon`` processes) on loopback or, with ``netns=True``, in a lab of network namespaces
+(root only; the test is skipped with the reason otherwise), and stops them afterwards.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,15 @@ import pytest
 
 from evs.cli._cluster import LocalCluster
 from evs.cli._lab import NetLab, lab_available
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 def lab_or_skip(n: int) -> NetLab:

@@ -1,0 +1,386 @@
+"""The processes of ``evs bench``: payloads, the stream verifier, a sender and a receiver.
+
+Theory of operation: every client of a benchmark run is its own process (forked by
+``evs bench``), with one ``evs.Client``, so the figures are those of an application using the
+public library and no two clients share a GIL. A *sender* does not join the group: it
+multicasts with ``mcast_groups`` and blocking back-pressure (``block=True``), so it receives
+nothing and its node's receiver is the one that sees its messages come back. A *receiver*
+joins the group, waits for the regular configuration with every node, and then reads events
+with ``Client.events``.
+
+A payload is ``HEADER`` (magic, sender node id, per-sender sequence number, send time from
+CLOCK_MONOTONIC in ns, a CRC-32 of those 24 bytes) followed by a body that is one of
+``BODIES`` pseudo-random blocks picked by the sequence number. The receiver checks
+everything about each message (``Verifier``): the header's CRC, that the header names the node
+the executive says sent it, that the sequence number is the next one of that sender (no gap,
+no duplicate, FIFO), and that the body is the expected block, byte for byte (a ``memcmp``,
+cheaper than a checksum and stronger). It folds (sender, seq) of every delivery into a rolling
+64-bit hash; equal hashes and counts at every receiver mean the same total order. All
+processes run on one machine, so CLOCK_MONOTONIC is one clock and send-to-deliver latency is
+the receiver's clock minus the stamp.
+
+The coordinator talks to each process over a ``multiprocessing`` pipe (small tuples) and
+reads live counts from a shared array for its progress line.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import time
+import zlib
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "BODIES",
+    "HEADER",
+    "MAGIC",
+    "MIN_SIZE",
+    "ClientSpec",
+    "Payloads",
+    "Verifier",
+    "compare_orders",
+    "percentile",
+    "receiver_main",
+    "sender_main",
+]
+
+#: "EVB1": a payload of this benchmark.
+MAGIC = 0x45564231
+_HEAD = struct.Struct("<IIQQ")
+_CRC = struct.Struct("<I")
+#: magic, sender node id, sequence number, CLOCK_MONOTONIC ns at send, CRC-32 of the 24 above.
+HEADER = struct.Struct("<IIQQI")
+#: The smallest payload: a header and a few body bytes.
+MIN_SIZE = HEADER.size + 4
+#: Distinct bodies per size; a message carries ``seq % BODIES``.
+BODIES = 16
+#: A sender id is the node id in the low 16 bits and the sending client's index on that node
+#: above (``--sender-clients``); each such stream has its own sequence numbers.
+_NODE_MASK = 0xFFFF
+_FNV_PRIME = 0x100000001B3
+_FNV_START = 0xCBF29CE484222325
+_MASK = (1 << 64) - 1
+#: Violations kept word for word per receiver (all are counted).
+VIOLATIONS_KEPT = 10
+
+
+class Payloads:
+    """The deterministic bodies of one message size, shared by senders and receivers."""
+
+    def __init__(self, size: int) -> None:
+        if size < MIN_SIZE:
+            raise ValueError(f"message size {size} is below the minimum of {MIN_SIZE} bytes")
+        self.size = size
+        rnd = random.Random(size)
+        tail = size - HEADER.size
+        #: Full-size blocks whose first HEADER.size bytes are zero: a receiver compares with
+        #: ``data.endswith(block[HEADER.size:])`` without copying.
+        self.tails = [rnd.randbytes(tail) for _ in range(BODIES)]
+
+    def make(self, sender: int, seq: int, ts_ns: int) -> bytes:
+        """The payload of message ``seq`` of ``sender`` stamped ``ts_ns``."""
+        head = _HEAD.pack(MAGIC, sender, seq, ts_ns)
+        return head + _CRC.pack(zlib.crc32(head)) + self.tails[seq % BODIES]
+
+
+@dataclass
+class Verifier:
+    """Checks one receiver's delivery stream (see the module docstring).
+
+    ``check`` returns the send stamp of a good message, or -1 after recording a violation. A
+    receiver that found a violation keeps checking (so the count is complete) but its order
+    hash no longer means anything.
+    """
+
+    size: int
+    payloads: Payloads = field(init=False)
+    next_seq: dict[int, int] = field(default_factory=dict)
+    order_hash: int = _FNV_START
+    total: int = 0
+    violation_count: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.payloads = Payloads(self.size)
+
+    def violation(self, text: str) -> None:
+        self.violation_count += 1
+        if len(self.violations) < VIOLATIONS_KEPT:
+            self.violations.append(text)
+
+    def check(self, nodeid: int, data: bytes) -> int:
+        """Verify one delivery from executive ``nodeid``; returns its send stamp or -1."""
+        self.total += 1
+        n = self.total
+        if len(data) != self.size:
+            self.violation(f"delivery {n}: {len(data)} bytes, expected {self.size}")
+            return -1
+        magic, sender, seq, ts, crc = HEADER.unpack_from(data)
+        if magic != MAGIC or zlib.crc32(data[:24]) != crc:
+            self.violation(f"delivery {n}: header corrupted (magic or CRC wrong)")
+            return -1
+        if sender & _NODE_MASK != nodeid:
+            self.violation(
+                f"delivery {n}: the header says sender {sender}, the executive says {nodeid}"
+            )
+            return -1
+        want = self.next_seq.get(sender, 0)
+        if seq != want:
+            kind = "a duplicate or reordering" if seq < want else "a gap"
+            self.violation(
+                f"delivery {n}: sender {sender} seq {seq}, expected {want} ({kind}; FIFO broken)"
+            )
+            if seq > want:
+                self.next_seq[sender] = seq + 1
+            return -1
+        self.next_seq[sender] = seq + 1
+        if not data.endswith(self.payloads.tails[seq % BODIES]):
+            self.violation(f"delivery {n}: sender {sender} seq {seq}: body corrupted")
+            return -1
+        self.order_hash = ((self.order_hash ^ (sender << 40 | seq)) * _FNV_PRIME) & _MASK
+        return int(ts)
+
+    def missing(self, sent: dict[int, int]) -> dict[int, int]:
+        """Messages each sender sent that this receiver has not delivered (sender -> count)."""
+        return {
+            s: n - self.next_seq.get(s, 0) for s, n in sent.items() if self.next_seq.get(s, 0) < n
+        }
+
+    def finish(self, sent: dict[int, int]) -> None:
+        """Record as violations the messages that never came and senders nobody announced."""
+        for s, k in sorted(self.missing(sent).items()):
+            self.violation(f"sender {s}: {k} of its {sent[s]} messages never delivered")
+        for s in sorted(set(self.next_seq) - set(sent)):
+            self.violation(f"deliveries from node {s}, which was not a sender")
+
+
+def compare_orders(results: Iterable[dict[str, Any]]) -> list[str]:
+    """Violations across receivers: each must have the same count and order hash."""
+    seen = {(r["total"], r["order_hash"]) for r in results}
+    if len(seen) <= 1:
+        return []
+    return [
+        "receivers disagree on the total order (total, hash): "
+        + ", ".join(f"{t} {h:016x}" for t, h in sorted(seen))
+    ]
+
+
+def percentile(sorted_values: array[int] | list[int], p: float) -> int:
+    """The ``p``-th percentile (nearest rank) of sorted values; 0 when there are none."""
+    if not sorted_values:
+        return 0
+    i = round(p / 100.0 * (len(sorted_values) - 1))
+    return int(sorted_values[i])
+
+
+class _Conn(Protocol):
+    """The end of a multiprocessing pipe a worker uses."""
+
+    def send(self, obj: Any) -> None: ...
+    def recv(self) -> Any: ...
+    def poll(self, timeout: float | None = ...) -> bool: ...
+
+
+def _profiled(profile_path: str | None) -> Any:
+    """A started cProfile.Profile when profiling is asked for, else None."""
+    if not profile_path:
+        return None
+    import cProfile  # noqa: PLC0415  (only in profiled runs)
+
+    prof = cProfile.Profile()
+    prof.enable()
+    return prof
+
+
+def _dump(prof: Any, profile_path: str | None) -> None:
+    if prof is not None and profile_path:
+        prof.disable()
+        prof.dump_stats(profile_path)
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """What one client process of a run needs to know."""
+
+    socket_path: str
+    group: str
+    size: int
+    nodes: int
+    slot: int = 0
+    profile_path: str | None = None
+    #: This sender's index among the sending clients of its node (the high bits of its id).
+    stream: int = 0
+
+
+def sender_main(conn: _Conn, spec: ClientSpec) -> None:
+    """One sender: waits for ("go", t0, t_stop, count), sends, reports ("sent", ...)."""
+    import evs  # noqa: PLC0415  (the worker imports the client only in its own process)
+
+    socket_path, group, size, profile_path = (
+        spec.socket_path,
+        spec.group,
+        spec.size,
+        spec.profile_path,
+    )
+
+    try:
+        client = evs.Client(socket_path)
+    except evs.EvsError as exc:
+        conn.send(("error", f"sender cannot connect: {exc}"))
+        return
+    with client:
+        payloads = Payloads(size)
+        conn.send(("ready", client.nodeid))
+        msg = conn.recv()
+        if msg[0] != "go":
+            return
+        _, t0, t_stop, count = msg
+        time.sleep(max(0.0, t0 - time.monotonic()))
+        me = client.nodeid | spec.stream << 16
+        groups = [group]
+        make = payloads.make
+        mcast = client.mcast_groups
+        now = time.monotonic_ns
+        stop_ns = int(t_stop * 1e9)
+        limit = count if count else 1 << 62
+        seq = 0
+        busy_ns = 0
+        cpu0 = time.process_time()
+        prof = _profiled(profile_path)
+        try:
+            while seq < limit:
+                t = now()
+                if t >= stop_ns:
+                    break
+                mcast(groups, make(me, seq, t), timeout=30.0)
+                seq += 1
+                busy_ns += now() - t
+        except evs.EvsError as exc:
+            _dump(prof, profile_path)
+            conn.send(
+                ("error", f"sender {me} on node {client.nodeid} failed after {seq} messages: {exc}")
+            )
+            return
+        _dump(prof, profile_path)
+        conn.send(("sent", me, seq, busy_ns / 1e9, time.process_time() - cpu0))
+
+
+def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
+    """One receiver: joins, says ("ready", nodeid) once the full ring is its configuration,
+    gets ("go", w0, w1), verifies and counts deliveries, then gets ("sent", {sender: n},
+    drain_s), drains until it has everything or drain_s passed, answers ("result", {...})."""
+    import evs  # noqa: PLC0415
+
+    socket_path, group, size, nodes, slot, profile_path = (
+        spec.socket_path,
+        spec.group,
+        spec.size,
+        spec.nodes,
+        spec.slot,
+        spec.profile_path,
+    )
+
+    try:
+        client = evs.Client(socket_path)
+        client.join([group])
+    except evs.EvsError as exc:
+        conn.send(("error", f"receiver cannot connect or join: {exc}"))
+        return
+    with client:
+        deadline = time.monotonic() + 60.0
+        ready = False
+        while not ready and time.monotonic() < deadline:
+            for ev in client.events(timeout=0.5):
+                if isinstance(ev, evs.ConfigChange) and not ev.transitional:
+                    ready = len(ev.members) == nodes
+                    if ready:
+                        break
+        if not ready:
+            conn.send(("error", f"node {client.nodeid}: no ring of {nodes} nodes within 60 s"))
+            return
+        conn.send(("ready", client.nodeid))
+        msg = conn.recv()
+        if msg[0] != "go":
+            return
+        _, w0, w1 = msg
+        w0_ns, w1_ns = int(w0 * 1e9), int(w1 * 1e9) if w1 else 1 << 62
+        ver = Verifier(size)
+        check = ver.check
+        lat = array("q")
+        add_lat = lat.append
+        now = time.monotonic_ns
+        win_msgs = 0
+        first_ns = last_ns = 0
+        confchg: list[str] = []
+        sent: dict[int, int] | None = None
+        stop_at: float | None = None
+        delivery_type = evs.Delivery
+        cpu0 = time.process_time()
+        prof = _profiled(profile_path)
+        try:
+            while True:
+                for k, ev in enumerate(client.events(timeout=0.05), 1):
+                    t = now()
+                    if type(ev) is delivery_type:
+                        ts = check(ev.nodeid, ev.data)
+                        if w0_ns <= t < w1_ns:
+                            win_msgs += 1
+                            if not first_ns:
+                                first_ns = t
+                            last_ns = t
+                            if ts >= 0:
+                                add_lat(t - ts)
+                    else:
+                        confchg.append(str(ev))
+                    if k & 31 == 0:
+                        counter[slot] = ver.total  # the progress line's live count
+                    if k & 255 == 0:
+                        if sent is not None and not ver.missing(sent):
+                            break
+                        if conn.poll():
+                            break
+                counter[slot] = ver.total
+                if conn.poll():
+                    msg = conn.recv()
+                    if msg[0] == "sent":
+                        sent = msg[1]
+                        stop_at = time.monotonic() + msg[2]
+                    else:
+                        break
+                if sent is not None and (
+                    not ver.missing(sent) or (stop_at is not None and time.monotonic() > stop_at)
+                ):
+                    break
+        except evs.EvsError as exc:
+            ver.violation(f"node {client.nodeid}: the connection failed: {exc}")
+        cpu_s = time.process_time() - cpu0
+        _dump(prof, profile_path)
+        if sent is not None:
+            ver.finish(sent)
+        for text in confchg:
+            ver.violation(f"node {client.nodeid}: configuration changed during the run: {text}")
+        lat_sorted = array("q", sorted(lat))
+        conn.send(
+            (
+                "result",
+                {
+                    "nodeid": client.nodeid,
+                    "window_msgs": win_msgs,
+                    "first_ns": first_ns,
+                    "last_ns": last_ns,
+                    "total": ver.total,
+                    "order_hash": ver.order_hash,
+                    "violation_count": ver.violation_count,
+                    "violations": ver.violations,
+                    "lat_samples": len(lat_sorted),
+                    "lat_p50_us": percentile(lat_sorted, 50) / 1000,
+                    "lat_p99_us": percentile(lat_sorted, 99) / 1000,
+                    "lat_max_us": (lat_sorted[-1] if lat_sorted else 0) / 1000,
+                    "cpu_s": cpu_s,
+                },
+            )
+        )

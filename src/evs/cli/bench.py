@@ -1,0 +1,234 @@
+"""``evs bench``: throughput and latency of a local cluster through the public API.
+
+Theory of operation: the command starts ``--nodes`` real ``evs daemon`` processes
+(``LocalCluster``, on 127.0.0.N or, with ``--netns``, each in a network namespace on a veth
+bridge like the corosync lab), then runs one measurement per (sender mode, size, repetition).
+A run forks one receiver process per node (joined to a fresh group) and one sender process per
+sending node, or ``--sender-clients`` K of them (not joined; ``mcast_groups`` with blocking
+back-pressure; each its own verified stream): one process per
+client, so the Python library's GIL never makes one client wait for another and the figures
+are those of separate applications. Once every receiver has the full ring as its
+configuration, the senders start together at t0 and send until t0 + warm-up + seconds + 0.3 s
+(or ``--count`` messages each); each receiver counts what it delivers in the window
+[t0 + warm-up, t0 + warm-up + seconds), samples the send-to-deliver latency of every message in
+it, and drains until it has every message sent. Figures are per receiver (with all senders,
+the sum over every sender), the median over receivers; latency p50 is the median over
+receivers, p99 the worst receiver's. This is the method of the corosync lab's ``cpgbench``
+(``/work/shared/bench/corosync``), so the two can be set side by side.
+
+Every receiver verifies everything it delivers (``_bench_worker.Verifier``: per-sender
+sequence numbers, header CRC, sender id, body bytes, and a rolling hash of the whole delivery
+sequence compared across receivers). Any violation, lost message or configuration change
+during a run makes the command exit 1 and say why.
+
+Exit codes: 0 measured and verified; 1 a verification failed; 2 bad arguments or the cluster
+could not be started. The module imports nothing heavy at load time (the CLI imports every
+command's parser); the cluster, multiprocessing and the client load in ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+__all__ = ["add_parser", "parse_sizes", "run"]
+
+_DESCRIPTION = """\
+Measure throughput (msgs/s and MB/s per receiver) and send-to-deliver latency (p50/p99) of a
+local cluster of real executives through the public evs.Client API, one process per client,
+and verify order and integrity of every delivered message (per-sender FIFO, no gap, no
+duplicate, payload bytes, the same total order at every receiver). Exit status 0 when every
+run verified, 1 on any violation, 2 on bad arguments or a cluster that does not start."""
+
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "KIB": 1024, "M": 1 << 20, "MIB": 1 << 20}
+#: Bounds that keep one invocation finite.
+SECONDS_MAX = 300.0
+COUNT_MAX = 10_000_000
+#: Senders keep sending this long past the window (the window ends under full load).
+TAIL_S = 0.3
+#: How long receivers may take, after the senders stopped, to deliver what was sent.
+DRAIN_S = 60.0
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``"64,1K,16KiB,65536"`` -> ``[64, 1024, 16384, 65536]``; ValueError names the bad item."""
+    out: list[int] = []
+    for raw in text.split(","):
+        item = raw.strip().upper()
+        digits = item
+        while digits and not digits[-1].isdigit():
+            digits = digits[:-1]
+        unit = item[len(digits) :]
+        if not digits.isdigit() or unit not in _SIZE_UNITS:
+            raise ValueError(f"bad message size {raw.strip()!r} (examples: 64, 1K, 16KiB)")
+        out.append(int(digits) * _SIZE_UNITS[unit])
+    return out
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="throughput / latency benchmark through the public API",
+        description=_DESCRIPTION,
+    )
+    p.add_argument("--nodes", type=int, default=3, help="executives to start (2..9, default 3)")
+    p.add_argument(
+        "--netns",
+        action="store_true",
+        help="run each executive in its own network namespace on a veth bridge (root only)",
+    )
+    p.add_argument("--mode", choices=("udpu", "udp"), default="udpu", help="transport mode")
+    p.add_argument("--token", type=int, default=1000, help="token timeout, ms (default 1000)")
+    p.add_argument("--port", type=int, default=0, help="UDP port (default: a free one)")
+    p.add_argument(
+        "--sizes",
+        default="64,1K,16K,64K",
+        help="message sizes, comma separated (default 64,1K,16K,64K; at least 32 bytes)",
+    )
+    p.add_argument(
+        "--senders",
+        choices=("one", "all", "both"),
+        default="both",
+        help="one sender (node 1), every node sending, or both series (default both)",
+    )
+    p.add_argument(
+        "--sender-clients",
+        type=int,
+        default=1,
+        metavar="K",
+        help="sending client processes per sending node (default 1): K > 1 shows how much "
+        "one client's synchronous send round trip limits the rate",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=5.0,
+        help=f"measurement window per run, s (default 5, at most {SECONDS_MAX:g})",
+    )
+    p.add_argument(
+        "--warmup", type=float, default=1.0, help="sending before the window opens, s (default 1)"
+    )
+    p.add_argument(
+        "--count",
+        type=int,
+        default=0,
+        help="instead of a window: each sender sends COUNT messages, rate over the whole run",
+    )
+    p.add_argument("--reps", type=int, default=1, help="runs per point; the median is kept")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        default=None,
+        help="run every executive and client under cProfile; .prof files and a summary in DIR",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the cluster's temporary directory")
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    """Why the arguments cannot be run, or None."""
+    if not 2 <= args.nodes <= 9:
+        return "--nodes must be 2..9"
+    if args.token < 10:
+        return "--token must be at least 10 ms"
+    if not 0 < args.seconds <= SECONDS_MAX:
+        return f"--seconds must be in (0, {SECONDS_MAX:g}]"
+    if not 0 <= args.warmup <= 60:
+        return "--warmup must be in [0, 60]"
+    if not 0 <= args.count <= COUNT_MAX:
+        return f"--count must be in [0, {COUNT_MAX}]"
+    if not 1 <= args.sender_clients <= 16:
+        return "--sender-clients must be 1..16"
+    if not 1 <= args.reps <= 20:
+        return "--reps must be 1..20"
+    if args.port and not 1024 <= args.port <= 65535:
+        return "--port must be 1024..65535"
+    try:
+        sizes = parse_sizes(args.sizes)
+    except ValueError as exc:
+        return str(exc)
+    from evs.cli._bench_worker import MIN_SIZE  # noqa: PLC0415  (light: struct, zlib)
+
+    for s in sizes:
+        if not MIN_SIZE <= s <= 1 << 20:
+            return f"message size {s} is outside {MIN_SIZE}..{1 << 20} bytes"
+    if args.netns:
+        from evs.cli._lab import lab_available  # noqa: PLC0415
+
+        why = lab_available()
+        if why:
+            return f"--netns: {why} (run without --netns to measure on loopback)"
+    return None
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: CPU model, cores, kernel, Python, event loop, load.
+
+    The executives run on this interpreter and use uvloop when it is importable
+    (``evs.daemon.main.run_forever``), which changes the figures, so the loop is recorded.
+    """
+    import importlib.metadata  # noqa: PLC0415
+    import platform  # noqa: PLC0415
+
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        loop = f"uvloop {importlib.metadata.version('uvloop')}"
+    except importlib.metadata.PackageNotFoundError:
+        loop = "asyncio"
+    return {
+        "cpu": model,
+        "event_loop": loop,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg": list(os.getloadavg()),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    why = _check_args(args)
+    if why:
+        print(f"evs bench: {why}", file=sys.stderr)
+        return 2
+    from evs.cli._bench_run import Bench, BenchError, table  # noqa: PLC0415
+
+    bench = Bench(args, parse_sizes(args.sizes))
+    try:
+        report = bench.run()
+    except BenchError as exc:
+        print(f"evs bench: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nevs bench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        bench.close()
+    if args.json:
+        import json  # noqa: PLC0415
+
+        print(json.dumps(report, indent=1))
+    else:
+        print(table(report))
+    if not report["verified"]:
+        for r in report["runs"]:
+            for v in r["violations"]:
+                print(f"evs bench: {r['label']}: {v}", file=sys.stderr)
+        print("evs bench: VERIFICATION FAILED (see above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

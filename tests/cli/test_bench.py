@@ -1,0 +1,198 @@
+"""``evs bench``: a tiny real run (structure, verification counted) and the verifier itself.
+
+The real run is a subprocess (the command forks its client processes, which must not inherit
+pytest's threads); the verifier is unit-tested on hand-made streams, so each kind of
+violation is shown to be caught without needing a faulty executive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evs.cli.__main__ import main
+from evs.cli._bench_worker import (
+    HEADER,
+    MIN_SIZE,
+    Payloads,
+    Verifier,
+    compare_orders,
+    percentile,
+)
+from evs.cli.bench import parse_sizes
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def test_tiny_run_reports_and_verifies() -> None:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    argv = [sys.executable, "-m", "evs.cli", "bench", "--nodes", "2", "--sizes", "64"]
+    argv += ["--senders", "one", "--seconds", "1", "--warmup", "0.3", "--json"]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert {"date", "machine", "parameters", "points", "runs", "verified"} <= set(report)
+    assert report["machine"]["cores"] >= 1
+    assert report["parameters"]["nodes"] == 2
+    assert report["verified"] is True
+    (run,) = report["runs"]
+    assert run["size"] == 64
+    assert run["senders"] == "one"
+    assert run["verified"] is True
+    assert run["violations"] == []
+    sent = run["sent"]["1"]
+    assert sent > 0
+    assert len(run["receivers"]) == 2
+    for rec in run["receivers"]:
+        # every receiver delivered (and checked) every message the sender sent, in one order
+        assert rec["delivered"] == sent
+        assert rec["violations"] == 0
+        assert rec["window_msgs"] > 0
+        assert rec["lat_samples"] > 0
+        assert 0 < rec["lat_p50_ms"] <= rec["lat_p99_ms"]
+    assert len({rec["order_hash"] for rec in run["receivers"]}) == 1
+    (point,) = report["points"]
+    assert point["msgs_per_s"] > 0
+    assert point["MB_per_s"] == pytest.approx(point["msgs_per_s"] * 64 / 1e6, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--nodes", "1"],
+        ["--sizes", "8"],
+        ["--sizes", "1X"],
+        ["--seconds", "0"],
+        ["--seconds", "10000"],
+        ["--reps", "0"],
+        ["--sender-clients", "0"],
+    ],
+)
+def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("evs bench: ")
+    assert "Traceback" not in err
+
+
+def test_parse_sizes() -> None:
+    assert parse_sizes("64,1K,16KiB,65536,1M") == [64, 1024, 16384, 65536, 1 << 20]
+    with pytest.raises(ValueError, match="bad message size"):
+        parse_sizes("64,,1K")
+
+
+# ---------------------------------------------------------------- the verifier
+
+
+def stream(size: int, order: list[tuple[int, int]]) -> list[tuple[int, bytes]]:
+    p = Payloads(size)
+    return [(s, p.make(s, q, 1000 + q)) for s, q in order]
+
+
+def feed(v: Verifier, deliveries: list[tuple[int, bytes]]) -> list[int]:
+    return [v.check(s, d) for s, d in deliveries]
+
+
+INTERLEAVED = [(1, 0), (2, 0), (1, 1), (1, 2), (2, 1), (2, 2)]
+
+
+@pytest.mark.parametrize("size", [MIN_SIZE, 64, 1024, 65536])
+def test_a_good_stream_passes(size: int) -> None:
+    v = Verifier(size)
+    stamps = feed(v, stream(size, INTERLEAVED))
+    assert stamps == [1000 + q for _, q in INTERLEAVED]
+    v.finish({1: 3, 2: 3})
+    assert v.violations == []
+    assert v.violation_count == 0
+    assert v.total == 6
+
+
+def test_reordering_within_a_sender_is_caught() -> None:
+    v = Verifier(64)
+    feed(v, stream(64, [(1, 0), (1, 2), (1, 1)]))
+    assert v.violation_count == 2
+    assert "expected 1 (a gap" in v.violations[0]
+    assert "duplicate or reordering" in v.violations[1]
+
+
+def test_duplicate_is_caught() -> None:
+    v = Verifier(64)
+    feed(v, stream(64, [(1, 0), (1, 1), (1, 1), (1, 2)]))
+    assert v.violation_count >= 1
+    assert "seq 1, expected 2" in v.violations[0]
+
+
+def test_gap_and_lost_tail_are_caught() -> None:
+    v = Verifier(64)
+    feed(v, stream(64, [(1, 0), (1, 2)]))
+    v.finish({1: 4})
+    assert "a gap" in v.violations[0]
+    assert "1 of its 4 messages never delivered" in v.violations[1]
+
+
+@pytest.mark.parametrize("offset", [0, 5, 12, 20, 26, HEADER.size, 40, 63])
+def test_a_flipped_byte_anywhere_is_caught(offset: int) -> None:
+    ((s, good),) = stream(64, [(1, 0)])
+    bad = bytearray(good)
+    bad[offset] ^= 0x40
+    v = Verifier(64)
+    assert v.check(s, bytes(bad)) == -1
+    assert v.violation_count == 1
+
+
+def test_wrong_length_and_wrong_sender_are_caught() -> None:
+    ((s, good),) = stream(64, [(1, 0)])
+    v = Verifier(64)
+    assert v.check(s, good[:-1]) == -1
+    assert v.check(2, good) == -1
+    assert "executive says 2" in v.violations[1]
+
+
+def test_a_body_of_another_message_is_caught() -> None:
+    """A body intact in itself but belonging to another sequence number is not accepted."""
+    p = Payloads(64)
+    swapped = p.make(1, 0, 7)[: HEADER.size] + p.make(1, 1, 7)[HEADER.size :]
+    v = Verifier(64)
+    assert v.check(1, swapped) == -1
+    assert "body corrupted" in v.violations[0]
+
+
+def test_different_total_orders_are_caught() -> None:
+    a, b = Verifier(64), Verifier(64)
+    feed(a, stream(64, INTERLEAVED))
+    feed(b, stream(64, sorted(INTERLEAVED)))  # same messages, each FIFO, other total order
+    assert a.violation_count == b.violation_count == 0
+    same = {"total": a.total, "order_hash": a.order_hash}
+    other = {"total": b.total, "order_hash": b.order_hash}
+    assert compare_orders([same, dict(same)]) == []
+    assert "disagree on the total order" in compare_orders([same, other])[0]
+
+
+def test_only_the_first_violations_are_kept_but_all_counted() -> None:
+    v = Verifier(64)
+    feed(v, stream(64, [(1, 5)] * 30))
+    assert v.violation_count == 30
+    assert len(v.violations) == 10
+
+
+def test_percentile() -> None:
+    assert percentile([], 50) == 0
+    assert percentile(list(range(101)), 50) == 50
+    assert percentile(list(range(101)), 99) == 99
+
+
+def test_several_sending_clients_of_one_node_are_separate_streams() -> None:
+    """Sender ids carry the client's index above the node id; each stream has its own seqs."""
+    a, b = 1, 1 | 1 << 16
+    p = Payloads(64)
+    v = Verifier(64)
+    for d in (p.make(a, 0, 1), p.make(b, 0, 1), p.make(b, 1, 1), p.make(a, 1, 1)):
+        assert v.check(1, d) == 1
+    v.finish({a: 2, b: 2})
+    assert v.violations == []
+    assert v.check(2, p.make(b, 2, 1)) == -1  # stream of node 1 delivered as node 2's
