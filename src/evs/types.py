@@ -7,7 +7,10 @@ over IPC and the library hands them to applications, so they must not depend on 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from evs.errors import InvalidArgument
 
 __all__ = [
     "ConfigChange",
@@ -17,6 +20,7 @@ __all__ = [
     "Guarantee",
     "Membership",
     "RingId",
+    "group_names",
 ]
 
 
@@ -93,3 +97,38 @@ class Membership:
 
 
 Event = Delivery | ConfigChange
+
+
+def group_names(
+    groups: Iterable[str | bytes], *, name_max: int, count_max: int
+) -> tuple[bytes, ...]:
+    """Validated, de-duplicated group names in first-seen order; InvalidArgument otherwise.
+
+    One rule for the library (checking against the limits its executive announced) and the
+    executive's service (its own limits), so both refuse the same lists with the same words.
+    """
+    if isinstance(groups, (str, bytes)):
+        raise InvalidArgument("groups must be an iterable of names, not a single str or bytes")
+    try:
+        items = list(groups)
+    except TypeError:
+        raise InvalidArgument("groups must be an iterable of str or bytes names") from None
+    out: list[bytes] = []
+    for g in items:
+        if isinstance(g, str):
+            name = g.encode()
+        elif isinstance(g, bytes):
+            name = g
+        else:
+            raise InvalidArgument(f"a group name must be str or bytes, got {type(g).__name__}")
+        if not 1 <= len(name) <= name_max:
+            raise InvalidArgument(
+                f"group name {name[:80]!r} is {len(name)} bytes; names are 1..{name_max}"
+            )
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise InvalidArgument("at least one group name is needed")
+    if len(out) > count_max:
+        raise InvalidArgument(f"{len(out)} groups given; the limit is {count_max}")
+    return tuple(out)

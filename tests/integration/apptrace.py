@@ -173,6 +173,25 @@ class Traffic:
         assert not self._thread.is_alive(), "traffic thread did not stop"
         assert not self.errors, self.errors
 
+    def describe(self) -> str:
+        """Where each handle is, and what it lacks of its ring's messages (for a timeout)."""
+        live = [h for h in self.handles if h.client is not None]
+        need: dict[str, set[str]] = {}
+        for h in live:
+            need.setdefault(h.ring, set()).update(
+                h.delivered.get(h.ring, set()) | h.sent.get(h.ring, set())
+            )
+        parts = []
+        for h in self.handles:
+            if h.client is None:
+                parts.append(f"{h.nodeid}/{h.slot}: closed")
+                continue
+            miss = sorted(need[h.ring] - h.delivered.get(h.ring, set()))
+            c = h.last_conf
+            conf = "none" if c is None else f"{'T' if c.transitional else 'R'}{list(c.members)}"
+            parts.append(f"{h.nodeid}/{h.slot}: ring {h.ring} {conf} missing {miss[:5]}")
+        return "; ".join(parts)
+
     def settled(self, members: tuple[int, ...]) -> bool:
         """Every live handle is in one regular configuration of ``members`` and has delivered
         every message any live handle sent or delivered in it (stop sending first)."""

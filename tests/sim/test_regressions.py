@@ -6,7 +6,7 @@ before the flow control options, saturation and slow receivers were added to the
 with the core's flow control constants of that time spelled out. So each entry replays the
 same run however the drawing or the core's defaults change later (the simulator makes no
 random draw for a fault kind or a load the options do not contain). The note says what was
-wrong.
+wrong. Entries added later (``RECOVERY_STALLS``) say where their options were captured.
 
 Since the simulator runs the daemon's runtime (``Driver`` and ``EvsService``, with a handle
 workload; see docs/simulator.md), a pinned run keeps its network, faults and message sizes
@@ -23,6 +23,8 @@ import pytest
 
 from evs.sim.cluster import Cluster
 from evs.sim.options import FaultAction, SimOptions
+from evs.totem.events import MembState
+from evs.totem.ordering import RingOrdering
 
 REGRESSIONS: list[tuple[str, SimOptions]] = [
     (
@@ -374,11 +376,248 @@ REGRESSIONS: list[tuple[str, SimOptions]] = [
 ]
 
 
-@pytest.mark.parametrize(("why", "options"), REGRESSIONS, ids=[str(r[1].seed) for r in REGRESSIONS])
+#: Seeds that leave members in RECOVERY forever when RECOVERY frees nothing: the defect fixed
+#: in d5ea75b, where the new ring kept last_released = 0, so at most about sort_queue_slots -
+#: window_size re-sent packets could be stamped and the token then circulated with retrans_flg
+#: set and no timer to end it. The scenario test in tests/scenarios/test_recovery_bounds.py
+#: builds the case by hand; these are drawn runs (captured from ``draw_options`` at 8e3fcbc)
+#: that reach it on their own, found by campaigns run with the freeing removed.
+RECOVERY_STALLS: list[tuple[str, SimOptions]] = [
+    (
+        "recovery stall past the sort window (fails with the RECOVERY freeing of d5ea75b "
+        "removed): window 15 in a 36-slot sort queue, a slow receiver and a pause; found by "
+        "the full-workload campaign from seed 10001",
+        SimOptions(
+            seed=10011,
+            nodes=9,
+            duration_ms=2000.0,
+            liveness_ms=30000.0,
+            static_ring=False,
+            token_ms=1000.0,
+            delay_min_ms=0.3668891707566867,
+            delay_mean_ms=1.171686873483511,
+            loss=0.017306277988923143,
+            dup=0.061432589454494826,
+            reorder=0.0,
+            reorder_delay_ms=2.210967124052253,
+            bandwidth_mbps=284.9785486152115,
+            rate=100.0,
+            safe_fraction=0.5,
+            large_fraction=0.1,
+            huge_fraction=0.0,
+            faults=(
+                FaultAction(
+                    275.15447897924787,
+                    "slow",
+                    nodes=(2,),
+                    duration_ms=738.1706636330961,
+                    value=0.9741174031272453,
+                ),
+                FaultAction(348.14347949014666, "start", nodes=(8,)),
+                FaultAction(1153.0539625853917, "pause", nodes=(5,), duration_ms=794.299180478351),
+            ),
+            canary="",
+            window_size=15,
+            max_messages=10,
+            sort_queue_slots=36,
+            queue_bytes_max=1048576,
+            max_message_size=1048576,
+            saturate=(0.0, 0.0),
+        ),
+    ),
+    (
+        "same stall: window 11 in a 30-slot sort queue, partitions, crashes and a pause on 9 "
+        "processors; found by the light campaign from seed 1",
+        SimOptions(
+            seed=121,
+            nodes=9,
+            duration_ms=3000.0,
+            liveness_ms=30000.0,
+            static_ring=False,
+            token_ms=1000.0,
+            delay_min_ms=0.34462482394656085,
+            delay_mean_ms=1.1764924906159313,
+            loss=0.0,
+            dup=0.04932432384737561,
+            reorder=0.2764860982637864,
+            reorder_delay_ms=4.910237659831274,
+            bandwidth_mbps=803.664240039861,
+            rate=100.0,
+            safe_fraction=0.2,
+            large_fraction=0.02,
+            huge_fraction=0.0,
+            faults=(
+                FaultAction(
+                    370.8599858139803,
+                    "slow",
+                    nodes=(9,),
+                    duration_ms=2362.6609131819478,
+                    value=0.8155462390933396,
+                ),
+                FaultAction(600.1612062811148, "start", nodes=(4,)),
+                FaultAction(
+                    736.1129661309272, "partition", groups=((1, 2, 3, 4, 5, 7, 8, 9), (6,))
+                ),
+                FaultAction(1056.763218383873, "start", nodes=(5,)),
+                FaultAction(
+                    1825.7676567949147, "partition", groups=((1, 2, 3, 5, 7, 8, 9), (4, 6))
+                ),
+                FaultAction(2075.474484967827, "crash", nodes=(3,)),
+                FaultAction(2075.474484967827, "crash", nodes=(7,)),
+                FaultAction(2429.50882049486, "pause", nodes=(4,), duration_ms=1827.8801290878062),
+                FaultAction(2796.58969944501, "restart", nodes=(3,)),
+                FaultAction(3287.3902384194666, "heal"),
+                FaultAction(3716.6987079868813, "heal"),
+                FaultAction(4521.82202628808, "restart", nodes=(7,)),
+            ),
+            canary="",
+            window_size=11,
+            max_messages=11,
+            sort_queue_slots=30,
+            queue_bytes_max=2097152,
+            max_message_size=1048576,
+            saturate=(0.0, 0.0),
+        ),
+    ),
+    (
+        "same stall: 128 KiB send queues saturated for 120 ms, window 85 in 172 slots, a crash "
+        "and repeated partitions; found by the light campaign from seed 1",
+        SimOptions(
+            seed=108,
+            nodes=5,
+            duration_ms=4000.0,
+            liveness_ms=30000.0,
+            static_ring=False,
+            token_ms=1000.0,
+            delay_min_ms=0.166740907005556,
+            delay_mean_ms=0.7658457674432859,
+            loss=0.20465770633463307,
+            dup=0.033606328935727715,
+            reorder=0.25034424361889995,
+            reorder_delay_ms=2.1536868710501738,
+            bandwidth_mbps=468.1056407275938,
+            rate=100.0,
+            safe_fraction=0.2,
+            large_fraction=0.0,
+            huge_fraction=0.0,
+            faults=(
+                FaultAction(173.79243417875307, "crash", nodes=(5,)),
+                FaultAction(1032.3531196861695, "oneway", groups=((5,), (1, 2, 3, 4))),
+                FaultAction(1774.1793240902366, "restart", nodes=(5,)),
+                FaultAction(2236.7389095386734, "partition", groups=((1,), (4,))),
+                FaultAction(2325.9614275942954, "heal"),
+                FaultAction(2420.5909519841553, "heal"),
+                FaultAction(2546.4051430160685, "partition", groups=((1,), (4,))),
+                FaultAction(2600.544333012118, "heal"),
+                FaultAction(2798.307935890356, "partition", groups=((1,), (4,))),
+                FaultAction(2959.196495361467, "heal"),
+                FaultAction(3206.201042350552, "partition", groups=((1,), (5,))),
+                FaultAction(3316.944819973108, "partition", groups=((1,), (5,))),
+                FaultAction(3416.1220622034625, "partition", groups=((1,), (5,))),
+                FaultAction(3420.1482409545206, "heal"),
+                FaultAction(3602.791939120167, "heal"),
+                FaultAction(3604.3518987936945, "partition", groups=((1,), (5,))),
+                FaultAction(3689.6047890025275, "heal"),
+                FaultAction(3750.984279612083, "heal"),
+            ),
+            canary="",
+            window_size=85,
+            max_messages=19,
+            sort_queue_slots=172,
+            queue_bytes_max=131072,
+            max_message_size=65536,
+            saturate=(2329.0, 2451.0),
+        ),
+    ),
+    (
+        "same stall: window 13 in a 40-slot sort queue, saturated throughout, a loss burst and "
+        "a pause; found by the light campaign with --sort-queue-slots 40 --window-size 13 "
+        "--saturate",
+        SimOptions(
+            seed=4,
+            nodes=7,
+            duration_ms=1500.0,
+            liveness_ms=30000.0,
+            static_ring=False,
+            token_ms=1000.0,
+            delay_min_ms=0.10816025584279179,
+            delay_mean_ms=0.7059099829963746,
+            loss=0.07598370362674528,
+            dup=0.09030099153865098,
+            reorder=0.24452953256897075,
+            reorder_delay_ms=0.7010611267289684,
+            bandwidth_mbps=939.1659271155215,
+            rate=100.0,
+            safe_fraction=1.0,
+            large_fraction=0.0,
+            huge_fraction=0.0,
+            faults=(
+                FaultAction(
+                    410.6001740846851,
+                    "burst",
+                    duration_ms=83.49377558570657,
+                    value=0.7648859172086333,
+                ),
+                FaultAction(946.9183587036243, "pause", nodes=(3,), duration_ms=1512.8085154646963),
+            ),
+            canary="",
+            window_size=13,
+            max_messages=13,
+            sort_queue_slots=40,
+            queue_bytes_max=262144,
+            max_message_size=65536,
+            saturate=(0.0, 1500.0),
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("why", "options"),
+    REGRESSIONS + RECOVERY_STALLS,
+    ids=[str(r[1].seed) for r in REGRESSIONS + RECOVERY_STALLS],
+)
 def test_regression_seed_stays_clean(why: str, options: SimOptions) -> None:
     result = Cluster(options).run()
     assert result.violations == [], f"{why}: {result.violations[:3]}"
     assert result.converged_ms is not None
+
+
+def _free_nothing_in_recovery(self: RingOrdering, upto: int) -> None:
+    """The core before d5ea75b: RECOVERY released nothing, so last_released stayed 0."""
+
+
+@pytest.mark.parametrize(
+    ("why", "options"), RECOVERY_STALLS, ids=[str(r[1].seed) for r in RECOVERY_STALLS]
+)
+def test_recovery_stall_seed_fails_without_the_recovery_freeing(
+    why: str, options: SimOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pinned stall seeds still catch the defect they are pinned for.
+
+    A seed that passes with the fix proves little unless it fails without it: this puts the
+    defect back (``release_wrapped``, RECOVERY's only freeing, made a no-op) and checks the run
+    ends as the defect did, failing liveness with members stuck in RECOVERY, none of them
+    having freed anything, and none holding more than sort_queue_slots - window_size packets
+    of the new ring (stamping stopped at the sort window). If a change to the drawing, the
+    simulator or the core makes a seed pass even with the mutant, this fails and the seed has
+    to be replaced by one found the same way (docs/simulator.md, Regressions).
+    """
+    monkeypatch.setattr(RingOrdering, "release_wrapped", _free_nothing_in_recovery)
+    cluster = Cluster(options)
+    result = cluster.run()
+    assert [v.split(":", 1)[0] for v in result.violations] == ["liveness"], result.violations
+    assert result.converged_ms is None
+    stuck = [
+        node.proc
+        for node in cluster.nodes.values()
+        if node.proc is not None and node.proc.state is MembState.RECOVERY
+    ]
+    assert stuck, f"{why}: no member in RECOVERY: {result.violations}"
+    room = options.sort_queue_slots - options.window_size
+    for p in stuck:
+        assert p.ring.last_released == 0
+        assert p.ring.my_high_seq_received <= room, (p.nodeid, p.ring.my_high_seq_received)
 
 
 #: Seeds whose replay takes minutes: run with ``pytest -m slow`` (docs/simulator.md).

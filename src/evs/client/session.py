@@ -41,7 +41,7 @@ from evs.ipc.messages import (
     Welcome,
     exception_for,
 )
-from evs.types import Event, Guarantee
+from evs.types import Event, Guarantee, group_names
 
 __all__ = ["ClientSession"]
 
@@ -110,31 +110,7 @@ class ClientSession:
         """Group names checked against the daemon's limits (from Welcome), first-seen order."""
         name_max = self.welcome.group_name_max if self.welcome else GROUP_NAME_MAX
         count_max = self.welcome.groups_max if self.welcome else GROUPS_MAX
-        if isinstance(groups, (str, bytes)):
-            raise InvalidArgument("groups must be an iterable of names, not a single str or bytes")
-        try:
-            items = list(groups)
-        except TypeError:
-            raise InvalidArgument("groups must be an iterable of str or bytes names") from None
-        out: list[bytes] = []
-        for g in items:
-            if isinstance(g, str):
-                n = g.encode()
-            elif isinstance(g, bytes):
-                n = g
-            else:
-                raise InvalidArgument(f"a group name must be str or bytes, not {type(g).__name__}")
-            if not 1 <= len(n) <= name_max:
-                raise InvalidArgument(
-                    f"group name {n[:80]!r} is {len(n)} bytes; names are 1..{name_max}"
-                )
-            if n not in out:
-                out.append(n)
-        if not out:
-            raise InvalidArgument("at least one group name is needed")
-        if len(out) > count_max:
-            raise InvalidArgument(f"{len(out)} groups given; the limit is {count_max}")
-        return tuple(out)
+        return group_names(groups, name_max=name_max, count_max=count_max)
 
     def data_to_send(self) -> bytes:
         """Bytes of the requests made since the last call, to write to the daemon."""

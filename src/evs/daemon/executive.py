@@ -294,6 +294,17 @@ class Executive:
             "pid": os.getpid(),
             "uptime_s": round((self._loop.time() - self._started_at) if self._loop else 0.0, 3),
             "clients": len(self.service.handles),
+            "ordering": {
+                "high_seq_received": proc.ring.my_high_seq_received,
+                "aru": proc.ring.my_aru,
+                "delivered": proc.ring.my_high_delivered,
+                "released": proc.ring.last_released,
+                "holding_token": proc.ring.holding,
+            },
+            "send_queue": {
+                "messages": proc.packer.queued_messages(),
+                "bytes": proc.packer.queued_bytes(),
+            },
             "transport": {
                 "mode": self.cfg.transport.mode,
                 "bind": self.cfg.transport.bind,

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from evs.errors import InvalidArgument, TryAgain
 from evs.totem.events import CoreEvent, Deliver, Sent
 from evs.types import ConfigChange, Delivery, Event, Guarantee, Membership, RingId
+from evs.types import group_names as _group_names
 
 __all__ = [
     "GROUPS_PER_HANDLE_MAX",
@@ -91,32 +92,8 @@ Traced = tuple[CoreEvent, str | None, Guarantee | None]
 
 
 def group_names(groups: Iterable[str | bytes]) -> tuple[bytes, ...]:
-    """Validated, de-duplicated group names in first-seen order; InvalidArgument otherwise."""
-    if isinstance(groups, (str, bytes)):
-        raise InvalidArgument("groups must be an iterable of names, not a single str or bytes")
-    out: list[bytes] = []
-    try:
-        items = list(groups)
-    except TypeError:
-        raise InvalidArgument("groups must be an iterable of str or bytes names") from None
-    for g in items:
-        if isinstance(g, str):
-            name = g.encode()
-        elif isinstance(g, bytes):
-            name = g
-        else:
-            raise InvalidArgument(f"a group name must be str or bytes, got {type(g).__name__}")
-        if not 1 <= len(name) <= GROUP_NAME_MAX:
-            raise InvalidArgument(
-                f"group name {name[:80]!r} is {len(name)} bytes; names are 1..{GROUP_NAME_MAX}"
-            )
-        if name not in out:
-            out.append(name)
-    if not out:
-        raise InvalidArgument("at least one group name is needed")
-    if len(out) > GROUPS_PER_HANDLE_MAX:
-        raise InvalidArgument(f"{len(out)} groups given; the limit is {GROUPS_PER_HANDLE_MAX}")
-    return tuple(out)
+    """Group names checked against this executive's limits (``evs.types.group_names``)."""
+    return _group_names(groups, name_max=GROUP_NAME_MAX, count_max=GROUPS_PER_HANDLE_MAX)
 
 
 class Handle:
