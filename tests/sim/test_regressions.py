@@ -382,6 +382,8 @@ REGRESSIONS: list[tuple[str, SimOptions]] = [
 #: set and no timer to end it. The scenario test in tests/scenarios/test_recovery_bounds.py
 #: builds the case by hand; these are drawn runs (captured from ``draw_options`` at 8e3fcbc)
 #: that reach it on their own, found by campaigns run with the freeing removed.
+#: Re-checked on the runtime simulator (one handle per process): each still stalls with the
+#: freeing removed, so the test below still holds for all four (docs/simulator.md).
 RECOVERY_STALLS: list[tuple[str, SimOptions]] = [
     (
         "recovery stall past the sort window (fails with the RECOVERY freeing of d5ea75b "
