@@ -194,6 +194,26 @@ def test_1_3_delivery_in_a_later_configuration() -> None:
     assert tr.ids() == {"1.3"}
 
 
+def test_1_3_a_handle_send_delivered_in_a_later_configuration_holds() -> None:
+    """A handle's send names no ring: the executive may put it on the ring after a change."""
+    tr = Trace().ring("1.4", [1, 2]).send(1, "1:0:1")
+    for n in (1, 2):
+        tr.trans(n, "1.4", [1, 2]).reg(n, "1.8", [1, 2]).dlv(n, "1.8", "1:0:1")
+    assert tr.ids(handle_traces=True) == set()
+    assert tr.ids() == {"1.3", "3"}
+
+
+def test_3_a_handle_send_never_delivered_goes_with_the_senders_last_configuration() -> None:
+    """Still queued when its sender crashed in a later configuration: nothing is owed. A
+    sender that lives on to a quiet end owes it in its last configuration."""
+    tr = Trace().ring("1.4", [1, 2]).send(1, "1:0:1")
+    for n in (1, 2):
+        tr.trans(n, "1.4", [1, 2]).reg(n, "1.8", [1, 2])
+    assert tr.ids(handle_traces=True, quiet_end=True) == {"1.4", "3"}
+    tr.crash(1).trans(2, "1.8", [2]).reg(2, "1.12", [2])
+    assert tr.ids(handle_traces=True, quiet_end=True) == set()
+
+
 def test_1_3_send_ring_given_explicitly() -> None:
     tr = Trace().ring("1.4", [1, 2]).send(1, "1:0:1", ring="1.4").dlv(2, "1.4", "1:0:1")
     assert tr.ids() == set()
@@ -336,6 +356,19 @@ def test_2_5_restart_reuses_a_ring_seq() -> None:
     tr = Trace().reg(1, "1.8", [1]).restart(1).reg(1, "1.8", [1])
     assert tr.ids() == {"2.5"}
     assert Trace().reg(1, "1.8", [1]).restart(1).reg(1, "1.12", [1]).ids() == set()
+
+
+def test_2_5_a_handle_may_join_again_in_the_configuration_it_left() -> None:
+    """A handle trace's incarnation is a join: leaving a group and joining it again in the
+    same configuration repeats its seq, which a processor's restart never may."""
+    tr = Trace().reg(1, "1.8", [1]).restart(1).reg(1, "1.8", [1])
+    assert tr.ids(handle_traces=True) == set()
+    assert tr.ids() == {"2.5"}
+    back = Trace().reg(1, "1.8", [1]).restart(1).reg(1, "1.4", [1])
+    assert back.ids(handle_traces=True) == {"2.5"}
+    # Within one incarnation the seq must still grow.
+    same = Trace().reg(1, "1.8", [1]).trans(1, "1.8", [1]).reg(1, "1.8", [1])
+    assert "2.5" in same.ids(handle_traces=True)
 
 
 # -- 2.6 events tagged with the installed configuration -------------------------------------

@@ -205,3 +205,29 @@ def test_closed_handle_gets_nothing() -> None:
     s.feed([REG1, deliver_of(core, 0)])
     assert h.take_events() == []
     assert s.take_ready() == []
+
+
+def test_take_events_with_a_limit_keeps_the_byte_count() -> None:
+    core = FakeCore()
+    s = service(core)
+    h = s.open_handle(pid=1)
+    s.join(h, ["g"])
+    for i in range(3):
+        s.mcast(h, None, bytes(100), Guarantee.AGREED)
+        s.feed([deliver_of(core, i)])
+    full = h.queued_bytes
+    assert len(h.take_events(limit=1)) == 1
+    assert 0 < h.queued_bytes < full
+    assert len(h.take_events()) == 2
+    assert h.queued_bytes == 0
+
+
+def test_a_header_of_another_version_is_foreign() -> None:
+    s = service(FakeCore())
+    h = s.open_handle(pid=1)
+    s.join(h, ["g"])
+    head = ServiceHeader.STRUCT.pack(ServiceHeader.VERSION + 1, 0, 7, 0, 0)
+    traced = s.feed([Deliver(2, (b"g",), head + b"data", Guarantee.AGREED, R1)])
+    assert traced[0][1] is None
+    assert h.take_events() == []
+    assert s.counters["foreign messages dropped"] == 1

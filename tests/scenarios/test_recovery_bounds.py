@@ -7,6 +7,8 @@ the EVS checker on a quiet network.
 
 from __future__ import annotations
 
+from evs.runtime.driver import Driver
+from evs.sim.cluster import SimNode
 from evs.sim.scenario import Scenario
 from evs.totem.codec import cluster_id_for, encode, peek_type
 from evs.totem.config import TotemConfig
@@ -70,27 +72,32 @@ def test_a_re_sent_message_claiming_a_far_old_seq_is_dropped_and_install_stays_s
     def forge() -> None:
         p = node.proc
         assert p is not None
+        assert node.driver is not None
         inner = Mcast(2, old_ring, 1 << 60, 2, Guarantee.AGREED, b"")
         outer = Mcast(
             1, p.ring_id, p.ring.my_high_seq_received + 1, 1, Guarantee.AGREED, b"", inner
         )
-        p.receive(sc.cluster.now, encode(outer, CID))
+        node.driver.datagram(sc.cluster.now, encode(outer, CID))
         sc.cluster._flush(node)
         injected.append(p.ring_id)
 
-    def at_first_recovery_token(src: int, dst: int, data: bytes) -> bool:
+    # Alone, node 1 passes the token to itself through its driver's loopback (not the
+    # network): forge the packet just before the first RECOVERY token comes back.
+    loopback = sc.cluster._on_loopback
+
+    def at_first_recovery_token(node_: SimNode, driver: Driver) -> None:
         p = node.proc
         if (
             not injected
-            and src == 1
+            and node_ is node
             and p is not None
             and p.state is MembState.RECOVERY
-            and peek_type(data) is MessageType.ORF_TOKEN
+            and any(peek_type(d) is MessageType.ORF_TOKEN for d in driver.loopback)
         ):
-            sc.cluster.at(sc.cluster.now, forge)
-        return False
+            forge()
+        loopback(node_, driver)
 
-    sc.cluster.filters.append(at_first_recovery_token)
+    sc.cluster._on_loopback = at_first_recovery_token  # type: ignore[method-assign,assignment]
     sc.crash(2)
     sc.run_until_ring((1,), within_ms=5000)
     assert injected, "the forged packet was never delivered in RECOVERY"

@@ -1,6 +1,7 @@
 """Every canary is caught by the trace checker: a checker that cannot fail proves nothing.
 
-Each canary (``evs.sim.canaries``) breaks one rule of the protocol at one node. For each, the
+Each canary (``evs.sim.canaries``) breaks one rule of the protocol at one node (in its
+processor, or in the service that fans deliveries out to its application handles). For each, the
 table says which property group of protocol.md section 9 it breaks, the options that give the
 bug a chance to show, and the number of seeds within which ``evs.check`` (the code that also
 judges real clusters' traces, not the simulator's own oracle) must report that group. Seeds
@@ -34,6 +35,9 @@ CAUGHT_WITHIN: dict[str, tuple[dict[str, Any], int]] = {
     # first gap at a change of the canary processor from seed 6 to seed 9.
     "gap-all-senders": (_LOSSY, 9),
     "unsafe": ({**_FAULTS, "safe_fraction": 1.0}, 8),
+    # The service's canaries: only the per-handle traces (handle_traces=True) can see them.
+    "service-fan-out-twice": (_STATIC, 2),
+    "service-skip-self": (_STATIC, 2),
 }
 
 

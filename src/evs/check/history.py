@@ -272,9 +272,14 @@ class _Replay:
         self.installed = ring
 
     def check_seq(self, ev: Event) -> None:
+        """2.5: each regular configuration has a higher seq than every earlier one of the
+        node, across restarts (the ring seq is durable). A handle trace's incarnation is a
+        join of the application, which may join again in the configuration it left: its
+        first configuration may repeat the last seq, never go below it."""
         seq = self.h.ring_seq(ev["ring"])
         best = self.max_seq
-        if best is not None and seq <= best[0]:
+        rejoin = self.floating is not None and self.cur is None
+        if best is not None and (seq < best[0] or (seq == best[0] and not rejoin)):
             self.bad(
                 "2.5",
                 f"node {self.node} installed regular configuration "
@@ -338,19 +343,25 @@ def _place(h: History, floating: list[_Floating], out: list[Violation]) -> None:
     construction, and 6.x and 3 judge it there), which must be the sender's configuration at
     the request or a later one of the same incarnation: a delivery in an earlier
     configuration, or in one the sender lived on and never installed, is a 1.3 violation. A
-    message delivered nowhere stays with the configuration of the request, so self-delivery
-    and liveness still demand it.
+    message delivered nowhere may still be waiting in the sender's queue, to go out in any
+    later configuration of the incarnation: it goes with the incarnation's last one, so
+    self-delivery and liveness still demand it if the sender lived on (or was there at a quiet
+    end), and nothing is owed if the sender crashed with the message still queued.
     """
     where: dict[str, str] = {}
+    lives: dict[tuple[int, int], list[Epoch]] = {}
+    index: dict[int, int] = {}  # id(epoch) -> its position in its incarnation's list
     for e in h.epochs:
         for msg in e.delivered:
             where.setdefault(msg, e.ring)
+        life = lives.setdefault((e.node, e.inc), [])
+        index[id(e)] = len(life)
+        life.append(e)
     for f in floating:
         rec, start = f.rec, f.epoch
         msg = rec.event["msg"]
-        ring = where.get(msg, start.ring)
-        later = [e for e in h.epochs if e.node == start.node and e.inc == start.inc]
-        after = later[later.index(start) :]
+        after = lives[(start.node, start.inc)][index[id(start)] :]
+        ring = where.get(msg, after[-1].ring)
         target = next((e for e in after if e.ring == ring), None)
         rec.ring = ring
         if target is not None:

@@ -69,7 +69,7 @@ class ServiceHeader:
     counter: int
 
     def pack(self) -> bytes:
-        return self.STRUCT.pack(self.VERSION, 0, self.pid, self.incarnation, self.counter)
+        return _HEADER.pack(self.VERSION, 0, self.pid, self.incarnation, self.counter)
 
     @classmethod
     def unpack(cls, data: bytes) -> ServiceHeader | None:
@@ -83,6 +83,9 @@ class ServiceHeader:
 
 
 SIZE = ServiceHeader.STRUCT.size
+#: The header's layout and version, for the per-message paths (no header object per message).
+_HEADER = ServiceHeader.STRUCT
+_VERSION = ServiceHeader.VERSION
 
 #: A core event as the trace needs it: the event, its message id and guarantee (if any).
 Traced = tuple[CoreEvent, str | None, Guarantee | None]
@@ -122,8 +125,13 @@ class Handle:
 
     def take_events(self, limit: int = 1 << 30) -> list[Event]:
         """Up to ``limit`` waiting events, oldest first, removed from the queue."""
-        out: list[Event] = []
         events = self.events
+        if limit >= len(events):  # the usual case: everything, without a cost per event
+            out = list(events)
+            events.clear()
+            self.queued_bytes = 0
+            return out
+        out = []
         while events and len(out) < limit:
             ev = events.popleft()
             self.queued_bytes -= _cost(ev)
@@ -272,7 +280,7 @@ class EvsService:
         ``room_again=False``: a TryAgain does not list the handle for ``take_room_again``
         (the caller retries by itself)."""
         counter = self._counter
-        payload = ServiceHeader(h.pid, self.incarnation, counter).pack() + data
+        payload = _HEADER.pack(_VERSION, 0, h.pid, self.incarnation, counter) + data
         try:
             number = self._submit(names, payload, guarantee)
         except TryAgain:
@@ -322,14 +330,20 @@ class EvsService:
 
     def _deliver(self, ev: Deliver) -> str | None:
         data = ev.data
-        head = ServiceHeader.unpack(data)
-        if head is None:
+        # Every message of the ring passes here: unpack in place, no header object.
+        if len(data) < SIZE:
             self.counters["foreign messages dropped"] += 1
             return None
-        self.counters["messages delivered"] += 1
-        msgid = f"{ev.sender}:{head.incarnation}:{head.counter}"
+        version, flags, pid, incarnation, counter = _HEADER.unpack_from(data)
+        if version != _VERSION or flags:
+            self.counters["foreign messages dropped"] += 1
+            return None
+        counters = self.counters
+        counters["messages delivered"] += 1
+        msgid = f"{ev.sender}:{incarnation}:{counter}"
         groups = ev.groups
         delivery: Delivery | None = None
+        handed = 0
         for h in self.handles.values():
             hg = h.groups
             if not hg or h.overflowed:
@@ -337,10 +351,12 @@ class EvsService:
             for g in groups:
                 if g in hg:
                     if delivery is None:
-                        delivery = Delivery(ev.sender, head.pid, groups, data[SIZE:], ev.guarantee)
+                        delivery = Delivery(ev.sender, pid, groups, data[SIZE:], ev.guarantee)
                     self._push(h, delivery)
-                    self.counters["deliveries to handles"] += 1
+                    handed += 1
                     break
+        if handed:
+            counters["deliveries to handles"] += handed
         return msgid
 
     def _confchg(self, ev: ConfigChange) -> None:

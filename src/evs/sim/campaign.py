@@ -130,6 +130,7 @@ FLAGS = {
     "queue_bytes_max": "--queue-bytes-max",
     "max_message_size": "--max-message-size",
     "saturate": "--saturate",
+    "handles": "--handles",
     "canary": "--canary",
 }
 #: Drawn options the replay command always spells out (with ``options``): the flow control

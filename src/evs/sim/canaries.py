@@ -9,6 +9,11 @@ property the bug breaks. The bugs live in subclasses, so the real processor carr
 hook in its constructor or on its hot path; they override the methods where the protocol
 makes a decision (``deliver``, ``safe_bound``, ``install_plan``, ``deliver_packet``).
 
+The service layer above the core (``evs.runtime.service.EvsService``) has canaries of its own:
+subclasses that get the fan-out to handles wrong (``make_service``). The processor-level trace
+cannot see them, since the core's deliveries are right; the per-handle traces (one checker run
+per handle slot, ``handle_traces=True``) must.
+
 Not every mutant makes a canary: removing the reassembly reset at install changes no
 delivery (a sender's first packet on a new ring continues nothing, which already drops a stale
 chain) but keeps a departed sender's bytes; ``tests/scenarios/test_reassembly_at_change.py``
@@ -22,15 +27,16 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from evs.runtime.service import EvsService, ServiceHeader
 from evs.totem.config import TotemConfig
 from evs.totem.events import Deliver
 from evs.totem.messages import Mcast
 from evs.totem.ordering import RingOrdering
 from evs.totem.processor import Processor
 from evs.totem.recovery import InstallPlan, RecoveryState, old_messages
-from evs.types import ConfigChange, RingId
+from evs.types import ConfigChange, Guarantee, RingId
 
-__all__ = ["CANARIES", "CAUGHT_AS", "make_processor"]
+__all__ = ["CANARIES", "CAUGHT_AS", "make_processor", "make_service"]
 
 
 class _Duplicate(Processor):
@@ -141,6 +147,36 @@ class _Unsafe(Processor):
         return ring.my_aru
 
 
+class _FanOutTwice(EvsService):
+    """Group 1 (service): a handle in two of a message's groups gets it once per group (the
+    fan-out forgets that one copy per handle is enough)."""
+
+    def _deliver(self, ev: Deliver) -> str | None:
+        msgid = super()._deliver(ev)
+        if msgid is None:
+            return None
+        for h in self.handles.values():
+            if h.events and not h.overflowed and sum(g in h.groups for g in ev.groups) > 1:
+                self._push(h, h.events[-1])
+        return msgid
+
+
+class _SkipSelf(EvsService):
+    """Group 3 (service): this node's own messages never reach its handles (the sender
+    believes its own delivery is the core's business)."""
+
+    def _deliver(self, ev: Deliver) -> str | None:
+        if ev.sender != self.nodeid:
+            return super()._deliver(ev)
+        head = ServiceHeader.unpack(ev.data)
+        return None if head is None else f"{ev.sender}:{head.incarnation}:{head.counter}"
+
+
+_SERVICE_KINDS: dict[str, type[EvsService]] = {
+    "service-fan-out-twice": _FanOutTwice,
+    "service-skip-self": _SkipSelf,
+}
+
 _KINDS: dict[str, type[Processor]] = {
     "duplicate": _Duplicate,
     "skip-transitional": _SkipTransitional,
@@ -153,8 +189,8 @@ _KINDS: dict[str, type[Processor]] = {
     "unsafe": _Unsafe,
 }
 
-#: Every canary's name, for ``evs sim --canary``.
-CANARIES: tuple[str, ...] = tuple(_KINDS)
+#: Every canary's name, for ``evs sim --canary``: the processor's, then the service's.
+CANARIES: tuple[str, ...] = (*_KINDS, *_SERVICE_KINDS)
 
 #: The property group of protocol.md section 9 each canary breaks.
 CAUGHT_AS: dict[str, int] = {
@@ -167,6 +203,8 @@ CAUGHT_AS: dict[str, int] = {
     "order": 6,
     "gap-all-senders": 6,
     "unsafe": 7,
+    "service-fan-out-twice": 1,
+    "service-skip-self": 3,
 }
 
 
@@ -179,7 +217,20 @@ def make_processor(
     static_members: Sequence[int] | None = None,
 ) -> Processor:
     """A processor, with the named canary's bug when ``canary`` is not empty."""
-    if canary and canary not in _KINDS:
+    if canary and canary not in CANARIES:
         raise ValueError(f"unknown canary {canary!r}; known: {', '.join(CANARIES)}")
-    cls = _KINDS[canary] if canary else Processor
+    cls = _KINDS.get(canary, Processor)
     return cls(config, nodeid, ring_seq=ring_seq, static_members=static_members)
+
+
+def make_service(
+    canary: str,
+    nodeid: int,
+    submit: Callable[[Sequence[bytes], bytes, Guarantee], int],
+    *,
+    incarnation: int,
+    max_message_size: int,
+) -> EvsService:
+    """An ``EvsService``, with the named service canary's bug when ``canary`` names one."""
+    cls = _SERVICE_KINDS.get(canary, EvsService)
+    return cls(nodeid, submit, incarnation=incarnation, max_message_size=max_message_size)

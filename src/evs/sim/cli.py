@@ -13,7 +13,7 @@ from evs.sim.canaries import CANARIES
 from evs.sim.cluster import ACCOUNTING, Cluster, SimResult
 from evs.sim.options import draw_options, parse_span
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "slot_trace_path"]
 
 
 def _probability(text: str) -> float:
@@ -41,6 +41,13 @@ def _count(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _handles(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"must be 1..16, got {text}")
     return value
 
 
@@ -89,11 +96,21 @@ def add_parser(sub: Any) -> None:
         metavar="FROM:TO",
         help="keep every send queue full (the whole safety phase, or FROM:TO ms)",
     )
+    p.add_argument(
+        "--handles",
+        type=_handles,
+        help="application handles per process, each with its own handle trace (drawn 1-3)",
+    )
     p.add_argument("--static-ring", action="store_true", help="no membership: a fixed ring")
     p.add_argument("--no-faults", action="store_true", help="no crashes, partitions or pauses")
     p.add_argument("--light", action="store_true", help="cap the drawn workload (campaigns)")
     p.add_argument("--canary", choices=CANARIES, help="inject a known bug the checker must catch")
-    p.add_argument("--trace", metavar="FILE", help="write the JSON-lines trace here")
+    p.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write the processors' JSON-lines trace here, and handle slot k's trace to "
+        "FILE.slot<k>.jsonl (check those with evs check --handle-traces)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="print protocol notices")
 
@@ -116,6 +133,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "queue_bytes_max": args.queue_bytes_max,
         "max_message_size": args.max_message_size,
         "saturate": args.saturate,
+        "handles": args.handles,
         "static_ring": True if args.static_ring else None,
         "canary": args.canary,
     }
@@ -133,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
     cluster = Cluster(options)
     result = cluster.run()
     if args.trace:
-        with open(args.trace, "w", encoding="utf-8") as fh:
-            for event in cluster.trace:
-                fh.write(json.dumps(event, separators=(",", ":")) + "\n")
+        _write_trace(args.trace, cluster.trace)
+        for k, events in enumerate(cluster.handle_traces):
+            _write_trace(slot_trace_path(args.trace, k), events)
     stats = result.stats
     if args.verbose:
         for line in cluster.notices:
@@ -167,6 +185,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def slot_trace_path(path: str, slot: int) -> str:
+    """Where ``--trace FILE`` writes handle slot ``slot``'s trace."""
+    return f"{path}.slot{slot}.jsonl"
+
+
+def _write_trace(path: str, events: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for event in events:
+            fh.write(json.dumps(event, separators=(",", ":")) + "\n")
+
+
 def _print_summary(cluster: Cluster, result: SimResult) -> None:
     sim_ms, real_s, conv = result.sim_ms, result.real_s, result.converged_ms
     s = cluster.final_stats()
@@ -175,6 +204,11 @@ def _print_summary(cluster: Cluster, result: SimResult) -> None:
     print(
         f"messages: {s['messages submitted']} submitted, {s['sends traced']} sent, "
         f"{s['deliveries']} deliveries; {s['submit try again']} TryAgain"
+    )
+    print(
+        f"service: {cluster.options.handles} handle slot(s) per process, "
+        f"{s['deliveries to handles']} deliveries to handles, "
+        f"{s['handle trace events']} handle trace events"
     )
     print(
         f"network: {s['datagrams sent']} datagrams, {s['datagrams lost']} lost; "
@@ -197,7 +231,8 @@ def _print_summary(cluster: Cluster, result: SimResult) -> None:
     print(
         f"flow: token fcc peak {s['token fcc peak']} of window {opts.window_size}, "
         f"sort queue peak {s['sort queue peak']} of {opts.sort_queue_slots} slots; "
-        f"saturation: {s['saturated submits']} submits, {s['saturation try again']} TryAgain"
+        f"saturation: {s['saturated submits']} submits, {s['saturation try again']} TryAgain, "
+        f"{s['room again']} room again"
     )
     _print_timeline(cluster)
     if conv is not None:

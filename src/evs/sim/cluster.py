@@ -24,6 +24,30 @@ a campaign can assert that the faults it drew really happened (``SimResult.stats
 ``ACCOUNTING``). The peaks of the sort queue (seqs between a processor's released mark and the
 highest seq it holds) and of the token's fcc (packets sent in the last rotation) show whether
 the sort queues and windows filled.
+
+What runs in a simulated process is what runs in a daemon: a ``Driver`` (``evs.runtime``)
+around the processor, which persists the ring sequence before the datagrams that name it leave
+and keeps self-addressed datagrams (a one-member ring's token) out of the network, and an
+``EvsService`` above it. The simulator feeds the driver's core events to the service and
+routes its datagrams; it runs the loopback as a simulated event ``delay_min_ms`` later (one
+turn of a real event loop; a one-member ring cannot rotate faster than its peers could pass a
+token). Every message is submitted by an application handle through ``EvsService.mcast``, so
+the message ids the trace uses are the service header's (``node:incarnation:counter``).
+
+Handles and their traces. Each process has ``options.handles`` application handles (slots
+``0..H-1``) and one system handle (probes, saturation fillers; it joins nothing). Slot ``k``
+of every node follows group ``g<k>``: while its handle is joined to ``g<k>`` it writes the
+per-handle trace of api.md section 4 into ``handle_traces[k]`` (node = the node id): each
+configuration change the handle sees, each message of ``g<k>`` delivered to it (the id read
+from the application data, as an application would), and the send of each message of its
+node addressed to ``g<k>``. Leaving ``g<k>`` ends that trace's incarnation (``crash``); a
+later join starts one (``restart``), whose first configuration is the current one (the
+service's for a new handle, the one the handle last saw for a handle joining again). The
+workload keeps the slot traces judgeable: a message names ``g<k>`` only while its node's
+slot ``k`` is joined and configured, so every send of a ``g<k>`` message is in slot ``k``'s
+trace. Handles also join and leave ``x``, a group no trace follows, and send to groups they
+have not joined (``y`` has no member), which tests the service's filtering. At the end each
+slot's trace is judged by ``evs.check`` with ``handle_traces=True``.
 """
 
 from __future__ import annotations
@@ -38,7 +62,10 @@ from typing import Any
 
 from evs.check import check_events
 from evs.errors import TryAgain
-from evs.sim.canaries import make_processor
+from evs.runtime.driver import Driver
+from evs.runtime.service import SIZE as HEADER_SIZE
+from evs.runtime.service import EvsService, Handle, Traced
+from evs.sim.canaries import make_processor, make_service
 from evs.sim.options import HUGE, LARGE, FaultAction, SimOptions
 from evs.sim.rng import derive
 from evs.totem.codec import cluster_id_for, decode, peek_type
@@ -46,12 +73,10 @@ from evs.totem.config import TotemConfig
 from evs.totem.events import (
     BROADCAST,
     ConfigChange,
-    CoreEvent,
     Deliver,
     GatherEntered,
     MembState,
     Notice,
-    PersistRingSeq,
     Sent,
 )
 from evs.totem.invariants import Invariants
@@ -66,11 +91,21 @@ from evs.trace import (
     restart_event,
     send_event,
 )
-from evs.types import Guarantee
+from evs.types import Delivery, Guarantee
 
-__all__ = ["ACCOUNTING", "Cluster", "SimNode", "SimResult"]
+__all__ = ["ACCOUNTING", "Cluster", "SimNode", "SimResult", "Slot"]
 
+#: The group of the system handle's messages (probes, saturation fillers): no handle joins it.
 GROUPS = (b"sim",)
+#: A group handles join and leave beside their slot's, which no slot trace follows.
+EXTRA = b"x"
+#: A group nobody joins: messages to it reach no handle.
+NOBODY = b"y"
+#: Process ids in the service header: the system handle's, and slot k's ``SLOT_PID + k``.
+SYSTEM_PID = 1
+SLOT_PID = 100
+#: Mean time between two join/leave actions of one process's handles (ms).
+_HANDLE_TICK_MS = 400.0
 #: What happened in a run, each counted as it took effect (``SimResult.stats`` keys).
 ACCOUNTING = (
     "crashes",
@@ -98,34 +133,90 @@ _MCAST = MessageType.MCAST
 _TOKEN = MessageType.ORF_TOKEN
 
 
+def slot_group(k: int) -> bytes:
+    """The group handle slot ``k`` of every process follows (its trace's messages)."""
+    return b"g%d" % k
+
+
+class Slot:
+    """Handle slot ``k`` of one process: its handle (None while closed) and its trace state.
+
+    ``reg`` and ``trans`` are the configurations the handle last saw (what its application
+    knows), kept while the slot's trace is stopped so that a handle joining ``g<k>`` again
+    can start its new trace incarnation in the configuration it is in.
+    """
+
+    __slots__ = ("configured", "ever", "group", "handle", "k", "reg", "traced", "trans")
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.group = slot_group(k)
+        self.handle: Handle | None = None
+        #: Joined to ``group``: the slot's trace incarnation is running.
+        self.traced = False
+        #: That incarnation has logged a regular configuration (its sends are placeable).
+        self.configured = False
+        #: The slot's trace has events (a join then starts with ``restart``).
+        self.ever = False
+        self.reg: ConfigChange | None = None
+        self.trans: ConfigChange | None = None
+
+    def reset(self) -> None:
+        """The process died: its handle and what the handle knew are gone."""
+        self.handle = None
+        self.traced = self.configured = False
+        self.reg = self.trans = None
+
+
 class SimNode:
-    """One simulated host: its current processor (None while crashed) and durable state."""
+    """One simulated host: its current processor, driver and service (None while crashed)
+    and durable state."""
 
     __slots__ = (
         "deferred",
+        "driver",
         "full_at",
         "incarnation",
+        "loop_scheduled",
         "nodeid",
         "paused_until",
-        "pending",
         "persisted_seq",
         "proc",
+        "refused",
         "sent_counter",
+        "service",
+        "slot_by_group",
+        "slot_of",
+        "slots",
         "sq_peak",
+        "system",
         "timer_at",
         "timer_gen",
+        "unsent",
         "want_restart",
     )
 
-    def __init__(self, nodeid: int) -> None:
+    def __init__(self, nodeid: int, handles: int) -> None:
         self.nodeid = nodeid
         self.proc: Processor | None = None
+        self.driver: Driver | None = None
+        self.service: EvsService | None = None
+        #: The handle probes and saturation fillers are sent from.
+        self.system: Handle | None = None
+        self.slots = [Slot(k) for k in range(handles)]
+        self.slot_by_group = {s.group: s for s in self.slots}
+        #: Handle id -> its slot, for the handles of the current incarnation.
+        self.slot_of: dict[int, Slot] = {}
         self.incarnation = 0
         self.persisted_seq = 0
         self.sent_counter = 0
-        self.pending: dict[int, tuple[str, str, Guarantee]] = {}
+        #: Message id -> payload digest, from submission until the core reports it ``Sent``.
+        self.unsent: dict[str, str] = {}
         self.timer_gen = 0
         self.timer_at: float | None = None
+        self.loop_scheduled = False
+        #: A handle met TryAgain and waits to hear there is room again.
+        self.refused = False
         self.paused_until = 0.0
         self.deferred: list[bytes] = []
         self.want_restart = False
@@ -133,6 +224,10 @@ class SimNode:
         self.full_at = 1 << 62
         #: Largest sort queue span seen (highest seq held minus the released mark).
         self.sq_peak = 0
+
+    def persist(self, seq: int) -> None:
+        """The driver's persist callback: the simulated disk survives crashes."""
+        self.persisted_seq = max(self.persisted_seq, seq)
 
 
 @dataclass
@@ -179,9 +274,12 @@ class Cluster:
         self.net_rng = derive(options.seed, "network")
         self.load_rng = derive(options.seed, "workload")
         self.fill_rng = derive(options.seed, "saturate-load")
-        self.nodes = {n: SimNode(n) for n in range(1, options.nodes + 1)}
+        self.handle_rng = derive(options.seed, "handle-load")
+        self.nodes = {n: SimNode(n, options.handles) for n in range(1, options.nodes + 1)}
         self.all_ids = tuple(self.nodes)
         self.trace: list[dict[str, Any]] = []
+        #: Per handle slot k, the application-level trace of every process's slot-k handle.
+        self.handle_traces: list[list[dict[str, Any]]] = [[] for _ in range(options.handles)]
         self.notices: list[str] = []
         self.stats: Counter[str] = Counter()
         self.violations: list[str] = []
@@ -240,27 +338,45 @@ class Cluster:
         if node.proc is not None:
             return
         static = self.all_ids if self.options.static_ring else None
-        node.proc = make_processor(
-            self.options.canary if nodeid == self.all_ids[-1] else "",
-            self.config,
-            nodeid,
-            ring_seq=node.persisted_seq,
-            static_members=static,
+        canary = self.options.canary if nodeid == self.all_ids[-1] else ""
+        proc = make_processor(
+            canary, self.config, nodeid, ring_seq=node.persisted_seq, static_members=static
         )
+        driver = Driver(proc, node.persist)
+        node.proc = proc
+        node.driver = driver
+        node.service = service = make_service(
+            canary,
+            nodeid,
+            lambda groups, data, guarantee: driver.submit(self.now, groups, data, guarantee),
+            incarnation=node.incarnation,
+            max_message_size=self.config.max_message_size,
+        )
+        node.system = service.open_handle(SYSTEM_PID)
+        node.slot_of = {}
         node.sent_counter = 0
-        node.pending = {}
+        node.unsent = {}
         node.deferred = []
         node.paused_until = 0.0
         node.full_at = 1 << 62
-        node.proc.start(self.now)
+        node.loop_scheduled = False
+        node.refused = False
+        for slot in node.slots:
+            self._join_slot(node, slot, extra=False)
+        driver.start(self.now)
         self._flush(node)
 
     def crash(self, nodeid: int) -> None:
         node = self.nodes[nodeid]
-        if node.proc is None:
+        if node.proc is None or node.service is None:
             return
         self.stats.update(node.proc.stats)  # keep the dead processor's counters in the totals
-        node.proc = None
+        self.stats.update(node.service.counters)
+        for slot in node.slots:
+            if slot.traced:
+                self.handle_traces[slot.k].append(crash_event(self.now, nodeid))
+            slot.reset()
+        node.proc = node.driver = node.service = node.system = None
         node.timer_gen += 1
         node.timer_at = None
         node.deferred = []
@@ -286,44 +402,77 @@ class Cluster:
         self.at(node.paused_until, self._resume, node, node.incarnation)
 
     def _resume(self, node: SimNode, incarnation: int) -> None:
-        proc = node.proc
-        if proc is None or node.incarnation != incarnation or node.paused_until > self.now:
+        driver = node.driver
+        if driver is None or node.incarnation != incarnation or node.paused_until > self.now:
             return
         backlog, node.deferred = node.deferred, []
         for data in backlog:
-            proc.receive(self.now, data)
-        proc.handle_timer(self.now)
+            driver.datagram(self.now, data)
+        driver.timer(self.now)
         self._flush(node)
 
     def _flush(self, node: SimNode) -> None:
-        """After every input: check the processor's invariants, then take its outputs."""
-        proc = node.proc
-        assert proc is not None
+        """After every input: check the processor's invariants, then take its outputs.
+
+        The core's events go through the service (fan-out to the handles, whose traces are
+        written as they read) before the datagrams leave, as in the executive.
+        """
+        driver = node.driver
+        assert driver is not None
+        proc = driver.proc
         broken = self.invariants.check(proc)
         if broken and len(self.violations) < 20:
             self.violations.extend(f"invariant at {self.now:.1f} ms: {b}" for b in broken[:3])
-        if proc.outbox:
-            out, proc.outbox = proc.outbox, []
-            for dest, data in out:
+        if driver.events:
+            events, driver.events = driver.events, []
+            service = node.service
+            assert service is not None
+            self._record(node, service.feed(events))
+        if driver.sends:
+            sends, driver.sends = driver.sends, []
+            for dest, data in sends:
                 self._send(node.nodeid, dest, data)
-        if proc.events:
-            events, proc.events = proc.events, []
-            self._record(node, events)
         at = proc.next_deadline()
         if at != node.timer_at:
             node.timer_gen += 1
             node.timer_at = at
             if at is not None:
                 self.at(max(at, self.now), self._on_timer, node, node.timer_gen)
+        if node.refused:
+            self._room_again(node)
+        if driver.loopback and not node.loop_scheduled:
+            node.loop_scheduled = True
+            self.at(self.now + self.options.delay_min_ms, self._on_loopback, node, driver)
         if self.saturating and not self._refilling:
             self._refill(node)
 
+    def _room_again(self, node: SimNode) -> None:
+        """A handle met TryAgain: take the handles the service says may retry, as the
+        executive does (so its list stays short), and count them: a saturated run that never
+        hears "room again" has lost the service's back-pressure notice."""
+        service = node.service
+        assert service is not None
+        woken = service.take_room_again()
+        if woken:
+            node.refused = False
+            self.stats["room again"] += len(woken)
+
     def _on_timer(self, node: SimNode, gen: int) -> None:
-        proc = node.proc
-        if proc is None or gen != node.timer_gen or node.paused_until > self.now:
+        driver = node.driver
+        if driver is None or gen != node.timer_gen or node.paused_until > self.now:
             return
         node.timer_at = None
-        proc.handle_timer(self.now)
+        driver.timer(self.now)
+        self._flush(node)
+
+    def _on_loopback(self, node: SimNode, driver: Driver) -> None:
+        """One turn of the process's event loop feeds back its self-addressed datagrams."""
+        if node.driver is not driver:
+            return  # the process crashed since; its successor schedules its own
+        node.loop_scheduled = False
+        if node.paused_until > self.now:
+            return  # a stalled process: ``_resume``'s flush schedules it again
+        driver.run_loopback(self.now)
         self._flush(node)
 
     # ------------------------------------------------------------------ network
@@ -380,16 +529,16 @@ class Cluster:
 
     def _arrive(self, dst: int, data: bytes) -> None:
         node = self.nodes[dst]
-        proc = node.proc
-        if proc is None:
+        driver = node.driver
+        if driver is None:
             return
         if node.paused_until > self.now:
             if len(node.deferred) < 4096:  # a socket buffer: overflow is loss
                 node.deferred.append(data)
                 self.stats["datagrams held while paused"] += 1
             return
-        proc.receive(self.now, data)
-        ring = proc.ring
+        driver.datagram(self.now, data)
+        ring = driver.proc.ring
         span = ring.my_high_seq_received - ring.last_released
         if span > node.sq_peak:  # noqa: PLR1730 (hot path: cheaper than max())
             node.sq_peak = span
@@ -404,23 +553,62 @@ class Cluster:
         guarantee: Guarantee = Guarantee.AGREED,
         groups: tuple[bytes, ...] = GROUPS,
     ) -> str | None:
-        """Submit one traced message at ``nodeid``; None if refused (TryAgain)."""
+        """Submit one traced message from ``nodeid``'s system handle; None if refused
+        (TryAgain). ``size`` is the message's size in the core, service header included."""
         node = self.nodes[nodeid]
-        proc = node.proc
-        if proc is None:
+        if node.system is None:
             return None
+        return self._mcast(node, node.system, groups, size, guarantee)
+
+    def _mcast(
+        self,
+        node: SimNode,
+        handle: Handle,
+        groups: tuple[bytes, ...] | None,
+        size: int,
+        guarantee: Guarantee,
+    ) -> str | None:
+        """``EvsService.mcast`` from ``handle`` (``groups`` None: its joined groups).
+
+        The application data starts with the id the service will give the message (the
+        simulator counts along; a different id is a violation), so a handle that receives it
+        can name it, as an application does. The send is logged in the trace of every slot
+        whose group the message names (the workload only names a slot's group while that
+        slot is joined and configured).
+        """
+        service = node.service
+        assert service is not None
+        nodeid = node.nodeid
         msgid = f"{nodeid}:{node.incarnation}:{node.sent_counter}"
-        data = payload_for(msgid, size)
+        data = payload_for(msgid, size - HEADER_SIZE)
         try:
-            number = proc.submit(self.now, groups, data, guarantee)
+            got = service.mcast(handle, groups, data, guarantee)
         except TryAgain:
+            node.refused = True
             self.stats["submit try again"] += 1
             if self.saturating:
                 self.stats["saturation try again"] += 1
             return None
+        if got != msgid:
+            self.violations.append(f"service: node {nodeid} named its message {got}, not {msgid}")
         node.sent_counter += 1
-        node.pending[number] = (msgid, payload_digest(data), guarantee)
+        digest = payload_digest(data)
+        node.unsent[msgid] = digest
         self.stats["messages submitted"] += 1
+        by_group = node.slot_by_group
+        for g in handle.groups if groups is None else groups:
+            slot = by_group.get(g)
+            if slot is None:
+                continue
+            if not slot.configured:
+                self.violations.append(
+                    f"sim: node {nodeid} addressed {msgid} to {g!r} while its slot "
+                    f"{slot.k} was not joined and configured"
+                )
+                continue
+            self.handle_traces[slot.k].append(
+                send_event(self.now, nodeid, msgid, guarantee=guarantee, digest=digest)
+            )
         self._flush(node)
         return msgid
 
@@ -435,8 +623,108 @@ class Cluster:
                 rng, lambda: rng.randint(16, 1200) if rng.random() < 0.2 else rng.randint(16, 200)
             )
             guarantee = Guarantee.SAFE if rng.random() < opts.safe_fraction else Guarantee.AGREED
-            self.submit(nodeid, size, guarantee)
+            self._handle_send(node, size, guarantee)
         self.at(self.now + rng.expovariate(opts.rate / 1000.0), self._load_tick, nodeid)
+
+    def _handle_send(self, node: SimNode, size: int, guarantee: Guarantee) -> None:
+        """One message of the workload from a drawn handle of ``node``: to its joined groups
+        (``mcast_joined``) or to named groups, joined or not (``mcast_groups``)."""
+        rng = self.handle_rng
+        slot = node.slots[rng.randrange(len(node.slots))]
+        handle = slot.handle
+        joined = rng.random() < 0.5
+        if (
+            joined
+            and handle is not None
+            and handle.groups
+            and (slot.configured or slot.group not in handle.groups)
+        ):
+            self._mcast(node, handle, None, size, guarantee)
+            return
+        names = [s.group for s in node.slots if s.configured]
+        names += (EXTRA, NOBODY)
+        count = 1 if rng.random() < 0.6 else 2
+        groups = tuple(rng.sample(names, count))
+        sender = handle if handle is not None else node.system
+        assert sender is not None
+        self._mcast(node, sender, groups, size, guarantee)
+
+    def _handle_tick(self, nodeid: int) -> None:
+        """A drawn handle joins or leaves its slot's group, or ``x``; a leaving handle is
+        sometimes closed, so that its slot's next join opens a new one."""
+        if not self.load_on:
+            return
+        rng = self.handle_rng
+        node = self.nodes[nodeid]
+        slot = node.slots[rng.randrange(len(node.slots))]
+        r = rng.random()
+        if node.service is not None and node.paused_until <= self.now:
+            if not slot.traced:
+                self._join_slot(node, slot, extra=r < 0.3)
+            elif r < 0.5:
+                self._leave_slot(node, slot, close=r < 0.25)
+            else:
+                self._toggle_extra(node, slot)
+        self.at(self.now + rng.expovariate(1.0 / _HANDLE_TICK_MS), self._handle_tick, nodeid)
+
+    def _join_slot(self, node: SimNode, slot: Slot, *, extra: bool) -> None:
+        """Join ``g<k>`` (opening the slot's handle if it is closed): a new incarnation of
+        the slot's trace, whose first configuration is the current one."""
+        service = node.service
+        assert service is not None
+        handle = slot.handle
+        if handle is None:
+            slot.handle = handle = service.open_handle(SLOT_PID + slot.k)
+            node.slot_of[handle.id] = slot
+        trace = self.handle_traces[slot.k]
+        if slot.ever:
+            trace.append(restart_event(self.now, node.nodeid))
+        slot.ever = slot.traced = True
+        slot.configured = False
+        again = handle.started
+        service.join(handle, (slot.group, EXTRA) if extra else (slot.group,))
+        if again and slot.reg is not None:
+            # The service gives a handle its configuration at its first join only; this one
+            # has seen every change since, so its trace starts in the one it knows.
+            reg = slot.reg
+            trace.append(
+                confchg_event(
+                    self.now,
+                    node.nodeid,
+                    transitional=False,
+                    ring=reg.ring_id,
+                    members=reg.members,
+                    joined=reg.members,
+                )
+            )
+            slot.configured = True
+            if slot.trans is not None:
+                self._trace_confchg(node.nodeid, trace, slot.trans)
+        self._take_handles(node)
+
+    def _leave_slot(self, node: SimNode, slot: Slot, *, close: bool) -> None:
+        service = node.service
+        handle = slot.handle
+        assert service is not None
+        assert handle is not None
+        service.leave(handle, (slot.group,))
+        slot.traced = slot.configured = False
+        self.handle_traces[slot.k].append(crash_event(self.now, node.nodeid))
+        if close:
+            service.close_handle(handle)
+            del node.slot_of[handle.id]
+            slot.handle = None
+            slot.reg = slot.trans = None
+
+    def _toggle_extra(self, node: SimNode, slot: Slot) -> None:
+        service = node.service
+        handle = slot.handle
+        assert service is not None
+        assert handle is not None
+        if EXTRA in handle.groups:
+            service.leave(handle, (EXTRA,))
+        else:
+            service.join(handle, (EXTRA,))
 
     def _message_size(self, rng: random.Random, ordinary: Callable[[], int]) -> int:
         """One message size of the workload's mix: huge, large, or ``ordinary()``."""
@@ -483,19 +771,26 @@ class Cluster:
 
     # ------------------------------------------------------------------ trace
 
-    def _record(self, node: SimNode, events: list[CoreEvent]) -> None:
+    def _record(self, node: SimNode, traced: list[Traced]) -> None:
+        """The processor's trace from the service's view of the core's events, then the
+        handles' traces from what the service queued for them."""
         t = self.now
         nodeid = node.nodeid
         trace = self.trace
-        for ev in events:
+        to_handles = False
+        for ev, msgid, guarantee in traced:
             if isinstance(ev, Deliver):
+                to_handles = True
                 data = ev.data
-                cut = data.find(b"|")
-                msgid = data[:cut].decode() if cut > 0 else "?"
-                if not msgid.startswith(f"{ev.sender}:"):
+                cut = data.find(b"|", HEADER_SIZE)
+                named = data[HEADER_SIZE:cut].decode() if cut > 0 else "?"
+                if msgid is None or named != msgid or guarantee is None:
                     self.violations.append(
-                        f"sim: node {nodeid} delivered {msgid} attributed to sender {ev.sender}"
+                        f"sim: node {nodeid} delivered {named} (data) from node {ev.sender} "
+                        f"as {msgid} (service header)"
                     )
+                    if msgid is None:
+                        continue
                 trace.append(
                     deliver_event(
                         t,
@@ -504,7 +799,7 @@ class Cluster:
                         ev.sender,
                         ev.ring_id,
                         guarantee=ev.guarantee,
-                        digest=payload_digest(data),
+                        digest=payload_digest(data[HEADER_SIZE:]),
                     )
                 )
                 self.stats["deliveries"] += 1
@@ -514,28 +809,18 @@ class Cluster:
                 if probe is not None:
                     probe.add(nodeid)
             elif isinstance(ev, Sent):
-                pending = node.pending.pop(ev.number, None)
-                if pending is None:
+                digest = None if msgid is None else node.unsent.pop(msgid, None)
+                if msgid is None or guarantee is None or digest is None:
                     self.violations.append(f"sim: node {nodeid} sent unknown number {ev.number}")
                     continue
-                msgid, digest, guarantee = pending
                 trace.append(
                     send_event(
                         t, nodeid, msgid, guarantee=guarantee, ring=ev.ring_id, digest=digest
                     )
                 )
             elif isinstance(ev, ConfigChange):
-                trace.append(
-                    confchg_event(
-                        t,
-                        nodeid,
-                        transitional=ev.transitional,
-                        ring=ev.ring_id,
-                        members=ev.members,
-                        left=ev.left,
-                        joined=ev.joined,
-                    )
-                )
+                to_handles = True
+                self._trace_confchg(nodeid, trace, ev)
                 if ev.transitional:
                     self.stats["transitional configurations"] += 1
                 else:
@@ -544,12 +829,109 @@ class Cluster:
                 trace.append(
                     gather_event(t, nodeid, reason=ev.reason.value, from_state=ev.from_state.value)
                 )
-            elif isinstance(ev, PersistRingSeq):
-                node.persisted_seq = max(node.persisted_seq, ev.seq)
-                for dest, data in ev.then_send:  # only now: the seq is durable
-                    self._send(nodeid, dest, data)
             elif isinstance(ev, Notice):
                 self.notices.append(f"{t:.1f} node {nodeid} {ev.kind}: {ev.detail}")
+        if to_handles:
+            self._take_handles(node)
+
+    def _trace_confchg(self, nodeid: int, trace: list[dict[str, Any]], ev: ConfigChange) -> None:
+        trace.append(
+            confchg_event(
+                self.now,
+                nodeid,
+                transitional=ev.transitional,
+                ring=ev.ring_id,
+                members=ev.members,
+                left=ev.left,
+                joined=ev.joined,
+            )
+        )
+
+    def _take_handles(self, node: SimNode) -> None:
+        """Read every handle's queued events, as its application would, into its slot's trace.
+
+        A slot logs a delivery only of a message that names its group (the others are the
+        concern of other slots, or of none); it reads the message id from the data. The
+        digest of one message is computed once per read, for every handle that got it.
+        """
+        service = node.service
+        assert service is not None
+        ready = service.take_ready()
+        if not ready:
+            return
+        t = self.now
+        nodeid = node.nodeid
+        digests: dict[str, tuple[bytes, str]] = {}
+        for handle in ready:
+            if handle.overflowed:
+                self.violations.append(f"service: node {nodeid}: {handle.overflowed}")
+            slot = node.slot_of.get(handle.id)
+            events = handle.take_events()
+            if slot is None:
+                continue  # the system handle joins nothing; a closed handle's leftovers
+            group = slot.group
+            trace = self.handle_traces[slot.k]
+            for ev in events:
+                if isinstance(ev, Delivery):
+                    if handle.groups.isdisjoint(ev.groups):
+                        self.violations.append(
+                            f"service: node {nodeid} handed a message to {ev.groups!r} to its "
+                            f"slot {slot.k} handle, which joined {sorted(handle.groups)!r}"
+                        )
+                    if not slot.traced or group not in ev.groups:
+                        continue
+                    self._trace_delivery(nodeid, slot, trace=trace, ev=ev, digests=digests, t=t)
+                elif ev.transitional:
+                    slot.trans = ev
+                    if slot.traced:
+                        self._trace_confchg(nodeid, trace, ev)
+                else:
+                    slot.reg = ev
+                    slot.trans = None
+                    if slot.traced:
+                        slot.configured = True
+                        self._trace_confchg(nodeid, trace, ev)
+
+    def _trace_delivery(
+        self,
+        nodeid: int,
+        slot: Slot,
+        *,
+        trace: list[dict[str, Any]],
+        ev: Delivery,
+        digests: dict[str, tuple[bytes, str]],
+        t: float,
+    ) -> None:
+        data = ev.data
+        cut = data.find(b"|")
+        if cut <= 0:
+            self.violations.append(
+                f"service: node {nodeid} slot {slot.k} got data that names no message"
+            )
+            return
+        msgid = data[:cut].decode()  # the checker compares the sender it names with ev.nodeid
+        if slot.reg is None:
+            self.violations.append(
+                f"service: node {nodeid} slot {slot.k} got {msgid} before any configuration"
+            )
+            return
+        known = digests.get(msgid)
+        if known is not None and known[0] is data:
+            digest = known[1]
+        else:
+            digest = payload_digest(data)
+            digests[msgid] = (data, digest)
+        trace.append(
+            deliver_event(
+                t,
+                nodeid,
+                msgid,
+                ev.nodeid,
+                slot.reg.ring_id,
+                guarantee=ev.guarantee,
+                digest=digest,
+            )
+        )
 
     def _check_safe_held(self, node: SimNode, ev: Deliver) -> None:
         """Property 7.3, which only the simulator can see: a safe message delivered in a
@@ -653,7 +1035,7 @@ class Cluster:
                 or p.memb_list != ids
                 or node.paused_until > self.now
                 or p.packer.queued_messages()
-                or node.pending
+                or node.unsent
                 or p.ring.my_high_delivered != high
                 or p.ring.my_high_seq_received != high
             ):
@@ -674,6 +1056,8 @@ class Cluster:
         self.faults_on = True
         for nodeid in self.all_ids:
             self.at(self.load_rng.uniform(0, 10), self._load_tick, nodeid)
+        for nodeid in self.all_ids:
+            self.at(self.handle_rng.uniform(0, 2 * _HANDLE_TICK_MS), self._handle_tick, nodeid)
         for action in opts.faults:
             self.at(action.at_ms, self._apply, action)
         if opts.saturating:
@@ -693,6 +1077,11 @@ class Cluster:
                 self.start_node(nodeid)  # a late joiner whose start fell after the faults
             elif node.proc is None and node.want_restart:
                 self.restart(nodeid)
+        for node in self.nodes.values():  # every live handle follows its slot's group again
+            if node.service is not None:
+                for slot in node.slots:
+                    if not slot.traced:
+                        self._join_slot(node, slot, extra=False)
         self.drain_ms = self.drain_bound_ms()
         bound = opts.liveness_ms + 2 * self.drain_ms
         deadline = self.now + bound
@@ -706,8 +1095,13 @@ class Cluster:
                 f"the faults ended ({opts.liveness_ms:.0f} ms + twice the drain estimate of "
                 f"{self.drain_ms:.0f} ms); states: {self.describe_states()}"
             )
-        report = check_events(self.trace, quiet_end=converged_at is not None)
+        quiet = converged_at is not None
+        # The events come from evs.trace's builders: valid by construction, not re-validated.
+        report = check_events(self.trace, quiet_end=quiet, validate=False)
         checked = [str(v) for v in report.violations]
+        for k, events in enumerate(self.handle_traces):
+            slot_report = check_events(events, quiet_end=quiet, handle_traces=True, validate=False)
+            checked.extend(f"{v} [handle slot {k}]" for v in slot_report.violations)
         self.violations.extend(checked)
         return SimResult(
             checker_violations=checked,
@@ -717,7 +1111,7 @@ class Cluster:
             sim_ms=self.now,
             real_s=time.perf_counter() - started,
             converged_ms=None if converged_at is None else converged_at - opts.duration_ms,
-            trace_events=len(self.trace),
+            trace_events=len(self.trace) + sum(map(len, self.handle_traces)),
             liveness_bound_ms=bound,
         )
 
@@ -769,7 +1163,9 @@ class Cluster:
         live = [n for n, node in self.nodes.items() if node.proc is not None]
         probes = []
         for nodeid in live:
-            msgid = self.submit(nodeid, 64, Guarantee.SAFE)
+            node = self.nodes[nodeid]
+            slots = tuple(s.group for s in node.slots if s.configured)
+            msgid = self.submit(nodeid, 64, Guarantee.SAFE, GROUPS + slots)
             if msgid is None:
                 self.violations.append(f"liveness: probe refused at node {nodeid}")
                 continue
@@ -804,7 +1200,10 @@ class Cluster:
             if node.proc is not None:
                 total.update(node.proc.stats)
                 total.update({f"drop: {k}": v for k, v in node.proc.drops.items()})
+            if node.service is not None:
+                total.update(node.service.counters)
         total["sends traced"] = sum(1 for e in self.trace if e["ev"] == "send")
+        total["handle trace events"] = sum(map(len, self.handle_traces))
         total["rings installed"] = len(
             {e["ring"] for e in self.trace if e["ev"] == "confchg" and e["kind"] == "regular"}
         )

@@ -1,7 +1,8 @@
 """Everything a simulated run depends on, drawn from one seed (swarm testing).
 
-``draw_options(seed)`` picks the processor count, the network, the workload, the ring's flow
-control constants and the faults from the seed alone, so ``evs sim --seed N`` is a complete
+``draw_options(seed)`` picks the processor count, the network, the workload, the number of
+application handles per process (1-3, its own stream), the ring's flow control constants and
+the faults from the seed alone, so ``evs sim --seed N`` is a complete
 test; any option given explicitly overrides the drawn value and the rest stay as drawn. The
 options are printed first in every run, so a failure report shows exactly what was simulated.
 
@@ -119,6 +120,9 @@ class SimOptions:
     #: Saturating load from ``saturate[0]`` to ``saturate[1]`` ms (equal: none): every
     #: processor keeps its send queue full, on top of the Poisson workload.
     saturate: tuple[float, float] = (0.0, 0.0)
+    #: Application handles per simulated process (handle slots ``0..handles-1``), each
+    #: joining and leaving groups and sending through the node's ``EvsService``.
+    handles: int = 1
 
     @property
     def saturating(self) -> bool:
@@ -157,6 +161,7 @@ class SimOptions:
             f"sort_queue_slots={self.sort_queue_slots} "
             f"queue_bytes_max={self.queue_bytes_max} "
             f"max_message_size={self.max_message_size}",
+            f"service: {self.handles} handle(s) per process",
         ]
         if self.faults:
             lines.append("faults: " + "; ".join(f.describe() for f in self.faults))
@@ -201,6 +206,8 @@ def draw_options(
         drawn["huge_fraction"] = 0.0
     given = {k: v for k, v in overrides.items() if v is not None}
     drawn.update(given)
+    handles = derive(seed, "handle-count").randint(1, 3)  # drawn even when given
+    drawn.setdefault("handles", handles)
     drawn["saturate"] = _draw_saturate(seed, drawn["duration_ms"], light, given)
     saturating = drawn["saturate"][1] > drawn["saturate"][0]
     largest = HUGE if drawn["huge_fraction"] else LARGE

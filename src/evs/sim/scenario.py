@@ -153,9 +153,9 @@ class Scenario:
         self.cluster.pause(node, ms)
 
     def leave(self, node: int) -> None:
-        proc = self.cluster.nodes[node].proc
-        assert proc is not None
-        proc.leave(self.cluster.now)
+        driver = self.cluster.nodes[node].driver
+        assert driver is not None
+        driver.leave(self.cluster.now)
         self.cluster._flush(self.cluster.nodes[node])
         self.cluster.crash(node)
 

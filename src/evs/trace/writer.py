@@ -44,7 +44,14 @@ def payload_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+#: Each guarantee's trace spelling, looked up once: every send and delivery event needs one.
+_LABELS: dict[Guarantee | str, str] = {g: g.label for g in Guarantee}
+
+
 def _guarantee(g: Guarantee | str) -> str:
+    label = _LABELS.get(g)
+    if label is not None:
+        return label
     return g.label if isinstance(g, Guarantee) else g
 
 
