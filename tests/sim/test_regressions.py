@@ -622,7 +622,8 @@ def test_recovery_stall_seed_fails_without_the_recovery_freeing(
         assert p.ring.my_high_seq_received <= room, (p.nodeid, p.ring.my_high_seq_received)
 
 
-#: Seeds whose replay takes minutes: run with ``pytest -m slow`` (docs/simulator.md).
+#: Seeds too slow for every run (1004250 replays 131 s of simulated time, ~15 s of real time):
+#: run with ``pytest -m slow`` (docs/simulator.md).
 SLOW_REGRESSIONS: list[tuple[str, SimOptions]] = [
     (
         "liveness bound too short: 16 processors, every message safe, a 28-slot sort queue "
