@@ -164,9 +164,39 @@ def test_maximal_frame_passes() -> None:
     assert decode(wire) == frame
 
 
+hot_frames: st.SearchStrategy[DeliverNote | Mcast] = st.one_of(
+    st.builds(Mcast, st.integers(0, 2**32 - 1), st.none() | groups, guarantee, data),
+    st.builds(DeliverNote, st.builds(Delivery, u32, u32, groups, data, guarantee)),
+)
+
+
+@given(hot_frames)
+def test_hot_frames_encode_as_the_general_layout(frame: DeliverNote | Mcast) -> None:
+    """DeliverNote and Mcast have a fast encoder and decoder: the same bytes, the same frame."""
+    body = codec._body(frame)
+    kind = codec._KINDS[type(frame)]
+    general = codec.HEADER.pack(codec.HEADER.size - 4 + len(body), kind, frame.request_id) + body
+    assert encode(frame) == general
+    assert decode(general) == frame
+
+
 def test_encoder_refuses_what_decoder_would() -> None:
     with pytest.raises(FrameError, match="limit"):
         encode(Mcast(1, None, Guarantee.AGREED, b"x" * (codec.DATA_MAX + 1)))
+    big = Delivery(1, 2, (b"g",), b"x" * (codec.DATA_MAX + 1), Guarantee.AGREED)
+    with pytest.raises(FrameError, match="limit"):
+        encode(DeliverNote(big))
+    for bad in (
+        Delivery(2**32, 2, (b"g",), b"", Guarantee.AGREED),
+        Delivery(1, -1, (b"g",), b"", Guarantee.AGREED),
+        Delivery(1, 2, (b"",), b"", Guarantee.AGREED),
+        Delivery(1, 2, [b"g"], b"", Guarantee.AGREED),  # type: ignore[arg-type]
+        Delivery(1, 2, (b"g",), b"", 9),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(FrameError):
+            encode(DeliverNote(bad))
+    with pytest.raises(FrameError, match="names are"):
+        encode(Mcast(0, (b"x" * 256,), Guarantee.AGREED, b""))
     with pytest.raises(FrameError, match="names are"):
         encode(Join(1, (b"",)))
     with pytest.raises(FrameError, match="request id"):
@@ -185,6 +215,11 @@ def test_encoder_refuses_what_decoder_would() -> None:
         (struct.pack("!IBIBBB", 8, 4, 1, 4, 2, 0), "unknown Mcast flags"),
         (struct.pack("!IBIBB", 7, 2, 1, 1, 0), "empty group name"),
         (struct.pack("!IBI", 6, 68, 1) + b"\xff", "not UTF-8"),
+        (struct.pack("!IBIIIBBB", 16, 128, 0, 1, 2, 2, 1, 0), "empty group name"),
+        (struct.pack("!IBIIIBBB", 16, 128, 0, 1, 2, 2, 1, 5), "ends inside group name"),
+        (struct.pack("!IBIIIBB", 15, 128, 0, 1, 2, 7, 0), "unknown guarantee 7"),
+        (struct.pack("!IBIIIBB", 15, 128, 3, 1, 2, 2, 0), "request id 3"),
+        (struct.pack("!IBIII", 13, 128, 0, 1, 2), "ends inside DeliverNote"),
     ],
 )
 def test_malformed_frames_say_why(wire: bytes, reason: str) -> None:
