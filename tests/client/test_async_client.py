@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import evs
 from evs.client import async_client
 from evs.types import ConfigChange, Delivery, Guarantee
 
-from .conftest import RING, Daemon, FakeHost
+from .conftest import RING, Daemon, FakeHost, wait_until
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
@@ -88,6 +89,38 @@ def test_full_window_try_again_then_credit(sock_path: Path) -> None:
 
     try:
         run(main())
+    finally:
+        d.stop()
+
+
+def test_close_lingers_for_sent_messages_and_cancelling_it_still_closes(sock_path: Path) -> None:
+    d = Daemon(sock_path)
+
+    async def main() -> None:
+        c = await evs.AsyncClient.connect(d.path)
+        await c.join(["g"])
+        d.run(lambda: setattr(d.host, "full", True))
+        await c.mcast_joined(b"held", block=False)  # held: no credit comes back
+        d.loop.call_soon_threadsafe(time.sleep, 1.0)  # the executive stalls for a second
+        closing = asyncio.create_task(c.close())
+        await asyncio.sleep(0)  # close() half-closed and now waits for the executive
+        assert not closing.done()
+        with pytest.raises(evs.NotConnected, match="closed"):
+            await c.mcast_joined(b"late", block=False)
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        assert c._reader_task is not None
+        await asyncio.wait([c._reader_task], timeout=5)
+        assert c._reader_task.done()
+        assert c._writer is not None
+        assert c._writer.is_closing()
+        await c.close()  # again: nothing to do
+
+    try:
+        run(main())
+        # What the client sent before closing was taken, once the executive woke.
+        wait_until(lambda: d.run(lambda: d.host.windows.waiting) == 1)
     finally:
         d.stop()
 

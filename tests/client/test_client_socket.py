@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -221,6 +224,60 @@ def test_close_right_after_sending_loses_nothing(daemon: Daemon) -> None:
                     if e.data == want[-1]:
                         break
             assert got == want, f"round {round_}: {len(got)} of 2000, the last {got[-1:]}"
+
+
+def test_a_process_that_exits_without_close_loses_nothing(daemon: Daemon) -> None:
+    """The executive's credit write to a socket whose process is gone fails; what that
+    process sent before it exited is still read (the executive reads its own descriptor)."""
+    code = (
+        "import os, sys, evs\n"
+        "c = evs.Client(sys.argv[1])\n"
+        "for i in range(2000):\n"
+        "    c.mcast_groups(['g'], b'%s:%d' % (sys.argv[2].encode(), i), block=False)\n"
+        "os._exit(0)\n"
+    )
+    with evs.Client(daemon.path) as listener:
+        listener.join(["g"])
+        for round_ in range(3):
+            subprocess.run(
+                [sys.executable, "-c", code, str(daemon.path), str(round_)], check=True, timeout=60
+            )
+            want = [b"%d:%d" % (round_, i) for i in range(2000)]
+            got: list[bytes] = []
+            for e in listener.events(timeout=5):
+                if isinstance(e, Delivery):
+                    got.append(e.data)
+                    if e.data == want[-1]:
+                        break
+            assert got == want, f"round {round_}: {len(got)} of 2000, the last {got[-1:]}"
+
+
+def test_sends_of_a_client_cut_off_for_not_reading_still_go(sock_path: Path) -> None:
+    """A client the executive disconnects (it never read its events) had sends on their way:
+    those were accepted by its library, so the executive still takes them, every one."""
+    d = Daemon(sock_path, FakeHost(handle_queue_bytes=64 << 10), client_queue_bytes=64 << 10)
+    try:
+        s = _raw(d.path)
+        s.sendall(encode(Hello(1, IPC_VERSION, 1)) + encode(Join(2, (b"g",))))
+        frames = [
+            encode(Mcast(0, None, Guarantee.AGREED, b"%04d" % i + bytes(4000))) for i in range(400)
+        ]  # its own deliveries (1.6 MB) overflow its bounds while it sends
+        written = 0
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for frame in frames:  # a frame written whole is what the library calls sent
+                s.sendall(frame)
+                written += 1
+        _frames_until_eof(s)  # (its Goodbye may be among what it never read: aborted)
+        s.close()
+        assert d.counter("overflow disconnects") == 1
+        assert written > 20
+        service = d.host.service
+        assert d.run(lambda: (service.counters["messages sent"], d.host.windows.waiting)) == (
+            written,
+            0,
+        )
+    finally:
+        d.stop()
 
 
 def test_a_client_sending_past_its_window_is_disconnected(sock_path: Path) -> None:

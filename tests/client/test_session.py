@@ -117,9 +117,10 @@ def test_windowed_sends_count_against_the_window_until_credited() -> None:
     # A message larger than the whole window goes when nothing else is outstanding.
     assert s.window_room(5000)
     assert s.send(None, bytes(100), Guarantee.AGREED)
-    leave = s.leave(["g"])
-    s.receive_data(encode(Ok(leave)))
+    s.leave(["g"])  # counts at once: a send queued after it reaches the daemon after it
     assert s.joined == set()
+    with pytest.raises(InvalidArgument, match="joined no group"):
+        s.send(None, b"x", Guarantee.AGREED)
     # Credit beyond what is outstanding: the daemon is broken; the session ends.
     s.receive_data(encode(SendCredit(165)))
     assert isinstance(s.ended, NotConnected)

@@ -99,26 +99,30 @@ class AsyncClient:
         it half-closes and waits (at most ``CLOSE_LINGER_S``) until the executive closes."""
         if self._closed:
             return
-        self._closed = True
+        self._closed = True  # from here on, requests raise NotConnected (see _send)
         s = self._session
         writer = self._writer
-        if s.ended is None and s.outstanding and writer is not None:
-            with contextlib.suppress(OSError, TimeoutError):
-                if writer.can_write_eof():
-                    writer.write_eof()
-                self._awaiting += 1
-                self._wake()
-                await asyncio.wait_for(self._until(lambda: False), CLOSE_LINGER_S)
-        self._session.close()
-        self._wake()
+        try:
+            if s.ended is None and s.outstanding and writer is not None:
+                with contextlib.suppress(OSError, TimeoutError):
+                    if writer.can_write_eof():
+                        writer.write_eof()
+                    self._awaiting += 1
+                    self._wake()
+                    await asyncio.wait_for(self._until(lambda: False), CLOSE_LINGER_S)
+        finally:  # even if cancelled while lingering: nothing stays open
+            s.close()
+            self._wake()
+            if self._reader_task is not None:
+                self._reader_task.cancel()
+            if writer is not None:
+                writer.close()
         if self._reader_task is not None:
-            self._reader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader_task
-        if self._writer is not None:
-            self._writer.close()
+        if writer is not None:
             with contextlib.suppress(OSError):
-                await self._writer.wait_closed()
+                await writer.wait_closed()
 
     async def __aenter__(self) -> AsyncClient:
         if self._writer is None:
@@ -153,11 +157,7 @@ class AsyncClient:
         try:
             while s.ended is None:
                 await self._until(
-                    lambda: (
-                        self._awaiting > 0
-                        or s.outstanding > 0  # credits come behind the events
-                        or s.events_waiting < EVENTS_BUFFERED_MAX
-                    )
+                    lambda: self._awaiting > 0 or s.events_waiting < EVENTS_BUFFERED_MAX
                 )
                 try:
                     data = await reader.read(_READ_CHUNK)
@@ -173,6 +173,8 @@ class AsyncClient:
             self._wake()
 
     async def _send(self) -> None:
+        if self._closed and self._session.ended is None:
+            raise NotConnected("this client is closed")
         data = self._session.data_to_send()
         writer = self._writer
         if writer is None or not data:

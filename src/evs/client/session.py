@@ -9,12 +9,14 @@ it. Events are buffered in arrival order for ``next_event``.
 Sends are windowed (``evs.ipc.messages``): ``send`` queues an Mcast with request id 0 and no
 reply if the message fits in what is left of the send window, and returns False otherwise (the
 caller raises TryAgain or waits); SendCredit frames give window bytes back. The session knows
-the groups the handle has joined (a Join or Leave takes effect when its Ok arrives), so it
-refuses a send to the joined groups with none joined, as the daemon would. ``room_again``
-(set by RoomAgain, cleared by each synchronous ``mcast``) serves a sender that uses the
-synchronous form. Once the connection ends (EOF, Goodbye, a connection-level Error, or bytes
-that are not frames) ``ended`` holds the exception every later call raises; events that
-arrived before stay readable.
+the groups the handle has joined, so it refuses a send to the joined groups with none joined,
+as the daemon would (a Join counts from its Ok, a Leave from its request, so threads racing on
+one client never make the daemon refuse a send the session let through). ``room_again`` (set
+by RoomAgain, cleared by each synchronous ``mcast``) serves a sender of the synchronous form.
+
+Once the connection ends (EOF, Goodbye, a connection-level Error, or bytes that are not
+frames) ``ended`` holds the exception every later call raises; events that arrived before
+stay readable.
 """
 
 from __future__ import annotations
@@ -82,10 +84,10 @@ class ClientSession:
         self.room_again = False
         #: Window bytes of windowed sends not yet given back by SendCredit.
         self.outstanding = 0
-        #: Groups this handle has joined (as the daemon confirmed).
+        #: Groups this handle has joined: a subset of the daemon's set at any later request.
         self.joined: set[bytes] = set()
-        #: Join/Leave request id -> (joining?, names), until the reply comes.
-        self._group_ops: dict[int, tuple[bool, tuple[bytes, ...]]] = {}
+        #: Join request id -> names, until the reply comes.
+        self._joins: dict[int, tuple[bytes, ...]] = {}
         #: The request id of the Hello this session opens with.
         self.hello_id = self._request(Hello(0, IPC_VERSION, pid))
 
@@ -103,13 +105,16 @@ class ClientSession:
     def join(self, groups: Iterable[str | bytes]) -> int:
         names = self._names(groups)
         rid = self._request(Join(0, names))
-        self._group_ops[rid] = (True, names)
+        self._joins[rid] = names
         return rid
 
     def leave(self, groups: Iterable[str | bytes]) -> int:
         names = self._names(groups)
         rid = self._request(Leave(0, names))
-        self._group_ops[rid] = (False, names)
+        # At once, not at the Ok: a send to the joined groups queued after this Leave is
+        # resolved by the daemon after it, so ``joined`` must never hold more than the
+        # daemon's set will (a join counts only once its Ok came).
+        self.joined.difference_update(names)
         return rid
 
     def mcast(self, groups: Iterable[str | bytes] | None, data: bytes, guarantee: Guarantee) -> int:
@@ -225,12 +230,9 @@ class ClientSession:
             self._replies[frame.request_id] = frame
             if isinstance(frame, Welcome):
                 self.welcome = frame
-            op = self._group_ops.pop(frame.request_id, None)
-            if op is not None and isinstance(frame, Ok):
-                if op[0]:
-                    self.joined.update(op[1])
-                else:
-                    self.joined.difference_update(op[1])
+            joined = self._joins.pop(frame.request_id, None)
+            if joined is not None and isinstance(frame, Ok):
+                self.joined.update(joined)
         else:
             self._end(NotConnected(f"the evs daemon sent a request frame: {type(frame).__name__}"))
         return self.ended is None

@@ -104,6 +104,7 @@ class Client:
         self._session = ClientSession(os.getpid())
         self._cond = threading.Condition()
         self._reading = False
+        self._writing = False
         self._closed = False
         self._flagged = False
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -148,7 +149,7 @@ class Client:
             self._session.close()
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading
-            while self._reading:
+            while self._reading or self._writing:
                 self._cond.wait(1.0)
             self._sock.close()
             self._epoll.close()
@@ -183,12 +184,25 @@ class Client:
     # ---------------------------------------------------------------- I/O (lock held)
 
     def _send_pending(self) -> None:
+        """Write the session's requests; while the socket is full, wait with the lock released.
+
+        One writer at a time (frames must not interleave); ``close()`` from another thread
+        ends a wait for a daemon that stopped reading (the write then fails: NotConnected)."""
+        while self._writing:
+            self._cond.wait()
         data = memoryview(self._session.data_to_send())
         while data:
             try:
                 n = self._sock.send(data)
             except BlockingIOError:
-                select.select([], [self._sock], [])
+                self._writing = True
+                self._cond.release()
+                try:
+                    select.select([], [self._sock], [])
+                finally:
+                    self._cond.acquire()
+                    self._writing = False
+                    self._cond.notify_all()
                 continue
             except OSError as exc:
                 self._lost(exc)
@@ -303,7 +317,10 @@ class Client:
         block: bool = True,
         timeout: float | None = None,
     ) -> None:
-        """evs_mcast_joined: send ``data`` to every group this handle has joined."""
+        """evs_mcast_joined: send ``data`` to every group this handle has joined.
+
+        Returns once the message is written to the executive (within the send window);
+        ``timeout`` bounds the wait for room in the window (then TryAgain)."""
         self._mcast(None, data, guarantee, block, timeout)
 
     def mcast_groups(
@@ -331,6 +348,8 @@ class Client:
         deadline = _deadline(timeout)
         s = self._session
         with self._cond:
+            if self._closed:  # closing: another thread is letting the executive read the rest
+                raise NotConnected("this client is closed")
             while not s.send(names, data, guarantee):
                 if not self._reading:
                     self._read(0)  # credits that came already

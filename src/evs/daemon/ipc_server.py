@@ -289,6 +289,7 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.closing = False
         self._abort_timer: asyncio.TimerHandle | None = None
+        self._rest: socket.socket | None = None
 
     # ---------------------------------------------------------------- asyncio callbacks
 
@@ -302,7 +303,12 @@ class _Connection(asyncio.Protocol):
             high=server.client_queue_bytes, low=server.client_queue_bytes // 4
         )
         try:
-            self.pid, uid, gid = peer_credentials(transport.get_extra_info("socket"))
+            sock = transport.get_extra_info("socket")
+            self.pid, uid, gid = peer_credentials(sock)
+            # Our own descriptor of the connection: what the client sent before a failed write
+            # made the transport stop reading is still read from it (connection_lost).
+            self._rest = socket.socket(fileno=os.dup(sock.fileno()))
+            self._rest.setblocking(False)
         except (OSError, AttributeError, struct.error) as exc:
             self.refuse(f"cannot read the peer's credentials: {exc}")
             return
@@ -321,6 +327,10 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
+            # Being disconnected: no more replies, but messages already sent within the
+            # window were accepted by the client's library and must not be lost.
+            if self.take_windowed(data):
+                self.server.host.after_request()
             return
         server = self.server
         handled = 0
@@ -342,6 +352,9 @@ class _Connection(asyncio.Protocol):
         self.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        rest = self._read_rest()
+        if rest and self.take_windowed(rest):
+            self.server.host.after_request()
         if self.decoder.buffered and not self.closing:
             self.server.counters["disconnects mid-frame"] += 1
         self.closing = True
@@ -349,6 +362,45 @@ class _Connection(asyncio.Protocol):
             self._abort_timer.cancel()
         self.release_handle()
         self.server._forget(self)
+
+    def _read_rest(self) -> bytes:
+        """What is still in the socket (after a failed write the transport stops reading)."""
+        sock, self._rest = self._rest, None
+        if sock is None:
+            return b""
+        chunks: list[bytes] = []
+        try:
+            # First: from now on a client's write fails (EPIPE) instead of landing unread.
+            sock.shutdown(socket.SHUT_RD)
+            while True:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except OSError:  # EAGAIN: all read; a reset: nothing more to read either
+            pass
+        finally:
+            sock.close()
+        return b"".join(chunks)
+
+    def take_windowed(self, data: bytes) -> int:
+        """Accept the windowed sends in ``data`` of a connection that is ending; no replies."""
+        h = self.handle
+        if h is None:
+            return 0
+        taken = 0
+        try:
+            self.decoder.feed(data)
+            for frame in self.decoder:
+                if isinstance(frame, Mcast) and frame.request_id == 0:
+                    self.server.host.windows.mcast(h, frame.groups, frame.data, frame.guarantee)
+                    taken += 1
+        except FrameError:
+            pass  # already counted and answered when the stream broke
+        except InvalidArgument as exc:
+            self.server.counters["windowed sends refused"] += 1
+            log.warning("IPC client pid %d, disconnecting: send refused: %s", self.pid, exc)
+        return taken
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -499,7 +551,8 @@ class _Connection(asyncio.Protocol):
             return
         self.flush()
         self.closing = True
-        self.release_handle()
+        if self.handle is not None:
+            self.service.mute(self.handle)  # kept for its last sends; released when lost
         t = self.transport
         t.write(encode(last))
         t.close()

@@ -524,6 +524,7 @@ class FrameDecoder:
         end = pos + 4 + length
         if len(buf) < end:
             raise StopIteration
+        frame: Frame
         try:
             if kind == 128:  # DeliverNote, most frames a client reads: its data copied once
                 frame = _decode_deliver(buf, pos + HEADER.size, end, rid)

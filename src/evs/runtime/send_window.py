@@ -43,8 +43,8 @@ class SendWindows:
     __slots__ = ("_credits", "_held", "_waiting", "service", "window")
 
     def __init__(self, service: EvsService, window: int = SEND_WINDOW) -> None:
-        if window < 1:
-            raise ValueError(f"the send window must be positive, got {window}")
+        if not 1 <= window < 1 << 31:
+            raise ValueError(f"the send window must be 1..2**31-1 bytes, got {window}")
         self.service = service
         self.window = window
         self._waiting: deque[_Waiting] = deque()
@@ -101,9 +101,10 @@ class SendWindows:
                 submit(h, names, body, g, room_again=False)
             except TryAgain:
                 break
-            except InvalidArgument:
+            except Exception:
                 # The checks at acceptance are the core's own; this cannot happen unless they
-                # drift apart. Counted (and the executive's status shows it), never raised.
+                # drift apart or a bug is below. Counted (the executive's status shows it) and
+                # dropped: raising would wedge every later step on the same message.
                 self.service.counters["held sends the core refused"] += 1
             waiting.popleft()
             taken += 1

@@ -200,6 +200,14 @@ class EvsService:
         h.queued_bytes = 0
         h.groups.clear()
 
+    def mute(self, h: Handle) -> None:
+        """The handle's connection is ending: it gets no more events, but may still send."""
+        if h.overflowed is None:
+            h.overflowed = "the connection is closing"
+        h.events.clear()
+        h.queued_bytes = 0
+        self._ready.pop(h.id, None)
+
     def join(self, h: Handle, groups: Iterable[str | bytes]) -> None:
         names = group_names(groups)
         new = h.groups.union(names)
