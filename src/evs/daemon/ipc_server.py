@@ -68,6 +68,7 @@ from evs.ipc.messages import (
     StatusReply,
     Welcome,
     error_code,
+    mcast_cost,
 )
 from evs.runtime.send_window import SendWindows
 from evs.runtime.service import GROUP_NAME_MAX, GROUPS_PER_HANDLE_MAX, EvsService, Handle
@@ -393,7 +394,9 @@ class _Connection(asyncio.Protocol):
             self.decoder.feed(data)
             for frame in self.decoder:
                 if isinstance(frame, Mcast) and frame.request_id == 0:
-                    self.server.host.windows.mcast(h, frame.groups, frame.data, frame.guarantee)
+                    self.server.host.windows.mcast(
+                        h, frame.groups, frame.data, frame.guarantee, mcast_cost(len(frame.data))
+                    )
                     taken += 1
         except FrameError:
             pass  # already counted and answered when the stream broke
@@ -457,7 +460,9 @@ class _Connection(asyncio.Protocol):
     def windowed(self, h: Handle, frame: Mcast) -> bool:
         """A windowed send: no reply; a refusal means the client broke the protocol."""
         try:
-            self.server.host.windows.mcast(h, frame.groups, frame.data, frame.guarantee)
+            self.server.host.windows.mcast(
+                h, frame.groups, frame.data, frame.guarantee, mcast_cost(len(frame.data))
+            )
         except InvalidArgument as exc:
             self.server.counters["windowed sends refused"] += 1
             log.warning("IPC client pid %d: windowed send refused: %s", self.pid, exc)

@@ -2,7 +2,8 @@
 
 Theory of operation: a synchronous send costs the application a round trip to its executive
 per message, which caps one sender at a few thousand messages per second. Instead each handle
-gets a *send window* of ``window`` bytes (``evs.ipc.messages.mcast_cost`` per message). Within
+gets a *send window* of ``window`` bytes (each message costs what the caller says: the IPC layer
+counts ``evs.ipc.messages.mcast_cost``, which its client counts alike). Within
 it the executive accepts every message: it is checked at once (groups resolved, size, guarantee;
 a refusal means the client broke its own library's checks), then handed to the core, or, if the
 core's send queue is full, kept here in arrival order across all handles and handed over as
@@ -21,7 +22,6 @@ from collections import deque
 from collections.abc import Iterable
 
 from evs.errors import InvalidArgument, TryAgain
-from evs.ipc.messages import mcast_cost
 from evs.runtime.service import EvsService, Handle
 from evs.types import Guarantee
 
@@ -67,11 +67,12 @@ class SendWindows:
         groups: Iterable[str | bytes] | None,
         data: bytes,
         guarantee: Guarantee,
+        cost: int,
     ) -> None:
-        """Accept one windowed message; raises InvalidArgument (WindowExceeded) only."""
+        """Accept one windowed message costing ``cost`` bytes of the handle's window; raises
+        InvalidArgument (WindowExceeded) only."""
         service = self.service
         names, body, g = service.check_mcast(h, groups, data, guarantee)
-        cost = mcast_cost(len(body))
         held = self._held.get(h.id, 0)
         if held and held + cost > self.window:
             raise WindowExceeded(
@@ -106,8 +107,9 @@ class SendWindows:
                 # drift apart or a bug is below. Counted (the executive's status shows it) and
                 # dropped: raising would wedge every later step on the same message.
                 self.service.counters["held sends the core refused"] += 1
+            else:
+                taken += 1
             waiting.popleft()
-            taken += 1
             left = self._held[h.id] - cost
             if left:
                 self._held[h.id] = left

@@ -182,6 +182,7 @@ class EvsService:
             "handles overflowed": 0,
             "foreign messages dropped": 0,
             "sends held for room": 0,
+            "held sends the core refused": 0,
         }
 
     # ------------------------------------------------------------------ handles
