@@ -260,28 +260,37 @@ def _groups_cached(groups: tuple[bytes, ...]) -> bytes:
 
 def _encode_hot(frame: DeliverNote | Mcast) -> bytes:
     """DeliverNote and Mcast, the frames of every message: the same bytes as ``_body``, with
-    the same bounds, in one pack and one join (no intermediate copies)."""
+    the same bounds, in one pack and one join (no intermediate copies; the texts of errors
+    are built only on an error)."""
     if isinstance(frame, DeliverNote):
         d = frame.delivery
         data, groups, g = d.data, d.groups, d.guarantee
-        _check(g in _GUARANTEES, f"unknown guarantee {g!r}")
-        _check(type(groups) is tuple, f"groups {groups!r} are not a tuple")
+        if g not in _GUARANTEES or type(groups) is not tuple or len(data) > DATA_MAX:
+            raise FrameError(_hot_error(g, groups, data))
         glist = _groups_cached(groups)
-        _check(len(data) <= DATA_MAX, f"data of {len(data)} bytes; the limit is {DATA_MAX}")
         length = _DELIVER_HEAD.size - 4 + len(glist) + len(data)
         head = _DELIVER_HEAD.pack(length, 128, frame.request_id, d.nodeid, d.pid, g)
         return b"".join((head, glist, data))
-    data, g = frame.data, frame.guarantee
-    _check(g in _GUARANTEES, f"unknown guarantee {g!r}")
-    if frame.groups is None:
+    data, g, groups = frame.data, frame.guarantee, frame.groups
+    if groups is None:
         flags, glist = _MCAST_JOINED, b"\0"
     else:
-        _check(type(frame.groups) is tuple, f"groups {frame.groups!r} are not a tuple")
-        flags, glist = 0, _groups_cached(frame.groups)
-    _check(len(data) <= DATA_MAX, f"data of {len(data)} bytes; the limit is {DATA_MAX}")
+        if type(groups) is not tuple:
+            raise FrameError(_hot_error(g, groups, data))
+        flags, glist = 0, _groups_cached(groups)
+    if g not in _GUARANTEES or len(data) > DATA_MAX:
+        raise FrameError(_hot_error(g, (), data))
     length = _MCAST_HEAD.size - 4 + len(glist) + len(data)
     head = _MCAST_HEAD.pack(length, 4, frame.request_id, flags, g)
     return b"".join((head, glist, data))
+
+
+def _hot_error(g: object, groups: object, data: bytes) -> str:
+    if g not in _GUARANTEES:
+        return f"unknown guarantee {g!r}"
+    if type(groups) is not tuple:
+        return f"groups {groups!r} are not a tuple"
+    return f"data of {len(data)} bytes; the limit is {DATA_MAX}"
 
 
 def encode(frame: Frame) -> bytes:
@@ -431,13 +440,9 @@ def _decode_body(kind: int, rid: int, r: _Reader) -> Frame:
     return frame
 
 
-def _decode_deliver(buf: bytearray, start: int, end: int, rid: int) -> DeliverNote:
-    """A DeliverNote's body ``buf[start:end]``, checked as ``_decode_body`` checks it."""
-    _check(rid == 0, f"notification DeliverNote with request id {rid}")
-    pos = start + _DELIVER.size
-    _check(pos + 1 <= end, "frame ends inside DeliverNote")
-    nodeid, pid, g = _DELIVER.unpack_from(buf, start)
-    guarantee = _guarantee(g)
+def _groups_at(buf: bytearray, pos: int, end: int) -> tuple[tuple[bytes, ...], int]:
+    """The group list at ``buf[pos]`` (bounded by ``end``) and the position after it."""
+    _check(pos < end, "frame ends inside group count")
     count = buf[pos]
     pos += 1
     groups = []
@@ -448,10 +453,39 @@ def _decode_deliver(buf: bytearray, start: int, end: int, rid: int) -> DeliverNo
         _check(pos + 1 + n <= end, "frame ends inside group name")
         groups.append(bytes(buf[pos + 1 : pos + 1 + n]))
         pos += 1 + n
+    return tuple(groups), pos
+
+
+def _data_at(buf: bytearray, pos: int, end: int) -> bytes:
+    if end - pos > DATA_MAX:
+        raise FrameError(f"data of {end - pos} bytes; the limit is {DATA_MAX}")
     with memoryview(buf) as view:
-        data = bytes(view[pos:end])
-    _check(len(data) <= DATA_MAX, f"data of {len(data)} bytes; the limit is {DATA_MAX}")
-    return DeliverNote(Delivery(nodeid, pid, tuple(groups), data, guarantee), rid)
+        return bytes(view[pos:end])
+
+
+def _decode_mcast(buf: bytearray, start: int, end: int, rid: int) -> Mcast:
+    """An Mcast's body ``buf[start:end]``, checked as ``_decode_body`` checks it."""
+    _check(start + _MCAST.size <= end, "frame ends inside Mcast")
+    flags, g = _MCAST.unpack_from(buf, start)
+    if flags & ~_MCAST_JOINED:
+        raise FrameError(f"unknown Mcast flags {flags:#x}")
+    groups, pos = _groups_at(buf, start + _MCAST.size, end)
+    if flags:
+        _check(not groups, "Mcast to the joined groups names groups")
+    guarantee = _guarantee(g)
+    return Mcast(rid, None if flags else groups, guarantee, _data_at(buf, pos, end))
+
+
+def _decode_deliver(buf: bytearray, start: int, end: int, rid: int) -> DeliverNote:
+    """A DeliverNote's body ``buf[start:end]``, checked as ``_decode_body`` checks it."""
+    if rid != 0:
+        raise FrameError(f"notification DeliverNote with request id {rid}")
+    _check(start + _DELIVER.size <= end, "frame ends inside DeliverNote")
+    nodeid, pid, g = _DELIVER.unpack_from(buf, start)
+    guarantee = _guarantee(g)
+    groups, pos = _groups_at(buf, start + _DELIVER.size, end)
+    data = _data_at(buf, pos, end)
+    return DeliverNote(Delivery(nodeid, pid, groups, data, guarantee), rid)
 
 
 def decode(data: bytes | bytearray | memoryview) -> Frame:
@@ -528,6 +562,8 @@ class FrameDecoder:
         try:
             if kind == 128:  # DeliverNote, most frames a client reads: its data copied once
                 frame = _decode_deliver(buf, pos + HEADER.size, end, rid)
+            elif kind == 4:  # Mcast, most frames the executive reads: the same
+                frame = _decode_mcast(buf, pos + HEADER.size, end, rid)
             else:
                 # One copy of the body; the view is released before the buffer can be resized.
                 with memoryview(buf) as view:
