@@ -271,13 +271,13 @@ def _encode_hot(frame: DeliverNote | Mcast) -> bytes:
         length = _DELIVER_HEAD.size - 4 + len(glist) + len(data)
         head = _DELIVER_HEAD.pack(length, 128, frame.request_id, d.nodeid, d.pid, g)
         return b"".join((head, glist, data))
-    data, g, groups = frame.data, frame.guarantee, frame.groups
-    if groups is None:
+    data, g, named = frame.data, frame.guarantee, frame.groups
+    if named is None:
         flags, glist = _MCAST_JOINED, b"\0"
+    elif type(named) is tuple:
+        flags, glist = 0, _groups_cached(named)
     else:
-        if type(groups) is not tuple:
-            raise FrameError(_hot_error(g, groups, data))
-        flags, glist = 0, _groups_cached(groups)
+        raise FrameError(_hot_error(g, named, data))
     if g not in _GUARANTEES or len(data) > DATA_MAX:
         raise FrameError(_hot_error(g, (), data))
     length = _MCAST_HEAD.size - 4 + len(glist) + len(data)
