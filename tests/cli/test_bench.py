@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,12 +34,19 @@ def test_tiny_run_reports_and_verifies() -> None:
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     argv = [sys.executable, "-m", "evs.cli", "bench", "--nodes", "2", "--sizes", "64"]
     argv += ["--senders", "one", "--seconds", "1", "--warmup", "0.3", "--json"]
+    argv += ["--netmtu", "9000", "--keep"]  # the option reaches the executives (checked below)
     r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert {"date", "machine", "parameters", "points", "runs", "verified"} <= set(report)
     assert report["machine"]["cores"] >= 1
     assert report["parameters"]["nodes"] == 2
+    assert report["parameters"]["netmtu"] == 9000
+    kept = Path(r.stderr.split("files kept in ", 1)[1].split()[0])
+    try:
+        assert "netmtu = 9000" in (kept / "node1" / "evs.toml").read_text()
+    finally:
+        shutil.rmtree(kept)
     assert report["verified"] is True
     (run,) = report["runs"]
     assert run["size"] == 64
@@ -71,6 +79,7 @@ def test_tiny_run_reports_and_verifies() -> None:
         ["--seconds", "10000"],
         ["--reps", "0"],
         ["--sender-clients", "0"],
+        ["--netmtu", "100"],
     ],
 )
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -101,6 +101,7 @@ class Bench:
             port=a.port,
             token=a.token,
             mode=a.mode,
+            netmtu=a.netmtu,
             lab=self.lab,
             profile_dir=self.profile_dir,
         )
@@ -157,6 +158,7 @@ class Bench:
                 "nodes": a.nodes,
                 "network": "netns (veth + bridge)" if a.netns else "loopback",
                 "mode": a.mode,
+                "netmtu": a.netmtu or 1500,
                 "token_ms": a.token,
                 "sizes": self.sizes,
                 "senders": a.senders,
@@ -471,7 +473,8 @@ def table(report: dict[str, Any]) -> str:
     )
     lines = [
         f"evs bench {report['date']}: {p['nodes']} executives, {p['network']}, {p['mode']}, "
-        f"token {p['token_ms']} ms, {win}, {p['reps']} run(s) per point"
+        f"netmtu {p.get('netmtu', 1500)}, token {p['token_ms']} ms, {win}, "
+        f"{p['reps']} run(s) per point"
         + (
             f", {p['sender_clients']} sending clients per sending node"
             if p["sender_clients"] > 1
@@ -479,7 +482,8 @@ def table(report: dict[str, Any]) -> str:
         ),
         f"machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']}, "
         f"executives on {m['event_loop']}, "
-        f"load before {m['loadavg'][0]:.2f}, after {report['load_after'][0]:.2f}"
+        + ("compiled (mypyc), " if m.get("compiled_modules") else "pure Python, ")
+        + f"load before {m['loadavg'][0]:.2f}, after {report['load_after'][0]:.2f}"
         + (" (PROFILED: figures are not comparable)" if p["profiled"] else ""),
         "",
         f"{'senders':<8} {'size':>7} {'msgs/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} "

@@ -48,6 +48,7 @@ class LocalCluster:
         trace: bool = False,
         extra_totem: str = "",
         mcast_addr: str = "239.192.77.1",
+        netmtu: int | None = None,
         lab: NetLab | None = None,
         profile_dir: Path | None = None,
     ) -> None:
@@ -71,6 +72,7 @@ class LocalCluster:
                 f'[totem]\ncluster_name = "demo"\nnodeid = {n}\ntoken = {token}\n{extra_totem}\n'
                 f'[transport]\nmode = "{mode}"\nport = {self.port}\nbind = "{self.addr(n)}"\n'
                 + (f'mcast_addr = "{mcast_addr}"\n' if mode == "udp" else "")
+                + (f"netmtu = {netmtu}\n" if netmtu is not None else "")
                 + f"\n{node_list}\n"
                 f'[ipc]\nsocket = "{d / "evs.sock"}"\n\n'
                 f'[state]\ndir = "{d / "state"}"\n\n'

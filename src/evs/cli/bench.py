@@ -84,6 +84,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--token", type=int, default=1000, help="token timeout, ms (default 1000)")
     p.add_argument("--port", type=int, default=0, help="UDP port (default: a free one)")
     p.add_argument(
+        "--netmtu",
+        type=int,
+        default=None,
+        help="the executives' [transport] netmtu, bytes (576..65507; default: the daemon's, "
+        "1500). Above the links' MTU the kernel fragments each datagram (docs/benchmarks.md)",
+    )
+    p.add_argument(
         "--sizes",
         default="64,1K,16K,64K",
         help="message sizes, comma separated (default 64,1K,16K,64K; at least 32 bytes)",
@@ -145,6 +152,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--sender-clients must be 1..16"
     if not 1 <= args.reps <= 20:
         return "--reps must be 1..20"
+    if args.netmtu is not None and not 576 <= args.netmtu <= 65507:
+        return "--netmtu must be 576..65507"
     if args.port and not 1024 <= args.port <= 65535:
         return "--port must be 1024..65535"
     try:
@@ -174,6 +183,8 @@ def machine() -> dict[str, Any]:
     import importlib.metadata  # noqa: PLC0415
     import platform  # noqa: PLC0415
 
+    from evs._compiled import compiled_modules  # noqa: PLC0415
+
     model = "unknown"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -194,6 +205,9 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "loadavg": list(os.getloadavg()),
+        # mypyc-compiled hot modules (tools/compile.py) in the executives and clients, which
+        # run on this interpreter with this PYTHONPATH: 0 means pure Python.
+        "compiled_modules": len(compiled_modules()),
     }
 
 
