@@ -144,9 +144,9 @@ def test_limits_come_from_welcome() -> None:
     with pytest.raises(InvalidArgument, match="at least one"):
         s.leave([])
     with pytest.raises(InvalidArgument, match="unknown guarantee"):
-        s.mcast(None, b"", 9)  # type: ignore[arg-type]
+        s.mcast(None, b"", 9)
     with pytest.raises(InvalidArgument, match="must be bytes"):
-        s.mcast(None, "text", Guarantee.AGREED)  # type: ignore[arg-type]
+        s.mcast(None, "text", Guarantee.AGREED)
     assert sent(s) == []
 
 

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 import pytest
 
 from evs.errors import InvalidArgument, TryAgain
+from evs.runtime import service as service_mod
 from evs.runtime.service import (
     GROUP_NAME_MAX,
     GROUPS_PER_HANDLE_MAX,
     EvsService,
-    ServiceHeader,
 )
 from evs.totem.events import Deliver, Sent
 from evs.types import ConfigChange, Delivery, Guarantee, RingId
@@ -148,7 +148,7 @@ def test_message_too_large_and_no_groups_are_invalid() -> None:
     h = s.open_handle(pid=1)
     with pytest.raises(InvalidArgument, match="joined no group"):
         s.mcast(h, None, b"x", Guarantee.AGREED)
-    with pytest.raises(InvalidArgument, match=f"limit of {1000 - ServiceHeader.STRUCT.size}"):
+    with pytest.raises(InvalidArgument, match=f"limit of {1000 - service_mod.HEADER.size}"):
         s.mcast(h, ["g"], bytes(1000), Guarantee.AGREED)
 
 
@@ -226,7 +226,7 @@ def test_a_header_of_another_version_is_foreign() -> None:
     s = service(FakeCore())
     h = s.open_handle(pid=1)
     s.join(h, ["g"])
-    head = ServiceHeader.STRUCT.pack(ServiceHeader.VERSION + 1, 0, 7, 0, 0)
+    head = service_mod.HEADER.pack(service_mod.HEADER_VERSION + 1, 0, 7, 0, 0)
     traced = s.feed([Deliver(2, (b"g",), head + b"data", Guarantee.AGREED, R1)])
     assert traced[0][1] is None
     assert h.take_events() == []

@@ -286,12 +286,12 @@ def test_custom_group_limits() -> None:
 def test_bad_data_and_guarantee_are_refused() -> None:
     packer = Packer(PAYLOAD)
     with pytest.raises(InvalidArgument, match="must be bytes, got str"):
-        packer.submit([b"g"], "text", AGREED)  # type: ignore[arg-type]
+        packer.submit([b"g"], "text", AGREED)
     with pytest.raises(InvalidArgument, match="must be bytes, got int"):
-        packer.submit([b"g"], 5, AGREED)  # type: ignore[arg-type]
+        packer.submit([b"g"], 5, AGREED)
     with pytest.raises(InvalidArgument, match="AGREED or SAFE"):
-        packer.submit([b"g"], b"", 1)  # type: ignore[arg-type]
-    assert packer.submit([b"g"], b"", 3) == 0  # type: ignore[arg-type]
+        packer.submit([b"g"], b"", 1)
+    assert packer.submit([b"g"], b"", 3) == 0
     packet = packer.next_packet()
     assert packet is not None
     assert packet[1] is SAFE

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from evs._compiled import compiled_modules
 from evs.totem import recovery
 from evs.totem.config import TotemConfig
 from evs.totem.messages import OrfToken
@@ -22,6 +23,8 @@ RING = RingId(seq=12, rep=1)
 
 @pytest.fixture
 def installs(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    if "evs.totem.recovery" in compiled_modules():
+        pytest.skip("replaces recovery.install: calls inside a compiled module do not see that")
     calls: list[float] = []
     monkeypatch.setattr(recovery, "install", lambda p, now: calls.append(now))
     return calls

@@ -117,13 +117,13 @@ class ClientSession:
         self.joined.difference_update(names)
         return rid
 
-    def mcast(self, groups: Iterable[str | bytes] | None, data: bytes, guarantee: Guarantee) -> int:
+    def mcast(self, groups: Iterable[str | bytes] | None, data: object, guarantee: object) -> int:
         """Queue a synchronous multicast (None: to the joined groups); clears ``room_again``."""
         rid = self._request(Mcast(0, *self._message(groups, data, guarantee)))
         self.room_again = False
         return rid
 
-    def send(self, groups: Iterable[str | bytes] | None, data: bytes, guarantee: Guarantee) -> bool:
+    def send(self, groups: Iterable[str | bytes] | None, data: object, guarantee: object) -> bool:
         """Queue a windowed multicast if the window has room for it; False if not (yet)."""
         if self.ended is not None:
             raise self.ended
@@ -148,8 +148,11 @@ class ClientSession:
         return self.welcome.send_window if self.welcome else 0
 
     def _message(
-        self, groups: Iterable[str | bytes] | None, data: bytes, guarantee: Guarantee
+        self, groups: Iterable[str | bytes] | None, data: object, guarantee: object
     ) -> tuple[tuple[bytes, ...] | None, Guarantee, bytes]:
+        # ``object`` parameters, checked here: the application's arguments arrive unchecked,
+        # and a compiled (mypyc) session must refuse them as the contract says, not with a
+        # TypeError from an annotation.
         names = None if groups is None else self._names(groups)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidArgument(f"message data must be bytes, got {type(data).__name__}")
@@ -157,6 +160,8 @@ class ClientSession:
         if len(data) > limit:
             raise InvalidArgument(f"message of {len(data)} bytes exceeds the limit of {limit}")
         try:
+            if not isinstance(guarantee, int):
+                raise ValueError
             g = Guarantee(guarantee)
         except ValueError:
             raise InvalidArgument(f"unknown guarantee {guarantee!r}") from None

@@ -56,36 +56,36 @@ HANDLE_QUEUE_BYTES = 32 << 20
 _EVENT_OVERHEAD = 64
 
 
+#: The service header's layout: version, flags, pid, sender incarnation, sender's message
+#: counter; module constants, not class attributes, so that mypyc can compile the class. The
+#: per-message paths unpack with them in place (no header object per message).
+HEADER = _HEADER = struct.Struct("!BBIIQ")
+HEADER_VERSION = _VERSION = 1
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceHeader:
     """What travels in front of the application's data inside each ordered message."""
-
-    #: Layout: version, flags, pid, sender incarnation, sender's message counter.
-    STRUCT = struct.Struct("!BBIIQ")
-    VERSION = 1
 
     pid: int
     incarnation: int
     counter: int
 
     def pack(self) -> bytes:
-        return _HEADER.pack(self.VERSION, 0, self.pid, self.incarnation, self.counter)
+        return _HEADER.pack(_VERSION, 0, self.pid, self.incarnation, self.counter)
 
     @classmethod
     def unpack(cls, data: bytes) -> ServiceHeader | None:
         """The header at the start of ``data``; None if it is not a valid one."""
-        if len(data) < cls.STRUCT.size:
+        if len(data) < _HEADER.size:
             return None
-        version, flags, pid, incarnation, counter = cls.STRUCT.unpack_from(data)
-        if version != cls.VERSION or flags:
+        version, flags, pid, incarnation, counter = _HEADER.unpack_from(data)
+        if version != _VERSION or flags:
             return None
         return cls(pid, incarnation, counter)
 
 
-SIZE = ServiceHeader.STRUCT.size
-#: The header's layout and version, for the per-message paths (no header object per message).
-_HEADER = ServiceHeader.STRUCT
-_VERSION = ServiceHeader.VERSION
+SIZE = _HEADER.size
 
 #: A core event as the trace needs it: the event, its message id and guarantee (if any).
 Traced = tuple[CoreEvent, str | None, Guarantee | None]

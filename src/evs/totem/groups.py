@@ -39,6 +39,7 @@ from __future__ import annotations
 import struct
 from collections import Counter, deque
 from collections.abc import Sequence
+from typing import cast
 
 from evs.errors import InvalidArgument, TryAgain
 from evs.types import Guarantee
@@ -165,7 +166,7 @@ class Packer:
         self._max_group_name = max_group_name
         self._items: deque[bytes] = deque()
         self._guarantees: deque[Guarantee] = deque()
-        self._header_cache: dict[tuple[bytes, ...], bytes] = {}
+        self._header_cache: dict[tuple[object, ...], bytes] = {}
         self._next_number = 0
         self._head_number = 0
         # Bytes of the head message already handed out in earlier packets.
@@ -177,29 +178,32 @@ class Packer:
         self._queued_bytes = 0
         self._runs = 0
 
-    def submit(
-        self, groups: Sequence[bytes], data: bytes | bytearray | memoryview, guarantee: Guarantee
-    ) -> int:
+    def submit(self, groups: Sequence[bytes], data: object, guarantee: Guarantee | int) -> int:
         """Queue one message for ``groups``; returns its local number.
 
         Raises InvalidArgument for a bad group list, data or guarantee, and TryAgain when the
         queue is too full; an empty queue accepts any valid message, so a message of
         ``max_message_size`` bytes can always be sent eventually.
         """
-        if type(data) is not bytes:
-            if isinstance(data, (bytearray, memoryview)):
-                data = bytes(data)
-            else:
-                raise InvalidArgument(f"message data must be bytes, got {type(data).__name__}")
-        if len(data) > self._max_message_size:
+        # ``object`` parameters, checked here: compiled (mypyc) or not, a bad argument is an
+        # InvalidArgument, never a TypeError from an annotation.
+        body: bytes
+        if type(data) is bytes:
+            body = data
+        elif isinstance(data, (bytearray, memoryview)):
+            body = bytes(data)
+        else:
+            raise InvalidArgument(f"message data must be bytes, got {type(data).__name__}")
+        if len(body) > self._max_message_size:
             raise InvalidArgument(
-                f"message of {len(data)} bytes exceeds the limit of "
+                f"message of {len(body)} bytes exceeds the limit of "
                 f"{self._max_message_size} bytes (max_message_size)"
             )
         if type(guarantee) is not Guarantee:
             guarantee = _guarantee(guarantee)
+        assert isinstance(guarantee, Guarantee)
         header = self._group_header(groups)
-        size = len(header) + len(data)
+        size = len(header) + len(body)
         queued = self._queued_bytes
         if self._items and queued + size > self._queue_bytes_max:
             raise TryAgain(
@@ -210,7 +214,7 @@ class Packer:
         guarantees = self._guarantees
         if not guarantees or guarantees[-1] != guarantee:
             self._runs += 1
-        items.append(header + data)
+        items.append(header + body)
         guarantees.append(guarantee)
         self._queued_bytes = queued + size
         number = self._next_number
@@ -219,6 +223,7 @@ class Packer:
 
     def _group_header(self, groups: Sequence[bytes]) -> bytes:
         """The encoded group header; valid lists are cached, since senders reuse a few."""
+        key: tuple[object, ...]
         try:
             key = tuple(groups)
             return self._header_cache[key]
@@ -243,10 +248,11 @@ class Packer:
                     f"group name {name!r} has {len(name)} bytes; "
                     f"names need 1..{self._max_group_name} bytes"
                 )
-        header = bytes([len(key), *(len(name) for name in key)]) + b"".join(key)
+        names = cast("tuple[bytes, ...]", key)
+        header = bytes([len(names), *(len(name) for name in names)]) + b"".join(names)
         if len(self._header_cache) >= 1024:
             self._header_cache.clear()
-        self._header_cache[key] = header
+        self._header_cache[names] = header
         return header
 
     def queued_messages(self) -> int:

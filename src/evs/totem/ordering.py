@@ -24,14 +24,11 @@ return what they decided, and the processor does the sending and the delivering.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from evs.totem.messages import Mcast, RtrEntry
 from evs.types import RingId
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 __all__ = ["OldRing", "RingOrdering"]
 
