@@ -10,6 +10,7 @@ holds a client itself: its own CPU use is a progress line four times a second.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -261,7 +262,10 @@ class Bench:
             show(f"{head}: {phase} {when}, {rate:,.0f} msgs/s per receiver, {total_rx:,} each")
         t_sent = time.monotonic()
         for conn in recv.values():
-            conn.send(("sent", sent, DRAIN_S))
+            # A receiver whose connection failed (e.g. its executive cut it off for not
+            # reading) has already sent its result, with the reason, and gone: read that.
+            with contextlib.suppress(OSError):
+                conn.send(("sent", sent, DRAIN_S))
         results: dict[int, dict[str, Any]] = {}
         pending = dict(recv)
         deadline = time.monotonic() + DRAIN_S + 15.0
