@@ -370,11 +370,11 @@ class _Reader:
 
 
 #: Guarantee by wire value: a dict lookup costs a tenth of calling the enum (per message).
-_GUARANTEES: dict[int, Guarantee] = {int(g): g for g in Guarantee}
+_GUARANTEE_OF: dict[int, Guarantee] = {int(g): g for g in Guarantee}
 
 
 def _guarantee(value: int) -> Guarantee:
-    guarantee = _GUARANTEES.get(value)
+    guarantee = _GUARANTEE_OF.get(value)
     if guarantee is None:
         raise FrameError(f"unknown guarantee {value}")
     return guarantee
