@@ -1,0 +1,77 @@
+"""Properties of the opener: no input from the network makes it raise or accept a forgery."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evs.crypto import OVERHEAD, Keyring, Opener, Sealer
+
+KEY = bytes(range(64))
+
+
+def _keys(cipher: str) -> Keyring:
+    keys = Keyring(cipher, "alpha", (1, 2, 3))
+    keys.install(0, KEY)
+    return keys
+
+
+KEYS = {c: _keys(c) for c in ("chacha20-poly1305", "aes-256-gcm")}
+
+
+@settings(max_examples=500)
+@given(
+    cipher=st.sampled_from(sorted(KEYS)),
+    data=st.binary(max_size=200),
+    source=st.none() | st.integers(0, 2**32 - 1),
+)
+def test_open_never_raises_on_arbitrary_bytes(cipher: str, data: bytes, source: int | None) -> None:
+    opener = Opener(KEYS[cipher])
+    assert opener.open(data, source) is None  # no forgery of 128-bit tags by chance
+    assert sum(opener.drops.values()) == 1
+
+
+@settings(max_examples=300)
+@given(
+    cipher=st.sampled_from(sorted(KEYS)),
+    header=st.tuples(
+        st.just(1),
+        st.integers(0, 255),
+        st.integers(0, 65535),
+        st.integers(0, 5),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 2**64 - 1),
+    ),
+    body=st.binary(min_size=16, max_size=100),
+)
+def test_open_never_raises_on_well_formed_headers(
+    cipher: str, header: tuple[int, int, int, int, int, int], body: bytes
+) -> None:
+    """Headers that pass the cheap checks reach the replay window and the AEAD, still safely."""
+    keys = KEYS[cipher]
+    opener = Opener(keys)
+    version, key_id, _, sender, boot, counter = header
+    data = struct.pack("!BBHIIQ", version, key_id, keys.tag, sender, boot, counter) + body
+    assert opener.open(data) is None
+    assert sum(opener.drops.values()) == 1
+
+
+@settings(max_examples=200)
+@given(
+    payload=st.binary(max_size=300),
+    boot=st.integers(0, 2**32 - 1),
+    flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)), min_size=1, max_size=4),
+)
+def test_any_change_to_a_sealed_datagram_is_refused(
+    payload: bytes, boot: int, flips: list[tuple[int, int]]
+) -> None:
+    keys = KEYS["chacha20-poly1305"]
+    sealed = bytearray(Sealer(keys, 2, boot).seal(payload))
+    assert len(sealed) == len(payload) + OVERHEAD
+    for offset, mask in flips:
+        sealed[offset % len(sealed)] ^= mask
+    opener = Opener(keys)
+    changed = bytes(sealed) != Sealer(keys, 2, boot).seal(payload)
+    assert (opener.open(bytes(sealed)) is None) == changed
