@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from evs.crypto import Keyring, Opener, Sealer
+from evs.crypto.frame import Keyring, Opener, Sealer
 
 SIZES = (64, 1400)
 
@@ -22,7 +22,7 @@ def measure(cipher: str, size: int, count: int, rounds: int) -> tuple[float, flo
     keyring = Keyring(cipher, "bench", [1, 2])
     keyring.install(0, bytes(range(64)))
     sealer = Sealer(keyring, 1, boot_id=1)
-    opener = Opener(keyring)
+    opener = Opener(keyring, 2)
     payload = bytes(size)
     best_seal = best_open = float("inf")
     for _ in range(rounds):

@@ -6,21 +6,17 @@ import struct
 
 import pytest
 
-from evs.crypto import (
-    HEADER_SIZE,
-    OVERHEAD,
-    REPLAY_WINDOW,
-    Keyring,
-    Opener,
-    Sealer,
-)
+from evs.crypto.frame import HEADER_SIZE, OVERHEAD, Keyring, Opener, Sealer
 from evs.crypto.keys import datagram_aead
+from evs.crypto.replay import REPLAY_WINDOW
 from evs.totem.config import CRYPTO_RESERVE
 
 KEY = bytes(range(64))
 OTHER_KEY = bytes(range(1, 65))
 CIPHERS = ("chacha20-poly1305", "aes-256-gcm")
 NODES = (1, 2, 3)
+#: The node whose opener the tests use.
+ME = 3
 
 
 def ring(cipher: str = "chacha20-poly1305", name: str = "alpha", key: bytes = KEY) -> Keyring:
@@ -37,14 +33,14 @@ def test_round_trip(cipher: str, size: int) -> None:
     sealed = Sealer(keys, 2, boot_id=9).seal(payload)
     assert len(sealed) == size + OVERHEAD
     assert payload[:32] not in sealed or size < 8  # the payload does not travel in the clear
-    opener = Opener(keys)
+    opener = Opener(keys, ME)
     assert opener.open(sealed, 2) == payload
     assert opener.opened == 1
     assert not opener.drops
 
 
 def test_overhead_is_the_constant_and_fits_the_cores_reserve() -> None:
-    assert Sealer(ring(), 1, 1).overhead == OVERHEAD == 36
+    assert Sealer(ring(), 1, 1).overhead == OVERHEAD == 40
     assert OVERHEAD <= CRYPTO_RESERVE
 
 
@@ -53,7 +49,7 @@ def test_nonces_never_repeat_and_counter_counts() -> None:
     headers = {sealer.seal(b"x")[:HEADER_SIZE] for _ in range(100)}
     assert len(headers) == 100
     assert sealer.counter == 100
-    assert struct.unpack("!BBHIIQ", max(headers))[4:] == (3, 99)
+    assert struct.unpack("!BBHIIIQ", max(headers))[5:] == (3, 99)
 
 
 def test_counter_refuses_to_wrap() -> None:
@@ -68,7 +64,7 @@ def test_counter_refuses_to_wrap() -> None:
 def test_a_changed_byte_at_any_offset_is_dropped(cipher: str) -> None:
     keys = ring(cipher)
     sealed = Sealer(keys, 1, boot_id=1).seal(b"the quick brown fox")
-    opener = Opener(keys)
+    opener = Opener(keys, ME)
     for offset in range(len(sealed)):
         for flip in (0x01, 0x80):
             bad = bytearray(sealed)
@@ -84,7 +80,7 @@ def test_a_changed_byte_at_any_offset_is_dropped(cipher: str) -> None:
 def test_truncated_at_every_length_is_dropped() -> None:
     keys = ring()
     sealed = Sealer(keys, 1, boot_id=1).seal(b"payload of some length")
-    opener = Opener(keys)
+    opener = Opener(keys, ME)
     for length in range(len(sealed)):
         assert opener.open(sealed[:length]) is None, length
     assert opener.drops["truncated"] == OVERHEAD  # too short to hold header and tag
@@ -94,21 +90,21 @@ def test_truncated_at_every_length_is_dropped() -> None:
 
 def test_wrong_key_is_a_bad_tag() -> None:
     sealed = Sealer(ring(key=OTHER_KEY), 1, 1).seal(b"hello")
-    opener = Opener(ring())
+    opener = Opener(ring(), ME)
     assert opener.open(sealed) is None
     assert opener.drops == {"bad_tag": 1}
 
 
 def test_other_cipher_same_key_is_a_bad_tag() -> None:
     sealed = Sealer(ring("aes-256-gcm"), 1, 1).seal(b"hello")
-    opener = Opener(ring("chacha20-poly1305"))
+    opener = Opener(ring("chacha20-poly1305"), ME)
     assert opener.open(sealed) is None
     assert opener.drops == {"bad_tag": 1}
 
 
 def test_foreign_cluster_is_recognised() -> None:
     sealed = Sealer(ring(name="beta"), 1, 1).seal(b"hello")
-    opener = Opener(ring(name="alpha"))
+    opener = Opener(ring(name="alpha"), ME)
     assert opener.open(sealed) is None
     assert opener.drops == {"foreign_cluster": 1}
 
@@ -117,14 +113,14 @@ def test_cluster_name_is_bound_into_the_key_not_only_the_tag() -> None:
     """A forger who copies alpha's tag into beta's datagram still fails the tag check."""
     sealed = bytearray(Sealer(ring(name="beta"), 1, 1).seal(b"hello"))
     sealed[2:4] = ring(name="alpha").tag.to_bytes(2, "big")
-    opener = Opener(ring(name="alpha"))
+    opener = Opener(ring(name="alpha"), ME)
     assert opener.open(bytes(sealed)) is None
     assert opener.drops == {"bad_tag": 1}
 
 
 def test_old_or_future_wire_version_is_dropped() -> None:
     sealed = bytearray(Sealer(ring(), 1, 1).seal(b"hello"))
-    opener = Opener(ring())
+    opener = Opener(ring(), ME)
     for version in (0, 2, 255):
         sealed[0] = version
         assert opener.open(bytes(sealed)) is None
@@ -137,7 +133,7 @@ def test_unknown_key_slot_and_unknown_sender() -> None:
     other = Keyring("chacha20-poly1305", "alpha", (*NODES, 9))
     other.install(5, KEY)
     other.install(0, KEY)
-    opener = Opener(keys)
+    opener = Opener(keys, ME)
     assert opener.open(Sealer(other, 1, 1, key_id=5).seal(b"x")) is None
     assert opener.open(Sealer(other, 9, 1, key_id=0).seal(b"x")) is None
     assert opener.drops == {"unknown_key": 1, "unknown_sender": 1}
@@ -146,10 +142,22 @@ def test_unknown_key_slot_and_unknown_sender() -> None:
 def test_header_sender_must_match_the_transport_source() -> None:
     keys = ring()
     sealed = Sealer(keys, 1, 1).seal(b"x")
-    opener = Opener(keys)
+    opener = Opener(keys, ME)
     assert opener.open(sealed, source=2) is None
     assert opener.drops == {"wrong_sender": 1}
     assert opener.open(sealed, source=1) == b"x"
+
+
+def test_a_unicast_opens_only_at_its_destination() -> None:
+    keys = ring()
+    sealer = Sealer(keys, 1, 1)
+    for_two = sealer.seal(b"token for 2", dest=2)
+    for_me = sealer.seal(b"token for 3", dest=ME)
+    opener = Opener(keys, ME)
+    assert opener.open(for_two) is None
+    assert opener.drops == {"wrong_destination": 1}
+    assert opener.open(for_me) == b"token for 3"
+    assert Opener(keys, 2).open(for_two) == b"token for 2"
 
 
 def test_per_sender_keys_differ() -> None:
@@ -163,7 +171,7 @@ def test_per_sender_keys_differ() -> None:
 def test_two_key_slots_accept_both_keys() -> None:
     keys = ring()
     keys.install(1, OTHER_KEY)
-    opener = Opener(keys)
+    opener = Opener(keys, ME)
     under_old = Sealer(keys, 3, 1, key_id=0)
     assert opener.open(Sealer(keys, 1, 1, key_id=0).seal(b"old")) == b"old"
     assert opener.open(Sealer(keys, 2, 1, key_id=1).seal(b"new")) == b"new"
@@ -179,7 +187,7 @@ def test_removed_slot_is_unknown() -> None:
     keys = ring()
     sealed = Sealer(keys, 1, 1).seal(b"x")
     keys.remove(0)
-    opener = Opener(keys)
+    opener = Opener(keys, ME)
     assert opener.open(sealed) is None
     assert opener.drops == {"unknown_key": 1}
 
@@ -188,7 +196,7 @@ def test_replay_of_a_recent_and_of_an_old_datagram() -> None:
     keys = ring()
     sealer = Sealer(keys, 1, boot_id=1)
     first = sealer.seal(b"first")
-    opener = Opener(keys)
+    opener = Opener(keys, ME)
     assert opener.open(first) == b"first"
     recent = sealer.seal(b"recent")
     assert opener.open(recent) == b"recent"
@@ -204,7 +212,7 @@ def test_reordering_within_the_window_is_accepted_once() -> None:
     keys = ring()
     sealer = Sealer(keys, 1, boot_id=1)
     sealed = [sealer.seal(i.to_bytes(2, "big")) for i in range(REPLAY_WINDOW)]
-    opener = Opener(keys)
+    opener = Opener(keys, ME)
     # newest first: every other one arrives behind it, still within the window
     opened = [opener.open(d) for d in reversed(sealed)]
     assert opened == [i.to_bytes(2, "big") for i in reversed(range(REPLAY_WINDOW))]
@@ -217,7 +225,7 @@ def test_a_jump_beyond_the_window_leaves_older_ones_too_old() -> None:
     sealer = Sealer(keys, 1, boot_id=1)
     early = sealer.seal(b"early")
     sealer.counter = 5000
-    opener = Opener(keys)
+    opener = Opener(keys, ME)
     assert opener.open(sealer.seal(b"late")) == b"late"
     assert opener.open(early) is None
     assert opener.drops == {"too_old": 1}
@@ -227,7 +235,7 @@ def test_a_new_boot_replaces_the_old_and_the_old_is_refused() -> None:
     keys = ring()
     old = Sealer(keys, 1, boot_id=7)
     old_datagrams = [old.seal(b"old") for _ in range(3)]
-    opener = Opener(keys)
+    opener = Opener(keys, ME)
     assert opener.open(old_datagrams[0]) == b"old"
     new = Sealer(keys, 1, boot_id=8)  # the node restarted: counter starts again at 0
     assert opener.open(new.seal(b"new")) == b"new"
@@ -243,7 +251,7 @@ def test_cipher_none_is_the_identity() -> None:
     sealer = Sealer(keys, 1, 1)
     assert sealer.overhead == 0
     assert sealer.seal(b"plain") == b"plain"
-    assert Opener(keys).open(b"plain") == b"plain"
+    assert Opener(keys, ME).open(b"plain") == b"plain"
     with pytest.raises(ValueError, match="no key"):
         keys.install(0, KEY)
 

@@ -7,7 +7,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evs.crypto import OVERHEAD, Keyring, Opener, Sealer
+from evs.crypto.frame import OVERHEAD, Keyring, Opener, Sealer
 
 KEY = bytes(range(64))
 
@@ -28,7 +28,7 @@ KEYS = {c: _keys(c) for c in ("chacha20-poly1305", "aes-256-gcm")}
     source=st.none() | st.integers(0, 2**32 - 1),
 )
 def test_open_never_raises_on_arbitrary_bytes(cipher: str, data: bytes, source: int | None) -> None:
-    opener = Opener(KEYS[cipher])
+    opener = Opener(KEYS[cipher], 3)
     assert opener.open(data, source) is None  # no forgery of 128-bit tags by chance
     assert sum(opener.drops.values()) == 1
 
@@ -41,19 +41,20 @@ def test_open_never_raises_on_arbitrary_bytes(cipher: str, data: bytes, source: 
         st.integers(0, 255),
         st.integers(0, 65535),
         st.integers(0, 5),
+        st.integers(0, 5),
         st.integers(0, 2**32 - 1),
         st.integers(0, 2**64 - 1),
     ),
     body=st.binary(min_size=16, max_size=100),
 )
 def test_open_never_raises_on_well_formed_headers(
-    cipher: str, header: tuple[int, int, int, int, int, int], body: bytes
+    cipher: str, header: tuple[int, int, int, int, int, int, int], body: bytes
 ) -> None:
     """Headers that pass the cheap checks reach the replay window and the AEAD, still safely."""
     keys = KEYS[cipher]
-    opener = Opener(keys)
-    version, key_id, _, sender, boot, counter = header
-    data = struct.pack("!BBHIIQ", version, key_id, keys.tag, sender, boot, counter) + body
+    opener = Opener(keys, 3)
+    version, key_id, _, sender, dest, boot, counter = header
+    data = struct.pack("!BBHIIIQ", version, key_id, keys.tag, sender, dest, boot, counter) + body
     assert opener.open(data) is None
     assert sum(opener.drops.values()) == 1
 
@@ -72,6 +73,6 @@ def test_any_change_to_a_sealed_datagram_is_refused(
     assert len(sealed) == len(payload) + OVERHEAD
     for offset, mask in flips:
         sealed[offset % len(sealed)] ^= mask
-    opener = Opener(keys)
+    opener = Opener(keys, 3)
     changed = bytes(sealed) != Sealer(keys, 2, boot).seal(payload)
     assert (opener.open(bytes(sealed)) is None) == changed

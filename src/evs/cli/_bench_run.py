@@ -103,6 +103,7 @@ class Bench:
             mode=a.mode,
             lab=self.lab,
             profile_dir=self.profile_dir,
+            cipher=a.cipher,
         )
         self.progress.show(f"starting {a.nodes} executives ...")
         try:
@@ -158,6 +159,7 @@ class Bench:
                 "network": "netns (veth + bridge)" if a.netns else "loopback",
                 "mode": a.mode,
                 "token_ms": a.token,
+                "cipher": a.cipher,
                 "sizes": self.sizes,
                 "senders": a.senders,
                 "seconds": None if a.count else a.seconds,
@@ -471,7 +473,8 @@ def table(report: dict[str, Any]) -> str:
     )
     lines = [
         f"evs bench {report['date']}: {p['nodes']} executives, {p['network']}, {p['mode']}, "
-        f"token {p['token_ms']} ms, {win}, {p['reps']} run(s) per point"
+        f"token {p['token_ms']} ms, cipher {p.get('cipher', 'none')}, {win}, "
+        f"{p['reps']} run(s) per point"
         + (
             f", {p['sender_clients']} sending clients per sending node"
             if p["sender_clients"] > 1

@@ -1,38 +1,28 @@
 """Wire security: pure bytes-to-bytes sealing of datagrams (no sockets, clock or randomness).
 
 ``keys`` turns the cluster key into per-sender AEAD keys, ``frame`` seals and opens datagrams,
-``replay`` refuses what was seen before. The executive reads the key file and persists the
-boot id; the sans-I/O code here only computes.
+``replay`` refuses what was seen before, ``names`` holds the cipher names and key sizes. The
+executive reads the key file and persists the boot id; the code here only computes. This
+package's top level re-exports only ``names``, so importing it does not load ``cryptography``:
+import ``evs.crypto.frame`` for ``Keyring``, ``Sealer`` and ``Opener``.
 """
 
-from evs.crypto.frame import HEADER_SIZE, OVERHEAD, TAG_SIZE, Keyring, Opener, Sealer
-from evs.crypto.keys import (
+from evs.crypto.names import (
     CIPHERS,
+    DEFAULT_CIPHER,
     KEY_BYTES_DEFAULT,
     KEY_BYTES_MAX,
     KEY_BYTES_MIN,
     NONE,
     WIRE_VERSION,
-    check_cipher,
-    check_cluster_key,
 )
-from evs.crypto.replay import REPLAY_WINDOW, ReplayWindows
 
 __all__ = [
     "CIPHERS",
-    "HEADER_SIZE",
+    "DEFAULT_CIPHER",
     "KEY_BYTES_DEFAULT",
     "KEY_BYTES_MAX",
     "KEY_BYTES_MIN",
     "NONE",
-    "OVERHEAD",
-    "REPLAY_WINDOW",
-    "TAG_SIZE",
     "WIRE_VERSION",
-    "Keyring",
-    "Opener",
-    "ReplayWindows",
-    "Sealer",
-    "check_cipher",
-    "check_cluster_key",
 ]

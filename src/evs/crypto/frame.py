@@ -1,24 +1,28 @@
-"""Sealing and opening datagrams: a 20-byte header, the AEAD ciphertext, a 16-byte tag.
+"""Sealing and opening datagrams: a 24-byte header, the AEAD ciphertext, a 16-byte tag.
 
 Theory of operation: every datagram on the wire is
 
-    version u8 | key id u8 | cluster tag u16 | sender u32 | boot id u32 | counter u64
-    | ciphertext | tag[16]
+    version u8 | key id u8 | cluster tag u16 | sender u32 | destination u32 | boot id u32
+    | counter u64 | ciphertext | tag[16]
 
 (big-endian). The whole header is the AEAD's associated data, so none of it can be changed
-without the tag failing; the nonce is the header's last 12 bytes, (boot id, counter). The key is
+without the tag failing; the nonce is the header's last 12 bytes, (boot id, counter). The
+destination is the node a unicast was sealed for, or 0 for a datagram every node receives, so a
+token sealed for one node cannot be played to another. The key is
 the sender's own (``keys.datagram_aead``), so a nonce needs to be unique per sender only: the
 counter never repeats within a boot (the ``Sealer`` counts, and refuses to wrap), and the caller
 gives every start a boot id larger than any before it (persisted in the state directory), so a
 (key, nonce) pair is never used twice.
 
 ``Opener.open`` never raises on what the network sends. It checks, in order: the length and
-version byte, the cluster tag, the key slot, that the sender has a key, the replay window (a
+version byte, the cluster tag, the key slot, that the sender has a key, that the destination
+is this node or everyone, the replay window (a
 cheap refusal before decrypting), then the tag; only a datagram that authenticated moves the
 replay window and returns its plaintext, so nothing parses a byte a peer did not seal with the
 cluster key. Every refusal is counted in ``drops`` under a short stable reason: truncated,
 bad_version, foreign_cluster, unknown_key, unknown_sender, wrong_sender (the header names
-another node than the transport's source address), stale_boot, too_old, replay, bad_tag.
+another node than the transport's source address), wrong_destination, stale_boot, too_old,
+replay, bad_tag.
 
 Two of the 256 key slots can be filled at once (``Keyring.install``), so a rolling key change
 can accept both the old and the new key while senders switch.
@@ -42,20 +46,20 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 
 from evs.crypto.keys import (
-    NONE,
-    WIRE_VERSION,
     Aead,
     check_cipher,
     check_cluster_key,
     cluster_tag,
     datagram_aead,
 )
+from evs.crypto.names import NONE, WIRE_VERSION
 from evs.crypto.replay import REPLAY_WINDOW, ReplayWindows
 
 __all__ = ["HEADER_SIZE", "OVERHEAD", "TAG_SIZE", "Keyring", "Opener", "Sealer"]
 
-_HEADER: Final = struct.Struct("!BBHIIQ")
-HEADER_SIZE: Final = _HEADER.size  # 20
+_HEADER: Final = struct.Struct("!BBHIIIQ")
+HEADER_SIZE: Final = _HEADER.size  # 24
+_NONCE_AT: Final = HEADER_SIZE - 12
 TAG_SIZE: Final = 16
 #: Bytes a sealed datagram is longer than its payload.
 OVERHEAD: Final = HEADER_SIZE + TAG_SIZE
@@ -129,8 +133,9 @@ class Sealer:
         self._aead = slot[sender]
         self.overhead = OVERHEAD
 
-    def seal(self, payload: bytes) -> bytes:
-        """The datagram that carries ``payload``; each call uses a fresh nonce."""
+    def seal(self, payload: bytes, dest: int = 0) -> bytes:
+        """The datagram that carries ``payload`` to node ``dest`` (0: every node); each call
+        uses a fresh nonce."""
         aead = self._aead
         if aead is None:
             return payload
@@ -138,17 +143,21 @@ class Sealer:
         if counter >= _COUNTER_END:
             raise OverflowError("datagram counter exhausted for this boot id: restart the node")
         self.counter = counter + 1
-        header = self._pack(WIRE_VERSION, self.key_id, self.tag, self.sender, self.boot_id, counter)
-        return header + aead.encrypt(header[8:], payload, header)
+        header = self._pack(
+            WIRE_VERSION, self.key_id, self.tag, self.sender, dest, self.boot_id, counter
+        )
+        return header + aead.encrypt(header[_NONCE_AT:], payload, header)
 
 
 class Opener:
     """Authenticates datagrams from the keyring's senders; refusals are counted, not raised."""
 
-    __slots__ = ("_unpack", "drops", "keyring", "opened", "windows")
+    __slots__ = ("_unpack", "drops", "keyring", "me", "opened", "windows")
 
-    def __init__(self, keyring: Keyring, window: int = REPLAY_WINDOW) -> None:
+    def __init__(self, keyring: Keyring, me: int, window: int = REPLAY_WINDOW) -> None:
+        """``me``: this node's id; unicasts sealed for another node are refused."""
         self.keyring = keyring
+        self.me = me
         self.windows = ReplayWindows(window)
         self.drops: Counter[str] = Counter()
         self.opened = 0
@@ -167,7 +176,7 @@ class Opener:
             reason = "bad_version" if datagram and datagram[0] != WIRE_VERSION else "truncated"
             self.drops[reason] += 1
             return None
-        _, key_id, tag, sender, boot, counter = self._unpack(datagram)
+        _, key_id, tag, sender, dest, boot, counter = self._unpack(datagram)
         slot = keyring.slots.get(key_id)
         if tag != keyring.tag:
             reason = "foreign_cluster"
@@ -177,12 +186,16 @@ class Opener:
             reason = "unknown_sender"
         elif source is not None and sender != source:
             reason = "wrong_sender"
+        elif dest and dest != self.me:
+            reason = "wrong_destination"
         else:
             refused = self.windows.check(sender, boot, counter)
             if refused is None:
                 try:
                     payload = slot[sender].decrypt(
-                        datagram[8:HEADER_SIZE], datagram[HEADER_SIZE:], datagram[:HEADER_SIZE]
+                        datagram[_NONCE_AT:HEADER_SIZE],
+                        datagram[HEADER_SIZE:],
+                        datagram[:HEADER_SIZE],
                     )
                 except InvalidTag:
                     refused = "bad_tag"

@@ -18,35 +18,20 @@ This module is pure (no I/O, no clock, no randomness); reading the key file is t
 from __future__ import annotations
 
 import hashlib
-from typing import Final
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = [
-    "CIPHERS",
-    "KEY_BYTES_DEFAULT",
-    "KEY_BYTES_MAX",
-    "KEY_BYTES_MIN",
-    "NONE",
-    "WIRE_VERSION",
-    "Aead",
-    "check_cipher",
-    "check_cluster_key",
-    "cluster_tag",
-    "datagram_aead",
-]
+from evs.crypto.names import (
+    CIPHERS,
+    KEY_BYTES_MAX,
+    KEY_BYTES_MIN,
+    NONE,
+    WIRE_VERSION,
+)
 
-#: Version of the datagram envelope; it is in every header and in every derived key's label.
-WIRE_VERSION: Final = 1
-#: The cipher that adds nothing (explicit opt-out).
-NONE: Final = "none"
-#: Accepted cipher names, "none" first.
-CIPHERS: Final = (NONE, "chacha20-poly1305", "aes-256-gcm")
-KEY_BYTES_MIN: Final = 32
-KEY_BYTES_MAX: Final = 4096
-KEY_BYTES_DEFAULT: Final = 64
+__all__ = ["Aead", "check_cipher", "check_cluster_key", "cluster_tag", "datagram_aead"]
 
 Aead = ChaCha20Poly1305 | AESGCM
 
