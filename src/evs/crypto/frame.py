@@ -7,22 +7,21 @@ Theory of operation: every datagram on the wire is
 
 (big-endian). The whole header is the AEAD's associated data, so none of it can be changed
 without the tag failing; the nonce is the header's last 12 bytes, (boot id, counter). The
-destination is the node a unicast was sealed for, or 0 for a datagram every node receives, so a
-token sealed for one node cannot be played to another. The key is
-the sender's own (``keys.datagram_aead``), so a nonce needs to be unique per sender only: the
-counter never repeats within a boot (the ``Sealer`` counts, and refuses to wrap), and the caller
-gives every start a boot id larger than any before it (persisted in the state directory), so a
-(key, nonce) pair is never used twice.
+destination is the node a unicast was sealed for, or 0 for a datagram every node receives, so
+a token sealed for one node cannot be played to another. The key is the sender's own
+(``keys.datagram_aead``), so a nonce needs to be unique per sender only: the counter never
+repeats within a boot (the ``Sealer`` counts, and refuses to wrap), and the caller gives every
+start a boot id larger than any before it (persisted in the state directory), so a (key,
+nonce) pair is never used twice.
 
 ``Opener.open`` never raises on what the network sends. It checks, in order: the length and
 version byte, the cluster tag, the key slot, that the sender has a key, that the destination
-is this node or everyone, the replay window (a
-cheap refusal before decrypting), then the tag; only a datagram that authenticated moves the
-replay window and returns its plaintext, so nothing parses a byte a peer did not seal with the
-cluster key. Every refusal is counted in ``drops`` under a short stable reason: truncated,
-bad_version, foreign_cluster, unknown_key, unknown_sender, wrong_sender (the header names
-another node than the transport's source address), wrong_destination, stale_boot, too_old,
-replay, bad_tag.
+is this node or everyone, the replay window (a cheap refusal before decrypting), then the tag;
+only a datagram that authenticated moves the replay window and returns its plaintext, so
+nothing parses a byte a peer did not seal with the cluster key. Every refusal is counted in
+``drops`` under a short stable reason: truncated, bad_version, foreign_cluster, unknown_key,
+unknown_sender, wrong_sender (the header names another node than the transport's source
+address), wrong_destination, stale_boot, too_old, replay, bad_tag.
 
 Two of the 256 key slots can be filled at once (``Keyring.install``), so a rolling key change
 can accept both the old and the new key while senders switch.
@@ -30,10 +29,11 @@ can accept both the old and the new key while senders switch.
 With cipher "none" a ``Sealer`` returns the payload unchanged (``overhead`` 0) and an
 ``Opener`` returns every datagram as it is.
 
-Cost (cryptography 49, CPython 3.11, this 2-core VM while other work ran, best of 5 rounds of
-20,000 by ``python benchmarks/crypto_frame.py``), seal + open per datagram: chacha20-poly1305
-3.4 us at 64 B and 5.4 us at 1400 B; aes-256-gcm 2.7 us and 3.9 us. About 1.5 us of an open is
-the Python around the AEAD call (header, slices, replay window).
+Cost (cryptography 49, CPython 3.11, this 2-core VM while other benchmarks ran, best of 5-7
+rounds of 20,000 by ``python benchmarks/crypto_frame.py``), seal + open per datagram:
+chacha20-poly1305 3.4-5.3 us at 64 B and 5.4-7.7 us at 1400 B; aes-256-gcm 2.7-4.6 us and
+3.9-6.1 us (the lower figures on the quieter runs). About 1.5 us of an open is the Python
+around the AEAD call (header, slices, replay window).
 """
 
 from __future__ import annotations
