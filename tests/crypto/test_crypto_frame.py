@@ -183,6 +183,23 @@ def test_two_key_slots_accept_both_keys() -> None:
     assert opener.drops == {"unknown_key": 1}
 
 
+def test_switching_keys_keeps_counting_so_the_window_accepts_it() -> None:
+    keys = ring()
+    keys.install(1, OTHER_KEY)
+    sealer = Sealer(keys, 1, boot_id=4, key_id=0)
+    opener = Opener(keys, ME)
+    assert opener.open(sealer.seal(b"under 0")) == b"under 0"
+    sealer.use_key(1)
+    switched = sealer.seal(b"under 1")
+    assert switched[1] == 1  # the key id in the header
+    assert opener.open(switched) == b"under 1"
+    assert opener.open(switched) is None
+    assert opener.drops == {"replay": 1}
+    with pytest.raises(ValueError, match="no key"):
+        sealer.use_key(7)
+    assert sealer.key_id == 1
+
+
 def test_removed_slot_is_unknown() -> None:
     keys = ring()
     sealed = Sealer(keys, 1, 1).seal(b"x")

@@ -110,12 +110,23 @@ class Keyring:
 class Sealer:
     """Seals this node's datagrams under one key slot; counts its nonces itself."""
 
-    __slots__ = ("_aead", "_pack", "boot_id", "counter", "key_id", "overhead", "sender", "tag")
+    __slots__ = (
+        "_aead",
+        "_pack",
+        "boot_id",
+        "counter",
+        "key_id",
+        "keyring",
+        "overhead",
+        "sender",
+        "tag",
+    )
 
     def __init__(self, keyring: Keyring, sender: int, boot_id: int, key_id: int = 0) -> None:
         """``boot_id`` (0..2**32-1) must be larger than any this sender used with this key."""
         if not 0 <= boot_id <= _U32:
             raise ValueError(f"boot id must be 0..{_U32}, got {boot_id}")
+        self.keyring = keyring
         self.sender = sender
         self.boot_id = boot_id
         self.key_id = key_id
@@ -123,15 +134,20 @@ class Sealer:
         #: The next datagram's counter.
         self.counter = 0
         self._pack = _HEADER.pack
-        if keyring.plain:
-            self._aead: Aead | None = None
-            self.overhead = 0
-            return
-        slot = keyring.slots.get(key_id)
-        if slot is None or sender not in slot:
-            raise ValueError(f"no key for sender {sender} in key slot {key_id}")
-        self._aead = slot[sender]
-        self.overhead = OVERHEAD
+        self._aead: Aead | None = None
+        self.overhead = 0
+        if not keyring.plain:
+            self.use_key(key_id)
+            self.overhead = OVERHEAD
+
+    def use_key(self, key_id: int) -> None:
+        """Seal from now on under slot ``key_id`` (a key change). The counter goes on: the
+        receivers' replay window is per sender and boot, not per key."""
+        slot = self.keyring.slots.get(key_id)
+        if slot is None or self.sender not in slot:
+            raise ValueError(f"no key for sender {self.sender} in key slot {key_id}")
+        self._aead = slot[self.sender]
+        self.key_id = key_id
 
     def seal(self, payload: bytes, dest: int = 0) -> bytes:
         """The datagram that carries ``payload`` to node ``dest`` (0: every node); each call
