@@ -95,8 +95,8 @@ def test_reordered_and_duplicated_stream_is_accepted_exactly_once(order: list[in
 
 @settings(max_examples=300)
 @given(
-    width=st.integers(1, 70),
-    arrivals=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 300)), max_size=200),
+    width=st.integers(1, 40),
+    arrivals=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 100)), max_size=200),
 )
 def test_replay_window_matches_a_plain_model(width: int, arrivals: list[tuple[int, int]]) -> None:
     """The bitmap window against a set of everything seen: the same verdict every time."""
