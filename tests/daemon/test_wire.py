@@ -3,6 +3,7 @@ authentic payloads in, drops counted; build_wire reads the key and takes a boot 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from evs.crypto.frame import Keyring, Opener, Sealer
 from evs.daemon.key_file import KeyFileError, write_key_file
 from evs.daemon.state_dir import StateDir
-from evs.daemon.wire import SealedWire, build_wire
+from evs.daemon.wire import LOG_EVERY_S, SealedWire, build_wire
 
 KEY = bytes(range(64))
 
@@ -80,3 +81,30 @@ def test_build_wire_refuses_a_readable_key(tmp_path: Path) -> None:
     key.chmod(0o644)
     with StateDir(tmp_path / "state") as sd, pytest.raises(KeyFileError, match="0644"):
         build_wire("chacha20-poly1305", str(key), "c", 1, (1, 2), sd, lambda b: None)
+
+
+def test_refusals_are_logged_at_most_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    keys = keyring()
+    other = Keyring("chacha20-poly1305", "c", (1, 2, 3))
+    other.install(0, bytes(64))  # the wrong key
+    now = [100.0]
+    wire = SealedWire(Sealer(keys, 1, 1), Opener(keys, 1), lambda batch: None, lambda: now[0])
+    wrong = Sealer(other, 2, 1)
+    caplog.set_level(logging.WARNING, logger="evs.daemon")
+    wire.on_datagrams([(2, wrong.seal(b"x")) for _ in range(3)])
+    wire.on_datagrams([(3, b"plain")])
+    now[0] += LOG_EVERY_S - 1
+    wire.on_datagrams([(2, wrong.seal(b"x"))])
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused 3 datagrams: 3 bad_tag (a different cluster key or cipher, or altered in "
+        "transit); from node 2: 3"
+    ]
+    now[0] += 1
+    wire.on_datagrams([(2, wrong.seal(b"x"))])
+    assert caplog.records[-1].getMessage() == (
+        "refused 3 datagrams: 2 bad_tag (a different cluster key or cipher, or altered in "
+        "transit), 1 bad_version (not sealed (a peer with cipher none?) or another wire "
+        "version); from node 2: 2, node 3: 1"
+    )
+    assert len(caplog.records) == 2
+    assert wire.counters["crypto drop bad_tag"] == 5
