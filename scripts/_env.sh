@@ -6,7 +6,7 @@ venv="$here/.venv"
 py=${PYTHON:-python3}
 
 ensure_venv() {
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import evs, pytest' 2>/dev/null; then
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import evs, pytest, cryptography' 2>/dev/null; then
     if ! "$py" -m venv "$venv" 2>/dev/null; then
       echo "python3 -m venv failed; installing python3-venv (needs root)" >&2
       rm -rf "$venv"

@@ -64,7 +64,7 @@ def test_minimal_file_takes_every_default(tmp_path: Path) -> None:
     assert c.ipc.allowed_uids == c.ipc.allowed_gids == ()
     assert c.ipc.client_queue_bytes == 8 << 20
     assert c.ipc.send_window_bytes == 1 << 20
-    assert c.crypto.cipher == "none"
+    assert c.crypto.cipher == "chacha20-poly1305"  # wire security unless a file says "none"
     assert c.crypto.key_file == Path("/etc/evs/authkey")
     assert c.logging.level == "info"
     assert c.logging.file is None
@@ -304,9 +304,11 @@ def test_own_node_refusals(tmp_path: Path, text: str, expected: str) -> None:
         (
             "crypto",
             "cipher = 'aes256-gcm'",
-            'crypto.cipher: "aes256-gcm": wire security is not implemented yet; '
-            'only "none" is accepted',
+            'crypto.cipher: must be one of "none", "chacha20-poly1305", "aes-256-gcm", '
+            'got "aes256-gcm"',
         ),
+        ("crypto", "cipher = ''", 'crypto.cipher: must be one of "none"'),
+        ("crypto", "cipher = 1", "crypto.cipher: must be a string"),
         (
             "logging",
             "level = 'loud'",
@@ -423,6 +425,7 @@ def test_render_then_load_a_one_host_cluster(tmp_path: Path) -> None:
             trace_path=tmp_path / f"n{nodeid}.jsonl",
             port=7001,
             token=300,
+            key_file=tmp_path / "authkey",
         )
         c = load(tmp_path, text)
         assert c.nodeid == nodeid
@@ -432,6 +435,8 @@ def test_render_then_load_a_one_host_cluster(tmp_path: Path) -> None:
         assert c.ipc.socket == tmp_path / f"n{nodeid}.sock"
         assert c.state_dir == tmp_path / f"n{nodeid}"
         assert c.trace_path == tmp_path / f"n{nodeid}.jsonl"
+        assert c.crypto.cipher == "chacha20-poly1305"
+        assert c.crypto.key_file == tmp_path / "authkey"
     assert 'addr = "127.0.0.1"\n' in text  # the node on the default port: bare host
 
 
@@ -447,8 +452,11 @@ def test_render_then_load_multicast_mode(tmp_path: Path) -> None:
         log_level="debug",
         log_file="evs.log",
         totem={"window_size": 50, "max_messages": 17},
+        cipher="aes-256-gcm",
+        key_file="k",
     )
     c = load(tmp_path, text)
+    assert (c.crypto.cipher, c.crypto.key_file) == ("aes-256-gcm", tmp_path / "k")
     assert (c.transport.mode, c.transport.mcast_addr) == ("udp", "239.192.7.7")
     assert (c.totem_config().window_size, c.totem_config().max_messages) == (50, 17)
     assert (c.logging.level, c.logging.file) == ("debug", tmp_path / "evs.log")
@@ -466,7 +474,7 @@ def test_render_escapes_any_string(
 ) -> None:
     tmp = tmp_path_factory.mktemp("r")
     text = render_config(
-        1, {1: ("127.0.0.1", 5405)}, socket="/s", state_dir="/st", cluster_name=name
+        1, {1: ("127.0.0.1", 5405)}, socket="/s", state_dir="/st", cluster_name=name, cipher="none"
     )
     text = text.replace('path = ""', "path = " + render_config_string(path))
     c = load(tmp, text)
@@ -477,10 +485,17 @@ def test_render_escapes_any_string(
 def render_config_string(text: str) -> str:
     """The string escaping render_config uses, reached through its trace_path argument."""
     rendered = render_config(
-        1, {1: ("127.0.0.1", 5405)}, socket="/s", state_dir="/s", trace_path=text
+        1, {1: ("127.0.0.1", 5405)}, socket="/s", state_dir="/s", trace_path=text, cipher="none"
     )
     line = next(ln for ln in rendered.split("\n") if ln.startswith("path = "))
     return line.removeprefix("path = ")
+
+
+def test_render_needs_a_key_file_unless_cipher_none(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs a key_file"):
+        render_config(1, {1: ("127.0.0.1", 5405)}, socket="/s", state_dir="/s")
+    text = render_config(1, {1: ("127.0.0.1", 5405)}, socket="/s", state_dir="/s", cipher="none")
+    assert load(tmp_path, text).crypto.cipher == "none"
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:

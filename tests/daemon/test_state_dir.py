@@ -66,6 +66,32 @@ def test_incarnation_wraps_to_one(tmp_path: Path) -> None:
         assert sd.next_incarnation() == 1
 
 
+def test_boot_id_grows_across_restarts_and_respects_the_floor(tmp_path: Path) -> None:
+    with StateDir(tmp_path) as sd:
+        assert sd.next_boot_id() == 1
+        assert sd.next_boot_id(floor=1000) == 1000
+        assert sd.next_boot_id(floor=10) == 1001  # a clock that went back does not lower it
+    with StateDir(tmp_path) as sd:
+        assert sd.next_boot_id() == 1002
+        assert sd.next_incarnation() == 1  # separate files
+    assert (tmp_path / "boot_id").read_text() == "1002\n"
+
+
+def test_lost_boot_id_file_still_grows_with_the_clock(tmp_path: Path) -> None:
+    with StateDir(tmp_path) as sd:
+        first = sd.next_boot_id(floor=1_700_000_000)
+    (tmp_path / "boot_id").unlink()
+    with StateDir(tmp_path) as sd:
+        assert sd.next_boot_id(floor=1_700_000_005) > first
+
+
+def test_boot_id_never_wraps(tmp_path: Path) -> None:
+    (tmp_path / "boot_id").write_text(f"{2**32 - 1}\n")
+    with StateDir(tmp_path) as sd, pytest.raises(StateDirError, match="boot ids used up"):
+        sd.next_boot_id()
+    assert (tmp_path / "boot_id").read_text() == f"{2**32 - 1}\n"
+
+
 @pytest.mark.parametrize(
     "content",
     [

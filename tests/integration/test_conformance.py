@@ -17,6 +17,7 @@ import pytest
 import evs
 from evs.cli._cluster import LocalCluster, free_port
 from evs.daemon.config_file import load_config, render_config
+from evs.daemon.key_file import write_key_file
 
 MakeClient = Callable[..., evs.Client]
 NODES = (1, 2)
@@ -40,11 +41,20 @@ def _node_ring(tmp: Path) -> Iterator[Ring]:
     port = free_port()
     nodes = {n: (f"127.0.0.{n}", port) for n in NODES}
     running: dict[int, evs.Node] = {}
+    key = tmp / "authkey"
+    write_key_file(key)
     for n in NODES:
         d = tmp / f"n{n}"
         d.mkdir()
         text = render_config(
-            n, nodes, socket=d / "unused.sock", state_dir=d / "state", port=port, token=1000
+            n,
+            nodes,
+            socket=d / "unused.sock",
+            state_dir=d / "state",
+            port=port,
+            token=1000,
+            cipher="aes-256-gcm",  # the daemon ring below has the default, chacha20-poly1305
+            key_file=key,
         )
         (d / "evs.toml").write_text(text)
         running[n] = evs.Node(load_config(d / "evs.toml"))

@@ -11,6 +11,7 @@ from evs.cli import check as check_cmd
 from evs.cli import daemon as daemon_cmd
 from evs.cli import demo as demo_cmd
 from evs.cli import fuzz as fuzz_cmd
+from evs.cli import keygen as keygen_cmd
 from evs.cli import listen as listen_cmd
 from evs.cli import send as send_cmd
 from evs.cli import status as status_cmd
@@ -19,6 +20,7 @@ from evs.sim import cli as sim_cmd
 #: Subcommand name -> module with ``add_parser`` and ``run`` (api.md section 2's order).
 _COMMANDS = {
     "daemon": daemon_cmd,
+    "keygen": keygen_cmd,
     "status": status_cmd,
     "send": send_cmd,
     "listen": listen_cmd,

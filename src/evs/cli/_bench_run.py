@@ -105,6 +105,7 @@ class Bench:
             netmtu=a.netmtu,
             lab=self.lab,
             profile_dir=self.profile_dir,
+            cipher=a.cipher,
         )
         self.progress.show(f"starting {a.nodes} executives ...")
         try:
@@ -161,6 +162,7 @@ class Bench:
                 "mode": a.mode,
                 "netmtu": a.netmtu or 1500,
                 "token_ms": a.token,
+                "cipher": a.cipher,
                 "sizes": self.sizes,
                 "senders": a.senders,
                 "seconds": None if a.count else a.seconds,
@@ -477,7 +479,8 @@ def table(report: dict[str, Any]) -> str:
     )
     lines = [
         f"evs bench {report['date']}: {p['nodes']} executives, {p['network']}, {p['mode']}, "
-        f"netmtu {p.get('netmtu', 1500)}, token {p['token_ms']} ms, {win}, "
+        f"netmtu {p.get('netmtu', 1500)}, token {p['token_ms']} ms, "
+        f"cipher {p.get('cipher', 'none')}, {win}, "
         f"{p['reps']} run(s) per point"
         + (
             f", {p['sender_clients']} sending clients per sending node"

@@ -2,8 +2,9 @@
 
 Theory of operation: ``LocalCluster`` writes one TOML configuration per node into a directory
 (udpu or udp on 127.0.0.N, a state directory, an IPC socket, a log file and optionally a
-trace), starts ``python -m evs daemon -c FILE`` processes, and kills, stops or restarts them
-on request. It waits for an executive to listen on its socket before returning from
+trace) and, unless ``cipher="none"``, one cluster key (``authkey``, mode 0400) they share;
+it starts ``python -m evs daemon -c FILE`` processes, and kills, stops or restarts them on
+request. It waits for an executive to listen on its socket before returning from
 ``start`` (polling the socket's existence with a bounded deadline: the only readiness signal a
 daemon gives). ``DemoClient`` is a thin collector over ``evs.Client`` that remembers every
 event so a caller can wait for a configuration or for messages with a timeout.
@@ -11,6 +12,7 @@ event so a caller can wait for a configuration or for messages with a timeout.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -23,6 +25,8 @@ from pathlib import Path
 
 import evs
 from evs.cli._lab import NetLab
+from evs.crypto import DEFAULT_CIPHER
+from evs.daemon.key_file import KeyFileExists, write_key_file
 
 __all__ = ["DemoClient", "LocalCluster", "free_port"]
 
@@ -51,8 +55,10 @@ class LocalCluster:
         netmtu: int | None = None,
         lab: NetLab | None = None,
         profile_dir: Path | None = None,
+        cipher: str = DEFAULT_CIPHER,
     ) -> None:
         self.root = root
+        self.cipher = cipher
         self.lab = lab
         #: When set, each executive runs under cProfile and writes ``daemon<N>.prof`` here at
         #: a clean exit (``evs bench --profile``; cProfile dumps on SystemExit too).
@@ -61,6 +67,12 @@ class LocalCluster:
         self.port = port or free_port()
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.logs: dict[int, Path] = {}
+        root.mkdir(parents=True, exist_ok=True)
+        crypto = f'[crypto]\ncipher = "{cipher}"\n'
+        if cipher != "none":
+            with contextlib.suppress(KeyFileExists):  # a directory reused: keep its key
+                write_key_file(self.key_file)
+            crypto += f'key_file = "{self.key_file}"\n'
         for n in self.ids:
             d = root / f"node{n}"
             d.mkdir(parents=True, exist_ok=True)
@@ -76,11 +88,17 @@ class LocalCluster:
                 + f"\n{node_list}\n"
                 f'[ipc]\nsocket = "{d / "evs.sock"}"\n\n'
                 f'[state]\ndir = "{d / "state"}"\n\n'
+                f"{crypto}\n"
                 f'[logging]\nlevel = "info"\nfile = "{d / "evs.log"}"\n\n'
                 f'[trace]\npath = "{trace_path}"\n'
             )
             (d / "evs.toml").write_text(text)
             self.logs[n] = d / "evs.log"
+
+    @property
+    def key_file(self) -> Path:
+        """The cluster key every node's configuration names (when the cipher is not "none")."""
+        return self.root / "authkey"
 
     def addr(self, n: int) -> str:
         """Node ``n``'s address: 127.0.0.n on loopback, or its lab address."""

@@ -34,6 +34,8 @@ import sys
 import time
 from typing import Any
 
+from evs.crypto.names import CIPHERS, DEFAULT_CIPHER
+
 __all__ = ["add_parser", "parse_sizes", "run"]
 
 _DESCRIPTION = """\
@@ -82,6 +84,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--mode", choices=("udpu", "udp"), default="udpu", help="transport mode")
     p.add_argument("--token", type=int, default=1000, help="token timeout, ms (default 1000)")
+    p.add_argument(
+        "--cipher",
+        choices=CIPHERS,
+        default=DEFAULT_CIPHER,
+        help=f'wire security (default {DEFAULT_CIPHER}; "none" to compare with unsealed rings)',
+    )
     p.add_argument("--port", type=int, default=0, help="UDP port (default: a free one)")
     p.add_argument(
         "--netmtu",

@@ -1,8 +1,8 @@
 """``evs daemon -c CONFIG``: the executive (api.md section 2).
 
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 2 when the configuration is refused or
-the executive cannot start (the reason on stderr naming the file, key or address; no
-traceback).
+the executive cannot start: an unusable key file or state directory, an address it cannot
+bind (the reason on stderr naming the file, key or address; no traceback).
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     # Imported here: the executive's modules (asyncio, the core) load only for this command.
     from evs.daemon.config_file import ConfigFileError, load_config  # noqa: PLC0415
+    from evs.daemon.key_file import KeyFileError  # noqa: PLC0415
     from evs.daemon.main import run_forever  # noqa: PLC0415
+    from evs.daemon.state_dir import StateDirError  # noqa: PLC0415
 
     try:
         cfg = load_config(args.config)
@@ -41,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         return run_forever(cfg)
-    except OSError as exc:
+    except (OSError, KeyFileError, StateDirError) as exc:
         print(f"evs daemon: cannot start: {exc}", file=sys.stderr)
         return 2

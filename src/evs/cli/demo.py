@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from evs.cli._cluster import DemoClient, LocalCluster
+from evs.crypto.names import CIPHERS, DEFAULT_CIPHER
 
 __all__ = ["add_parser", "run"]
 
@@ -46,6 +47,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--messages", type=int, default=5, help="messages per client per phase")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--mode", choices=("udpu", "udp"), default="udpu", help="transport mode")
+    p.add_argument(
+        "--cipher",
+        choices=CIPHERS,
+        default=DEFAULT_CIPHER,
+        help=f"wire security (default {DEFAULT_CIPHER}, with a key made for the demo)",
+    )
 
 
 class _Clock:
@@ -67,11 +74,16 @@ def run(args: argparse.Namespace) -> int:
 
     tmp = tempfile.mkdtemp(prefix="evs-demo-")
     cluster = LocalCluster(
-        Path(tmp), nodes=args.nodes, port=args.port, token=args.token, mode=args.mode
+        Path(tmp),
+        nodes=args.nodes,
+        port=args.port,
+        token=args.token,
+        mode=args.mode,
+        cipher=args.cipher,
     )
     print(
         f"pyevs demo: {args.nodes} executives on 127.0.0.1-{args.nodes} ({args.mode}, token "
-        f"timeout {args.token} ms); files in {tmp}"
+        f"timeout {args.token} ms, cipher {args.cipher}); files in {tmp}"
     )
     try:
         return _walk(cluster, args, say)

@@ -43,6 +43,15 @@ def format_status(st: dict[str, Any], *, verbose: bool = False) -> str:
     if "transport" in st:
         t = st["transport"]
         lines.append(f"transport: {t['mode']} on {t['bind']}:{t['port']}")
+    crypto = st.get("crypto")
+    if crypto:
+        if crypto.get("cipher") == "none":
+            lines.append("wire security: OFF (cipher none)")
+        else:
+            lines.append(
+                f"wire security: {crypto['cipher']}, key id {crypto.get('key_id')}, "
+                f"boot id {crypto.get('boot_id')}"
+            )
     peers = st.get("peers") or {}
     if peers:
         lines.append(

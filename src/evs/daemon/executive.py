@@ -4,7 +4,8 @@ Theory of operation: everything protocol-shaped happens in the sans-I/O runtime 
 around the core, ``EvsService`` above it); this module only moves bytes and time. Three kinds
 of input reach it, each as a callback on the asyncio loop:
 
-- a batch of datagrams from ``UdpTransport`` (everything waiting at one wake-up),
+- a batch of datagrams from ``UdpTransport`` (everything waiting at one wake-up), opened by
+  the ``SealedWire`` first when wire security is on (datagrams leave through it sealed),
 - the one timer, re-armed with ``loop.call_at`` at the core's next deadline,
 - client requests through the IPC server, which calls ``after_request`` once per batch.
 
@@ -29,6 +30,7 @@ from evs.daemon.config_file import DaemonConfig
 from evs.daemon.ipc_server import IpcServer
 from evs.daemon.state_dir import StateDir
 from evs.daemon.udp import UdpTransport
+from evs.daemon.wire import SealedWire, build_wire
 from evs.runtime.driver import Driver
 from evs.runtime.send_window import SendWindows
 from evs.runtime.service import EvsService, Traced
@@ -61,19 +63,36 @@ class Executive:
             handle_queue_bytes=cfg.ipc.client_queue_bytes,
         )
         self.windows = SendWindows(self.service, cfg.ipc.send_window_bytes)
+        try:
+            self.wire: SealedWire | None = build_wire(
+                cfg.crypto.cipher,
+                str(cfg.crypto.key_file),
+                cfg.cluster_name,
+                cfg.nodeid,
+                (n.nodeid for n in cfg.nodes),
+                self.state_dir,
+                self._on_datagrams,
+            )
+        except BaseException:
+            self.state_dir.close()
+            raise
         self.transport = UdpTransport(
             cfg.transport.mode,
             cfg.transport.bind,
             cfg.transport.port,
             cfg.node_addresses(),
             cfg.nodeid,
-            self._on_datagrams,
+            self._on_datagrams if self.wire is None else self.wire.on_datagrams,
             mcast_addr=cfg.transport.mcast_addr,
             ttl=cfg.transport.ttl,
             rcvbuf=cfg.transport.rcvbuf,
             sndbuf=cfg.transport.sndbuf,
             netmtu=cfg.transport.netmtu,
         )
+        if self.wire is not None:
+            self.wire.connect(self.transport.send)
+        #: Where the core's datagrams go: through the wire (sealed) or straight out.
+        self._send = self.transport.send if self.wire is None else self.wire.send
         self._ipc_wanted = ipc
         self.server: IpcServer | None = None
         self.trace: TraceWriter | None = None
@@ -109,14 +128,21 @@ class Executive:
             )
             await self.server.start()
         log.info(
-            "node %d starting (incarnation %d, %s on %s:%d, %d nodes configured)",
+            "node %d starting (incarnation %d, %s on %s:%d, %d nodes configured, cipher %s)",
             self.nodeid,
             self.incarnation,
             self.cfg.transport.mode,
             self.cfg.transport.bind,
             self.cfg.transport.port,
             len(self.cfg.nodes),
+            self.cfg.crypto.cipher,
         )
+        if self.wire is None:
+            log.warning(
+                'wire security is off ([crypto] cipher = "none"): anyone who can send to '
+                "port %d can disturb the ring, and anyone on the path can read every message",
+                self.cfg.transport.port,
+            )
         self.driver.start(self.now())
         self._after()
 
@@ -202,7 +228,7 @@ class Executive:
         if events:
             # Before the datagrams leave: a receiver must not log a delivery before our send.
             self._record(self.service.feed(events))
-        send = self.transport.send
+        send = self._send
         for dest, data in sends:
             send(dest, data)
         at = self.driver.deadline()
@@ -282,6 +308,7 @@ class Executive:
             *(("drop " + k, v) for k, v in proc.drops.items()),
             *self.service.counters.items(),
             *self.transport.counters.items(),
+            *(self.wire.counters.items() if self.wire is not None else ()),
             *self.counters.items(),
         ):
             counters[name] = counters.get(name, 0) + int(value)
@@ -316,6 +343,7 @@ class Executive:
                 "bind": self.cfg.transport.bind,
                 "port": self.cfg.transport.port,
             },
+            "crypto": {"cipher": "none"} if self.wire is None else self.wire.status(),
             "peers": {str(k): v for k, v in sorted(self.peer_rx.items())},
             "counters": counters,
         }

@@ -1,9 +1,12 @@
-"""The executive's state directory: the ring sequence and incarnation that survive a restart.
+"""The executive's state directory: the numbers that must survive a restart.
 
 Theory of operation: the core must never form a ring whose sequence number it used before
 (corosync's ``ring_id_create_or_load``/``store``), so before a commit token leaves, the driver
 calls ``store_ring_seq`` and waits for it. A message id names the sender's incarnation, so a
-restarted executive takes a new one with ``next_incarnation`` and never repeats an id.
+restarted executive takes a new one with ``next_incarnation`` and never repeats an id. With
+wire security on, every start takes a boot id with ``next_boot_id``: it is half of each sealed
+datagram's nonce, so it must grow on every start, even after 2**32 restarts would wrap the
+incarnation; a wall-clock floor keeps it growing when the directory was lost.
 
 Each number lives in its own small text file (decimal digits and a newline). A write goes to a
 temporary file in the same directory, which is written, fsynced, renamed over the old file, and
@@ -34,9 +37,11 @@ __all__ = ["StateDir", "StateDirError"]
 
 RING_SEQ_FILE = "ring_seq"
 INCARNATION_FILE = "incarnation"
+BOOT_ID_FILE = "boot_id"
 LOCK_FILE = "lock"
 _RING_SEQ_MAX = (1 << 64) - 1  # u64 on the wire
 _INCARNATION_MAX = (1 << 32) - 1  # u32 in the service header
+_BOOT_ID_MAX = (1 << 32) - 1  # u32 in the sealed datagram's header
 
 
 class StateDirError(Exception):
@@ -120,6 +125,25 @@ class StateDir:
         current = self._load(INCARNATION_FILE, _INCARNATION_MAX)
         number = current % _INCARNATION_MAX + 1
         self._store(INCARNATION_FILE, number)
+        return number
+
+    def next_boot_id(self, floor: int = 0) -> int:
+        """Take a boot id larger than any taken before and at least ``floor``, stored durably
+        before it is returned.
+
+        The executive passes the wall clock in seconds as ``floor``: if the file is lost, the
+        next id is still larger than the ones peers saw (unless the clock went back), so they
+        neither refuse the node as a stale boot nor see a nonce again. Never wraps: raises
+        StateDirError when the u32 space is used up (in the year 2106 at one start a second).
+        """
+        previous = self._load(BOOT_ID_FILE, _BOOT_ID_MAX)
+        number = max(previous + 1, floor)
+        if number > _BOOT_ID_MAX:
+            raise StateDirError(
+                f"state file {self.path / BOOT_ID_FILE}: boot ids used up ({previous}); "
+                "make a new cluster key (evs keygen) and remove the file"
+            )
+        self._store(BOOT_ID_FILE, number)
         return number
 
     def _load(self, name: str, limit: int) -> int:
