@@ -56,8 +56,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     wait.add_argument(
         "--timeout",
         metavar="SECONDS",
-        type=float,
-        default=60.0,
+        default="60",
         help="how long to wait for the rotation to finish (default: 60)",
     )
     wait.add_argument("--no-wait", action="store_true", help="return once the rotation has started")
@@ -69,8 +68,12 @@ def _fail(text: str, code: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.timeout > 0:  # NaN too
-        return _fail(f"--timeout must be a positive number of seconds, got {args.timeout}", 2)
+    try:
+        timeout = float(args.timeout)
+    except ValueError:
+        timeout = float("nan")
+    if not timeout > 0:  # NaN too
+        return _fail(f"--timeout must be a positive number of seconds, got {args.timeout!r}", 2)
     key = b""
     if args.key_file is not None:
         from evs.daemon.key_file import KeyFileError, read_key_file  # noqa: PLC0415
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             )
             if args.no_wait:
                 return 0
-            return _wait(c, key_id, args.timeout)
+            return _wait(c, key_id, timeout)
     except evs.EvsError as exc:
         return _fail(str(exc), 2)
 
