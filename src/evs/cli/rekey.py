@@ -97,21 +97,22 @@ def run(args: argparse.Namespace) -> int:
             )
             if args.no_wait:
                 return 0
-            return _wait(c, key_id, timeout)
+            return _wait(c, key_id, started.get("fingerprint"), timeout)
     except evs.EvsError as exc:
         return _fail(str(exc), 2)
 
 
-def _wait(c: evs.Client, key_id: object, timeout: float) -> int:
+def _wait(c: evs.Client, key_id: object, fp: object, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while True:
         crypto: dict[str, Any] = c.status().get("crypto") or {}
         rotation: dict[str, Any] = crypto.get("rotation") or {}
-        if crypto.get("key_in_use") == key_id and crypto.get("keys_accepted") == [key_id]:
+        if rotation.get("refused"):  # before success: a rival offer of the same id may win
+            return _fail(str(rotation["refused"]), 1)
+        ours = (crypto.get("fingerprints") or {}).get(str(key_id)) == fp
+        if ours and crypto.get("key_in_use") == key_id and crypto.get("keys_accepted") == [key_id]:
             print(f"evs rekey: key id {key_id} is in use on every required node; old key retired")
             return 0
-        if rotation.get("refused"):
-            return _fail(str(rotation["refused"]), 1)
         if time.monotonic() >= deadline:
             phase = rotation.get("phase", "?")
             done = rotation.get("installed" if phase == "installed" else "switched", [])
