@@ -320,3 +320,19 @@ def test_random_partitions_merges_and_restarts(seed: int) -> None:
     for h in bus.hosts.values():
         assert (h.sealing, h.slots) == expect
         assert h.disk.next is None
+
+
+def test_junk_and_wrong_offers_from_the_ring_are_notes_not_exceptions() -> None:
+    bus = Bus(2)
+    rot, host = bus.rot[1], bus.hosts[1]
+    rng = random.Random(5)
+    for _ in range(500):
+        rot.on_message(2, rng.randbytes(rng.randrange(0, 120)))
+    rot.on_message(2, encode_message(Offer(9, (1, 2), NEW)))  # not the next key id
+    rot.on_message(
+        2, encode_message(Ack(1, fingerprint(NEW), Phase.DONE, frozenset(), frozenset()))
+    )
+    assert host.slots == {0: OLD}
+    assert host.sealing == 0
+    assert any("not the next key id" in t for _, t in host.notes)
+    assert all(level in ("info", "warning") for level, _ in host.notes)

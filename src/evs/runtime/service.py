@@ -20,6 +20,10 @@ core does not carry:
 - Bounded queues. Each handle's undelivered events are counted in bytes; a handle past
   ``handle_queue_bytes`` is marked ``overflowed`` with a reason and gets nothing more, and the
   I/O layer disconnects it. The ring never waits for an application.
+- The executive's own messages. A message whose header carries ``FLAG_INTERNAL`` (only the
+  executive writes it: a client's message always has flags 0) goes to ``internal`` instead of
+  any handle, and so does every configuration change, in delivery order; key rotation
+  (``evs.daemon.rekey``) rides on this. Without ``internal`` such a message is a foreign one.
 - Back-pressure. ``mcast`` raises ``TryAgain`` when the core's send queue is full and records
   the handle as waiting; once the core reports a message wholly on the ring (``Sent``) the
   waiting handles are listed in ``room_again`` so a blocked sender retries without polling.
