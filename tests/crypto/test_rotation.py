@@ -29,6 +29,7 @@ class Disk:
     key_id: int = 0
     key: bytes = OLD
     next: tuple[int, bytes, bool, tuple[int, ...]] | None = None
+    switched: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -54,7 +55,9 @@ class Host:
             if sending:
                 self.sealing = nid
             pending = (nid, key, Phase.SWITCHED if sending else Phase.INSTALLED, required)
-        return Rotation(self, self.me, d.key_id, fingerprint(d.key), pending)
+        return Rotation(
+            self, self.me, d.key_id, fingerprint(d.key), pending=pending, switched=d.switched
+        )
 
     def install(self, key_id: int, key: bytes, required: tuple[int, ...]) -> None:
         if self.fail_install:
@@ -70,8 +73,9 @@ class Host:
         self.disk.next = (*self.disk.next[:2], True, self.disk.next[3])
         self.sealing = key_id
 
-    def retire(self, old_id: int, new_id: int) -> None:
+    def retire(self, old_id: int, new_id: int, switched: frozenset[int]) -> None:
         assert self.sealing == new_id
+        self.disk.switched = switched
         del self.slots[old_id]
         assert self.disk.next is not None
         self.disk.key_id, self.disk.key = new_id, self.disk.next[1]
@@ -336,3 +340,20 @@ def test_junk_and_wrong_offers_from_the_ring_are_notes_not_exceptions() -> None:
     assert host.sealing == 0
     assert any("not the next key id" in t for _, t in host.notes)
     assert all(level in ("info", "warning") for level, _ in host.notes)
+
+
+def test_a_done_answer_tells_only_what_its_sender_knew() -> None:
+    """A node that finished a rotation alone (required: itself) does not vouch for others."""
+    bus = Bus(3)
+    bus.comps, bus.queue = [[1, 2], [3]], {0: [], 1: []}
+    for m in (1, 2):
+        bus.rot[m].on_regular_configuration([1, 2])
+    bus.rot[1].start(NEW, (1, 2, 3))
+    bus.settle()
+    done = Ack(1, fingerprint(NEW), Phase.DONE, frozenset({3}), frozenset({3}))
+    bus.rot[1].on_message(3, encode_message(done))
+    assert bus.hosts[1].sealing == 1  # 3 had switched: everyone required has the key ...
+    assert bus.hosts[1].slots == {0: OLD, 1: NEW}  # ... but 2 is not known to have switched
+    status = bus.rot[1].status()
+    assert status["phase"] == "switched"
+    assert status["switched"] == [1, 3]

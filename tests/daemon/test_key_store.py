@@ -103,3 +103,12 @@ def test_unwritable_directory_is_reported(tmp_path: Path) -> None:
             store.check_writable()
     finally:
         tmp_path.chmod(0o700)
+
+
+def test_the_switched_nodes_survive_the_retirement(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.load()
+    store.save_next(1, NEW, (1, 2, 3))
+    store.save_sending()
+    store.save_retired({3, 1, 2})
+    assert KeyStore(tmp_path / "authkey").load().switched == (1, 2, 3)

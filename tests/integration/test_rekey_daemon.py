@@ -129,3 +129,61 @@ def test_rekey_under_load_loses_nothing_and_changes_no_configuration(
             assert time.monotonic() < deadline, "node 3 did not rejoin with the new key"
             c.dispatch(evs.DispatchFlags.ALL)
             time.sleep(0.05)  # polling the membership, bounded by the deadline
+
+
+def test_a_node_left_out_of_a_rotation_is_cut_off_cleanly_and_brought_back(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    cluster = make_cluster(3, token=1000)
+    for n in IDS:
+        cluster.start(n)
+    wait_until(lambda: status(cluster, 1)["members"] == list(IDS), 20, "the ring of all three")
+    cluster.terminate(3)
+    assert cluster.wait(3) == 0
+    wait_until(lambda: status(cluster, 1)["members"] == [1, 2], 20, "the ring of 1 and 2")
+
+    def rekey(n: int, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "evs.cli", "rekey", "--socket", cluster.socket(n), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    # by default node 3 is required: the rotation waits for it, nobody switches
+    waiting = rekey(1, "--timeout", "1")
+    assert waiting.returncode == 1
+    assert "waiting for nodes [3]" in waiting.stderr
+    crypto = status(cluster, 2)["crypto"]
+    assert (crypto["key_in_use"], crypto["keys_accepted"]) == (0, [0, 1])
+    # node 3 comes back, takes the key from the ring, and the rotation finishes everywhere
+    cluster.start(3)
+    wait_until(
+        lambda: all(status(cluster, n)["crypto"]["keys_accepted"] == [1] for n in IDS),
+        30,
+        "the rotation to finish once node 3 is back",
+    )
+    assert status(cluster, 3)["members"] == list(IDS)
+
+    # --members-only while node 3 is away: it is left with the old key and cannot rejoin
+    cluster.terminate(3)
+    assert cluster.wait(3) == 0
+    wait_until(lambda: status(cluster, 1)["members"] == [1, 2], 20, "the ring of 1 and 2")
+    done = rekey(2, "--members-only", "--timeout", "30")
+    assert done.returncode == 0, done.stderr
+    cluster.start(3)
+    wait_until(
+        lambda: status(cluster, 1)["counters"].get("crypto drop unknown_key", 0) > 0,
+        20,
+        "node 3's old-key datagrams to be refused",
+    )
+    assert status(cluster, 1)["members"] == [1, 2]
+    assert status(cluster, 3)["members"] == [3]
+    # the operator brings it back: node 3 takes the cluster's key as its next one, alone
+    back = rekey(3, "--members-only", "--key-file", str(cluster.node_key_file(1)))
+    assert back.returncode == 0, back.stderr
+    wait_until(lambda: status(cluster, 3)["members"] == list(IDS), 30, "node 3 back in the ring")
+    for n in IDS:
+        crypto = status(cluster, n)["crypto"]
+        assert (crypto["key_in_use"], crypto["keys_accepted"]) == (2, [2])

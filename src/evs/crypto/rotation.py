@@ -38,8 +38,9 @@ The ring carries two kinds of message on a reserved internal group (``evs.daemon
 - ACK(n, fingerprint, phase, installed, switched): what the sender knows. Sent after
   installing, after switching, and once after every regular configuration change by a node
   with a rotation in progress. A node that has finished (retired k: phase DONE) answers an
-  OFFER or ACK of a rotation it has finished once per configuration with phase DONE, which
-  tells the others that every required node has switched (that is why it could retire).
+  OFFER or ACK of the key it now uses once per configuration with phase DONE and the nodes it
+  knew to have switched when it retired (persisted with the key, so a restart keeps them):
+  facts like any other, merged the same way.
 
 So within one ring, a rotation takes the OFFER and two rounds of ACKs, with no datagram
 refused (every receiver opens both keys throughout), and no configuration change. A node that
@@ -187,8 +188,9 @@ class KeyHost(Protocol):
     def switch(self, key_id: int) -> None:
         """Seal with ``key_id`` from now on, and persist that (raise OSError if not)."""
 
-    def retire(self, old_id: int, new_id: int) -> None:
-        """Stop opening ``old_id``; persist ``new_id`` as the one key (logs, never raises)."""
+    def retire(self, old_id: int, new_id: int, switched: frozenset[int]) -> None:
+        """Stop opening ``old_id``; persist ``new_id`` as the one key, with the nodes known to
+        have switched to it (logs, never raises)."""
 
     def send(self, data: bytes, *, safe: bool) -> None:
         """Multicast ``data`` on the internal group (never lost: the host retries)."""
@@ -222,14 +224,19 @@ class Rotation:
         me: int,
         key_id: int,
         key_fp: bytes,
+        *,
         pending: tuple[int, bytes, Phase, Iterable[int]] | None = None,
+        switched: Iterable[int] = (),
     ) -> None:
         """``pending``: (key id, key, INSTALLED or SWITCHED, required) of a rotation that was
-        in progress when this node stopped (from the key files)."""
+        in progress when this node stopped; ``switched``: the nodes known to have switched to
+        the key in use when it was rotated in (both from the key files)."""
         self.host = host
         self.me = me
         self.key_id = key_id
         self.key_fp = key_fp
+        #: Nodes known to seal with the key in use (what a DONE answer tells).
+        self.done_switched = frozenset(switched) | {me}
         self.members: frozenset[int] = frozenset({me})
         self.pending: _Pending | None = None
         #: Fingerprint of the key this node offered and has not yet seen delivered.
@@ -347,9 +354,6 @@ class Rotation:
         if msg.key_id != p.key_id or msg.fingerprint != p.fp:
             self.host.note("warning", f"node {sender} acknowledged a key this node does not have")
             return
-        if msg.phase is Phase.DONE:
-            p.installed |= p.required
-            p.switched |= p.required
         p.installed |= msg.installed | msg.switched | {sender}
         p.switched |= msg.switched
         if msg.phase >= Phase.SWITCHED:
@@ -371,8 +375,9 @@ class Rotation:
             self._ack(p)
         if p.phase is Phase.SWITCHED and p.required <= p.switched:
             old = self.key_id
-            self.host.retire(old, p.key_id)
+            self.host.retire(old, p.key_id, frozenset(p.switched))
             self.key_id, self.key_fp = p.key_id, p.fp
+            self.done_switched = frozenset(p.switched)
             self.pending = None
             self.host.note("info", f"key id {old} retired; key id {p.key_id} is the one key")
 
@@ -384,7 +389,8 @@ class Rotation:
         if self._answered:
             return
         self._answered = True
-        msg = Ack(self.key_id, self.key_fp, Phase.DONE, frozenset(), frozenset())
+        done = self.done_switched
+        msg = Ack(self.key_id, self.key_fp, Phase.DONE, done, done)
         self.host.send(encode_message(msg), safe=False)
 
     # ------------------------------------------------------------------ status

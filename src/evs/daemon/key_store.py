@@ -6,10 +6,11 @@ fsync, rename, directory fsync) and readable by the owner only:
 - ``KEY`` (the configuration's ``[crypto] key_file``): the key in use, raw bytes as written by
   ``evs keygen``;
 - ``KEY.next``: the new key of a rotation in progress, raw bytes;
-- ``KEY.state``: JSON naming the keys by id and fingerprint (never the key bytes), and for a
-  pending key whether this node already seals with it and which nodes the rotation requires::
+- ``KEY.state``: JSON naming the keys by id and fingerprint (never the key bytes), the nodes
+  known to have switched to the key in use when it was rotated in, and for a pending key
+  whether this node already seals with it and which nodes the rotation requires::
 
-      {"version": 1, "key": {"id": 4, "fingerprint": "..."},
+      {"version": 1, "key": {"id": 4, "fingerprint": "...", "switched": [1, 2, 3]},
        "next": {"id": 5, "fingerprint": "...", "sending": false, "required": [1, 2, 3]}}
 
 Without ``KEY.state`` the key is id 0, as before rotations existed. A file's id is found by its
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +46,8 @@ class StoredKeys:
     key: bytes = field(repr=False)
     #: (key id, key, sealing with it already, required nodes) of a rotation in progress.
     next: tuple[int, bytes, bool, tuple[int, ...]] | None = field(default=None, repr=False)
+    #: Nodes known to have switched to the key when it was rotated in.
+    switched: tuple[int, ...] = ()
 
 
 def _entry(obj: object, what: str) -> tuple[int, str]:
@@ -53,6 +57,15 @@ def _entry(obj: object, what: str) -> tuple[int, str]:
     if not isinstance(key_id, int) or not 0 <= key_id <= 255 or not isinstance(fp, str):
         raise ValueError(f"{what} needs an id 0..255 and a fingerprint")
     return key_id, fp
+
+
+def _nodes(value: object) -> tuple[int, ...]:
+    """A list of node ids from the state file; anything else reads as none known."""
+    if not isinstance(value, list) or not all(
+        isinstance(n, int) and 0 < n < 1 << 32 for n in value
+    ):
+        return ()
+    return tuple(sorted(set(value)))
 
 
 class KeyStore:
@@ -89,9 +102,14 @@ class KeyStore:
                 f"copy both files (and {self.next_path.name}, if present) from a healthy node, "
                 f"or remove {self.state_path} to use this key as id 0"
             )
-        self._state = {"version": 1, "key": {"id": cur_id, "fingerprint": fp}}
+        entry = state.get("key")
+        switched = _nodes(entry.get("switched") if isinstance(entry, dict) else None)
+        self._state = {
+            "version": 1,
+            "key": {"id": cur_id, "fingerprint": fp, "switched": list(switched)},
+        }
         if nxt_entry is None or not isinstance(nxt, dict):
-            return StoredKeys(cur_id, key)
+            return StoredKeys(cur_id, key, switched=switched)
         try:
             new_key = read_key_file(self.next_path)
         except KeyFileError:
@@ -102,10 +120,11 @@ class KeyStore:
             or not isinstance(required, list)
             or not all(isinstance(n, int) and 0 < n < 1 << 32 for n in required)
         ):
-            return StoredKeys(cur_id, key)  # not wholly written: the ring will offer it again
+            # not wholly written: the ring will offer it again
+            return StoredKeys(cur_id, key, switched=switched)
         self._state["next"] = nxt
         sending = nxt.get("sending") is True
-        return StoredKeys(cur_id, key, (nxt_entry[0], new_key, sending, tuple(required)))
+        return StoredKeys(cur_id, key, (nxt_entry[0], new_key, sending, tuple(required)), switched)
 
     def _read_state(self) -> dict[str, object] | None:
         try:
@@ -157,7 +176,7 @@ class KeyStore:
             nxt["sending"] = True
             self._write_state()
 
-    def save_retired(self) -> None:
+    def save_retired(self, switched: Iterable[int] = ()) -> None:
         """The pending key becomes the key (raises KeyFileError)."""
         nxt = self._state.get("next")
         if not isinstance(nxt, dict):
@@ -173,7 +192,11 @@ class KeyStore:
             raise KeyFileError(f"key file {self.path}: cannot replace: {exc.strerror}") from None
         self._state = {
             "version": 1,
-            "key": {"id": nxt["id"], "fingerprint": nxt["fingerprint"]},
+            "key": {
+                "id": nxt["id"],
+                "fingerprint": nxt["fingerprint"],
+                "switched": sorted(set(switched)),
+            },
         }
         with contextlib.suppress(KeyFileError):  # the rename alone already reads as retired
             self._write_state()

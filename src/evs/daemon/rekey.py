@@ -82,7 +82,12 @@ class KeyManager:
             pending = (next_id, next_key, phase, required)
             log.info("key rotation to key id %d in progress (%s): resuming it", next_id, phase.name)
         self.rotation = Rotation(
-            self, wire.sealer.sender, stored.key_id, fingerprint(stored.key), pending
+            self,
+            wire.sealer.sender,
+            stored.key_id,
+            fingerprint(stored.key),
+            pending=pending,
+            switched=stored.switched,
         )
         service.internal = self.on_internal
 
@@ -120,13 +125,13 @@ class KeyManager:
         self.wire.sealer.use_key(key_id)
         self.counters["rekey switched"] += 1
 
-    def retire(self, old_id: int, new_id: int) -> None:
+    def retire(self, old_id: int, new_id: int, switched: frozenset[int]) -> None:
         if self.wire.sealer.key_id != new_id:  # never seal with a key just removed
             self.wire.sealer.use_key(new_id)
         self.wire.opener.keyring.remove(old_id)
         self.counters["rekey retired"] += 1
         try:
-            self.store.save_retired()
+            self.store.save_retired(switched)
         except KeyFileError as exc:
             self.note("warning", f"key id {new_id} could not be made the key file: {exc}")
 
