@@ -15,6 +15,10 @@ produced (the driver has already persisted the ring sequence for any that need i
 core's events to the service (fan-out to handles), write the trace and the log lines, re-arm
 the timer, schedule the loopback of self-addressed datagrams for the next loop turn, and let the
 IPC server write what the handles now have. Time is the loop's monotonic clock in milliseconds.
+
+With wire security on, a ``KeyManager`` (``evs.daemon.rekey``) rides along: it hears the
+service's internal messages and configuration changes, its messages wait in its outbox for room
+in the core's send queue (flushed at the start of every step), and ``rekey`` starts a rotation.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Theory of operation: one ``asyncio.Protocol`` per client connection, no protocol knowledge
 beyond the IPC frames (style rule 13). A connection is checked with SO_PEERCRED when it is
-accepted (root, the daemon's own uid, ``allowed_uids`` and ``allowed_gids`` pass); it must then
+accepted (root, the daemon's own uid, ``allowed_uids`` and ``allowed_gids`` pass; the one
+administrator's request, ``Rekey``, is served to root and the daemon's uid only); it must then
 say Hello, which opens its handle in the ``EvsService`` with the peer's pid. Every wake-up's
 bytes are decoded into requests, each request becomes one service call and one reply (a
 windowed Mcast, request id 0, gets none: see ``evs.runtime.send_window``), and once the batch is
