@@ -179,7 +179,7 @@ def test_a_node_left_out_of_a_rotation_is_cut_off_cleanly_and_brought_back(
         "node 3's old-key datagrams to be refused",
     )
     assert status(cluster, 1)["members"] == [1, 2]
-    assert status(cluster, 3)["members"] == [3]
+    wait_until(lambda: status(cluster, 3)["members"] == [3], 20, "node 3 alone")
     # the operator brings it back: node 3 takes the cluster's key as its next one, alone
     back = rekey(3, "--members-only", "--key-file", str(cluster.node_key_file(1)))
     assert back.returncode == 0, back.stderr
