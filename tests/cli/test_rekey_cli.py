@@ -63,3 +63,30 @@ def test_wait_options_exclude_each_other(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
+
+
+def test_status_text_shows_keys_and_a_rotation_in_progress() -> None:
+    from evs.cli.status import format_status  # noqa: PLC0415
+
+    st = {
+        "nodeid": 1,
+        "state": "operational",
+        "ring_id": "1.4",
+        "members": [1, 2],
+        "crypto": {
+            "cipher": "chacha20-poly1305",
+            "key_in_use": 3,
+            "keys_accepted": [3, 4],
+            "boot_id": 7,
+            "rotation": {
+                "phase": "installed",
+                "key_id": 4,
+                "required": [1, 2, 3],
+                "installed": [1, 2],
+                "switched": [],
+            },
+        },
+    }
+    text = format_status(st)
+    assert "key id 3 in use, accepted [3, 4]" in text
+    assert "key rotation to key id 4: installed; required [1, 2, 3]" in text

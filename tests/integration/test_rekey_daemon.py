@@ -157,6 +157,12 @@ def test_a_node_left_out_of_a_rotation_is_cut_off_cleanly_and_brought_back(
     assert "waiting for nodes [3]" in waiting.stderr
     crypto = status(cluster, 2)["crypto"]
     assert (crypto["key_in_use"], crypto["keys_accepted"]) == (0, [0, 1])
+    # a second rotation meanwhile is refused, on any node, with the reason
+    second = rekey(2, "--no-wait")
+    assert second.returncode == 1
+    assert "in progress" in second.stderr
+    assert "waiting for nodes [3]" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
     # node 3 comes back, takes the key from the ring, and the rotation finishes everywhere
     cluster.start(3)
     wait_until(
