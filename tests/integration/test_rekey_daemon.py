@@ -193,3 +193,100 @@ def test_a_node_left_out_of_a_rotation_is_cut_off_cleanly_and_brought_back(
     for n in IDS:
         crypto = status(cluster, n)["crypto"]
         assert (crypto["key_in_use"], crypto["keys_accepted"]) == (2, [2])
+
+
+def test_rotation_across_a_partition(make_cluster: Callable[..., LocalCluster]) -> None:
+    """In a lab of network namespaces (root): a rotation started while node 3 is partitioned
+    away waits for it and finishes after the merge, with traffic throughout and no extra
+    configuration change; a --members-only rotation leaves node 3 out without disturbing the
+    others' ring, and the operator brings it back with the cluster's key."""
+    cluster = make_cluster(3, netns=True, token=1000)
+    assert cluster.lab is not None
+    for n in IDS:
+        cluster.start(n)
+    handles = [TracedHandle(n, 1, cluster.socket(n)) for n in IDS]
+    traffic = Traffic(handles, period=0.02)
+    traffic.start()
+
+    def ring_is(*rings: tuple[int, ...]) -> Callable[[], bool]:
+        def ok() -> bool:
+            for h in handles:
+                want = next(r for r in rings if h.nodeid in r)
+                c = h.last_conf
+                if c is None or c.transitional or c.members != want:
+                    return False
+            return True
+
+        return ok
+
+    def crypto(n: int) -> dict[str, Any]:
+        return dict(status(cluster, n)["crypto"])
+
+    def rekey(n: int, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "evs.cli", "rekey", "--socket", cluster.socket(n), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    try:
+        wait_until(ring_is(IDS), 20, "the ring of all three")
+        cluster.lab.partition((1, 2), (3,))
+        wait_until(ring_is((1, 2), (3,)), 20, "the partition")
+        r = rekey(1, "--no-wait")
+        assert r.returncode == 0, r.stderr
+        wait_until(
+            lambda: crypto(2)["rotation"].get("installed") == [1, 2], 10, "1 and 2 to install"
+        )
+        assert crypto(1)["key_in_use"] == 0  # nobody switches while 3 lacks the key
+        cluster.lab.heal()
+        wait_until(ring_is(IDS), 30, "the merged ring")
+        with traffic._lock:
+            merged = {h.nodeid: len(h.events) for h in handles}
+        wait_until(lambda: all(crypto(n)["keys_accepted"] == [1] for n in IDS), 30, "the rotation")
+        # traffic under the new key; it also lets the messages handed to an executive while
+        # the merge ran (labelled with the old ring by their handles, so ``settled`` does not
+        # wait for them) come through before the end is judged
+        mark = delivered(handles)
+        wait_until(lambda: delivered(handles) > mark + 100, 30, "traffic after the rotation")
+        traffic.sending = False
+        wait_until(lambda: traffic.settled(IDS), 30, "every handle to deliver everything")
+    finally:
+        traffic.stop()
+        for h in handles:
+            if h.client is not None:
+                h.client.close()
+    report = check_events(
+        [e for h in handles for e in h.events], handle_traces=True, quiet_end=True
+    )
+    assert report.ok, report.render_text(20)
+    for h in handles:
+        after = [e for e in h.events[merged[h.nodeid] :] if e["ev"] == "confchg"]
+        assert not after, after  # the rotation after the merge changed no configuration
+    for n in IDS:
+        counters = status(cluster, n)["counters"]
+        assert not {k: v for k, v in counters.items() if k.startswith("crypto drop")}, counters
+
+    # --members-only while 3 is away: 3 is left with key 1, the others go to key 2
+    cluster.lab.partition((1, 2), (3,))
+    wait_until(lambda: status(cluster, 1)["members"] == [1, 2], 20, "the partition again")
+    done = rekey(1, "--members-only", "--timeout", "30")
+    assert done.returncode == 0, done.stderr
+    cluster.lab.heal()
+
+    def refused(n: int) -> int:
+        return int(status(cluster, n)["counters"].get("crypto drop unknown_key", 0))
+
+    wait_until(lambda: refused(1) > 0 and refused(3) > 0, 20, "the key mismatch to show")
+    changes = status(cluster, 1)["counters"]["configuration changes"]
+    seen = refused(1)
+    wait_until(lambda: refused(1) > seen + 5, 20, "more of node 3's datagrams refused")
+    st = status(cluster, 1)
+    assert st["members"] == [1, 2]
+    assert st["counters"]["configuration changes"] == changes  # node 3 cannot disturb them
+    back = rekey(3, "--members-only", "--key-file", str(cluster.node_key_file(1)))
+    assert back.returncode == 0, back.stderr
+    wait_until(lambda: status(cluster, 3)["members"] == list(IDS), 30, "node 3 back in the ring")
+    assert all(crypto(n)["keys_accepted"] == [2] for n in IDS)
