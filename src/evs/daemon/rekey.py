@@ -10,7 +10,9 @@ Theory of operation: ``KeyManager`` is the ``KeyHost`` of one executive's ``Rota
 - multicasts on the reserved group ``INTERNAL_GROUP`` through the core like any message, so the
   key travels sealed under the keys in use; an OFFER goes SAFE, an ACK AGREED. A message the
   core's send queue has no room for waits in ``outbox`` and is retried after every step
-  (``flush``), so no rotation message is ever dropped;
+  (``flush``). The outbox is bounded (64 messages; a rotation needs a handful per
+  configuration): past that a message is dropped with a warning, which only delays the
+  rotation until the next configuration change re-announces it;
 - installs, switches and retires key slots in the wire's ``Keyring`` and ``Sealer`` and persists
   each step (``KeyStore``) before it takes effect; a step that cannot be persisted is not taken
   (the rotation waits, visibly, instead of a restart later bringing back the wrong keys);
