@@ -163,6 +163,13 @@ def test_a_node_left_out_of_a_rotation_is_cut_off_cleanly_and_brought_back(
     assert "in progress" in second.stderr
     assert "waiting for nodes [3]" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
+    # node 2 killed and restarted meanwhile comes back from its key files where it was
+    cluster.kill(2)
+    cluster.start(2)
+    crypto = status(cluster, 2)["crypto"]
+    assert (crypto["key_in_use"], crypto["keys_accepted"]) == (0, [0, 1])
+    assert crypto["rotation"]["phase"] == "installed"
+    wait_until(lambda: status(cluster, 1)["members"] == [1, 2], 20, "1 and 2 together again")
     # node 3 comes back, takes the key from the ring, and the rotation finishes everywhere
     cluster.start(3)
     wait_until(
