@@ -68,6 +68,10 @@ class Host:
         self.disk.next = (key_id, key, False, required)
         self.slots[key_id] = key
 
+    def narrow(self, key_id: int, required: tuple[int, ...]) -> None:
+        assert self.disk.next is not None
+        self.disk.next = (*self.disk.next[:3], required)
+
     def switch(self, key_id: int) -> None:
         assert self.disk.next is not None
         self.disk.next = (*self.disk.next[:2], True, self.disk.next[3])
@@ -357,3 +361,38 @@ def test_a_done_answer_tells_only_what_its_sender_knew() -> None:
     status = bus.rot[1].status()
     assert status["phase"] == "switched"
     assert status["switched"] == [1, 3]
+
+
+def test_a_stalled_rotation_can_be_narrowed_to_the_members() -> None:
+    bus = Bus(3)
+    bus.comps, bus.queue = [[1, 2], [3]], {0: [], 1: []}
+    for m in (1, 2):
+        bus.rot[m].on_regular_configuration([1, 2])
+    with pytest.raises(RotationError, match="nothing to narrow"):
+        bus.rot[1].narrow((1, 2))
+    bus.rot[1].start(NEW, (1, 2, 3))
+    bus.settle()
+    assert bus.rot[2].status()["phase"] == "installed"  # waiting for node 3
+    with pytest.raises(RotationError, match="narrow it"):
+        bus.rot[2].start(OLD[::-1], (1, 2))
+    bus.required = {1, 2}
+    assert bus.rot[2].narrow((1, 2)) == (1, fingerprint(NEW))
+    bus.settle()
+    assert all(bus.hosts[m].slots == {1: NEW} for m in (1, 2))
+    assert bus.hosts[3].slots == {0: OLD}  # left out: the operator copies the key files
+    with pytest.raises(RotationError, match="nothing to narrow"):
+        bus.rot[1].narrow((1,))
+
+
+def test_narrowing_survives_a_restart() -> None:
+    bus = Bus(3)
+    bus.comps, bus.queue = [[1, 2], [3]], {0: [], 1: []}
+    for m in (1, 2):
+        bus.rot[m].on_regular_configuration([1, 2])
+    bus.rot[1].start(NEW, (1, 2, 3))
+    bus.settle()
+    bus.required = {1, 2}
+    bus.rot[1].narrow((1, 2))
+    bus.deliver_one(0)  # the narrowing OFFER only
+    assert bus.hosts[2].disk.next is not None
+    assert bus.hosts[2].disk.next[3] == (1, 2)

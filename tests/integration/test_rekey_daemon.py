@@ -201,6 +201,24 @@ def test_a_node_left_out_of_a_rotation_is_cut_off_cleanly_and_brought_back(
         crypto = status(cluster, n)["crypto"]
         assert (crypto["key_in_use"], crypto["keys_accepted"]) == (2, [2])
 
+    # a rotation stalled on a node that is gone is narrowed to the members by the operator
+    cluster.terminate(3)
+    assert cluster.wait(3) == 0
+    wait_until(lambda: status(cluster, 1)["members"] == [1, 2], 20, "the ring of 1 and 2")
+    assert rekey(1, "--no-wait").returncode == 0
+    wait_until(
+        lambda: status(cluster, 2)["crypto"]["rotation"].get("installed") == [1, 2],
+        10,
+        "the rotation to wait for node 3",
+    )
+    narrowed = rekey(2, "--members-only", "--timeout", "30")
+    assert narrowed.returncode == 0, narrowed.stderr
+    wait_until(
+        lambda: all(status(cluster, n)["crypto"]["keys_accepted"] == [3] for n in (1, 2)),
+        10,
+        "the narrowed rotation to finish on 1 and 2",
+    )
+
 
 def test_rotation_across_a_partition(make_cluster: Callable[..., LocalCluster]) -> None:
     """In a lab of network namespaces (root): a rotation started while node 3 is partitioned

@@ -32,7 +32,9 @@ the nodes switch to it, and the old key is retired, with no message lost and no 
 change. By default every node of the configuration must take the key before anyone switches
 (a node that is down holds the rotation until it is back); --members-only requires only the
 current members (a node that is away then needs the key files copied to it: see docs/daemon.md,
-"Key rotation"). Only root and the daemon's user may rotate the key."""
+"Key rotation"); while a rotation waits for a node that is gone, --members-only without
+--key-file narrows it to the current members. Only root and the daemon's user may rotate the
+key."""
 
 #: Seconds between two looks at the executive's status while waiting.
 _POLL_S = 0.1

@@ -18,10 +18,14 @@ knowledge, not timing:
 
 "Required" is fixed by the rotation's OFFER: by default every node of the configuration file
 (so a node that is down stalls the rotation, harmlessly, until it comes back), or with
-``members_only`` the members of the ring the rotation started in. Knowledge is two grow-only
-sets per node, ``installed`` and ``switched`` (switched implies installed). They only ever grow,
-every node that joins them is truly in that state (a node adds itself after the fact, and a
-switch or an install is never undone: both are persisted), so merging two nodes' sets by union
+``members_only`` the members of the ring the rotation started in. The operator may *narrow* a
+rotation in progress (another OFFER of the same key with fewer required nodes); a node's
+required set only ever shrinks, and every decision is still "all of my required nodes", so
+nodes that stay required keep the guarantee; the ones dropped need their key files copied.
+Knowledge is two grow-only sets per node, ``installed`` and ``switched`` (switched implies
+installed). They only ever grow, every node that joins them is truly in that state (a node
+adds itself after the fact, and a switch or an install is never undone: both are persisted),
+so merging two nodes' sets by union
 is always sound, whatever partitions, merges or restarts happened in between. That makes the
 protocol correct under partitions without any assumption about which configuration a message
 is delivered in: the worst a partition can do is delay knowledge.
@@ -188,6 +192,9 @@ class KeyHost(Protocol):
     def switch(self, key_id: int) -> None:
         """Seal with ``key_id`` from now on, and persist that (raise OSError if not)."""
 
+    def narrow(self, key_id: int, required: tuple[int, ...]) -> None:
+        """Persist a smaller required set for the pending key (raise OSError if not)."""
+
     def retire(self, old_id: int, new_id: int, switched: frozenset[int]) -> None:
         """Stop opening ``old_id``; persist ``new_id`` as the one key, with the nodes known to
         have switched to it (logs, never raises)."""
@@ -263,7 +270,8 @@ class Rotation:
             )
             raise RotationError(
                 f"a key rotation is in progress (key id {p.key_id}, {p.phase.name.lower()}, "
-                f"waiting for nodes {waiting}): wait for it to finish"
+                f"waiting for nodes {waiting}): wait for it to finish, or narrow it to the "
+                "current members (evs rekey --members-only, without a key)"
             )
         if self.proposed is not None:
             raise RotationError("a key rotation was offered here and is not yet delivered")
@@ -280,6 +288,23 @@ class Rotation:
         self.refused = None
         self.host.send(encode_message(Offer(key_id, tuple(sorted(req)), key)), safe=True)
         return key_id, fp
+
+    def narrow(self, required: Iterable[int]) -> tuple[int, bytes]:
+        """Stop waiting for the nodes of a rotation in progress that are not in ``required``
+        (the operator gave up on them); (key id, fingerprint). Raises RotationError."""
+        p = self.pending
+        if p is None:
+            raise RotationError("no key rotation is in progress: nothing to narrow")
+        req = p.required & frozenset(required)
+        if self.me not in req:
+            raise RotationError(f"the required nodes {sorted(req)} must include this node")
+        if req == p.required:
+            raise RotationError(
+                f"the rotation to key id {p.key_id} requires only {sorted(req)} already: "
+                "it waits for one of them"
+            )
+        self.host.send(encode_message(Offer(p.key_id, tuple(sorted(req)), p.key)), safe=True)
+        return p.key_id, p.fp
 
     # ------------------------------------------------------------------ ring input
 
@@ -314,7 +339,12 @@ class Rotation:
             self.proposed = None
         p = self.pending
         if p is not None and p.key_id == msg.key_id and p.fp == fp:
-            return  # a repeat of the rotation in progress: the ACKs say what we know
+            # a repeat of the rotation in progress (the ACKs say what we know), or the operator
+            # narrowing it: required nodes only ever shrink
+            narrowed = p.required & frozenset(msg.required)
+            if narrowed != p.required:
+                self._narrow(p, narrowed, sender)
+            return
         if p is None and msg.key_id == self.key_id and fp == self.key_fp:
             self._answer_done()
             return
@@ -342,6 +372,20 @@ class Rotation:
             f"switching once nodes {sorted(p.required)} have it",
         )
         self._ack(p)
+        self._progress(p)
+
+    def _narrow(self, p: _Pending, required: frozenset[int], sender: int) -> None:
+        try:
+            self.host.narrow(p.key_id, tuple(sorted(required)))
+        except (OSError, ValueError) as exc:
+            self.host.note("warning", f"cannot persist the narrowed rotation: {exc}")
+        left_out = sorted(p.required - required)
+        p.required = required
+        self.host.note(
+            "info",
+            f"key rotation to key id {p.key_id} narrowed by node {sender}: nodes {left_out} "
+            "are no longer waited for (they will need the key files copied)",
+        )
         self._progress(p)
 
     def _ack_from(self, sender: int, msg: Ack) -> None:

@@ -170,6 +170,13 @@ class KeyStore:
         }
         self._write_state()
 
+    def save_required(self, required: tuple[int, ...]) -> None:
+        """A rotation in progress was narrowed to ``required`` (raises KeyFileError)."""
+        nxt = self._state.get("next")
+        if isinstance(nxt, dict):
+            nxt["required"] = sorted(required)
+            self._write_state()
+
     def save_sending(self) -> None:
         nxt = self._state.get("next")
         if isinstance(nxt, dict):

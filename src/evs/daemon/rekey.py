@@ -119,6 +119,12 @@ class KeyManager:
         self.wire.opener.keyring.install(key_id, key)
         self.counters["rekey installed"] += 1
 
+    def narrow(self, key_id: int, required: tuple[int, ...]) -> None:
+        try:
+            self.store.save_required(required)
+        except KeyFileError as exc:
+            raise OSError(str(exc)) from None
+
     def switch(self, key_id: int) -> None:
         try:
             self.store.save_sending()
@@ -168,7 +174,11 @@ class KeyManager:
     # ------------------------------------------------------------------ operator
 
     def start(self, key: bytes, *, members_only: bool = False) -> dict[str, Any]:
-        """Begin a rotation to ``key`` (empty: a new random key); raises EvsError."""
+        """Begin a rotation to ``key`` (empty: a new random key); raises EvsError.
+
+        ``members_only`` without a key while a rotation is in progress narrows that one to the
+        current members instead (the operator gives up waiting for the others)."""
+        given = bool(key)
         if not key:
             key = os.urandom(KEY_BYTES_DEFAULT)
         if members_only:
@@ -178,7 +188,10 @@ class KeyManager:
             required = self.nodes
         try:
             self.store.check_writable()
-            key_id, fp = self.rotation.start(key, required)
+            if members_only and self.rotation.pending is not None and not given:
+                key_id, fp = self.rotation.narrow(required)
+            else:
+                key_id, fp = self.rotation.start(key, required)
         except KeyFileError as exc:
             raise EvsError(str(exc)) from None
         except RotationError as exc:
