@@ -231,3 +231,26 @@ def test_a_header_of_another_version_is_foreign() -> None:
     assert traced[0][1] is None
     assert h.take_events() == []
     assert s.counters["foreign messages dropped"] == 1
+
+
+def test_internal_messages_reach_only_the_executive_hook() -> None:
+    core = FakeCore()
+    svc = service(core)
+    h = svc.open_handle(77)
+    svc.join(h, [b"\x00evs.keys", b"g"])
+    svc.feed([REG1])
+    h.take_events()
+    header = service_mod.HEADER.pack(service_mod.HEADER_VERSION, service_mod.FLAG_INTERNAL, 1, 0, 0)
+    internal = Deliver(2, (b"\x00evs.keys",), header + b"key stuff", Guarantee.SAFE, R1)
+    svc.feed([internal])  # no hook: a foreign message, counted, handed to nobody
+    assert not h.events
+    assert svc.counters["foreign messages dropped"] == 1
+    seen: list[object] = []
+    svc.internal = seen.append
+    svc.feed([internal, ConfigChange(R2, False, (1, 2), (3,), ())])
+    assert seen[0] is internal
+    assert isinstance(seen[1], ConfigChange)
+    assert [type(e) for e in h.events] == [ConfigChange]  # the handle sees only the change
+    # a client's message never carries the flag, whatever group it names
+    svc.mcast(h, [b"\x00evs.keys"], b"forged?", Guarantee.SAFE)
+    assert core.submitted[-1][1][1] == 0

@@ -13,6 +13,7 @@ from evs.cli import demo as demo_cmd
 from evs.cli import fuzz as fuzz_cmd
 from evs.cli import keygen as keygen_cmd
 from evs.cli import listen as listen_cmd
+from evs.cli import rekey as rekey_cmd
 from evs.cli import send as send_cmd
 from evs.cli import status as status_cmd
 from evs.sim import cli as sim_cmd
@@ -21,6 +22,7 @@ from evs.sim import cli as sim_cmd
 _COMMANDS = {
     "daemon": daemon_cmd,
     "keygen": keygen_cmd,
+    "rekey": rekey_cmd,
     "status": status_cmd,
     "send": send_cmd,
     "listen": listen_cmd,

@@ -2,7 +2,8 @@
 
 Theory of operation: ``LocalCluster`` writes one TOML configuration per node into a directory
 (udpu or udp on 127.0.0.N, a state directory, an IPC socket, a log file and optionally a
-trace) and, unless ``cipher="none"``, one cluster key (``authkey``, mode 0400) they share;
+trace) and, unless ``cipher="none"``, one cluster key (``authkey``, mode 0400) with a copy in
+each node's directory, as each host has its own (a key rotation rewrites a node's copy);
 it starts ``python -m evs daemon -c FILE`` processes, and kills, stops or restarts them on
 request. It waits for an executive to listen on its socket before returning from
 ``start`` (polling the socket's existence with a bounded deadline: the only readiness signal a
@@ -26,7 +27,7 @@ from pathlib import Path
 import evs
 from evs.cli._lab import NetLab
 from evs.crypto import DEFAULT_CIPHER
-from evs.daemon.key_file import KeyFileExists, write_key_file
+from evs.daemon.key_file import KeyFileExists, read_key_file, write_key_file, write_private_file
 
 __all__ = ["DemoClient", "LocalCluster", "free_port"]
 
@@ -72,10 +73,13 @@ class LocalCluster:
         if cipher != "none":
             with contextlib.suppress(KeyFileExists):  # a directory reused: keep its key
                 write_key_file(self.key_file)
-            crypto += f'key_file = "{self.key_file}"\n'
         for n in self.ids:
             d = root / f"node{n}"
             d.mkdir(parents=True, exist_ok=True)
+            if cipher != "none":
+                with contextlib.suppress(KeyFileExists):
+                    write_private_file(self.node_key_file(n), read_key_file(self.key_file))
+                crypto = f'[crypto]\ncipher = "{cipher}"\nkey_file = "{self.node_key_file(n)}"\n'
             node_list = "\n".join(
                 f'[[node]]\nnodeid = {m}\naddr = "{self.addr(m)}"\n' for m in self.ids
             )
@@ -99,6 +103,10 @@ class LocalCluster:
     def key_file(self) -> Path:
         """The cluster key every node's configuration names (when the cipher is not "none")."""
         return self.root / "authkey"
+
+    def node_key_file(self, n: int) -> Path:
+        """Node ``n``'s copy of the cluster key (its configuration names this one)."""
+        return self.root / f"node{n}" / "authkey"
 
     def addr(self, n: int) -> str:
         """Node ``n``'s address: 127.0.0.n on loopback, or its lab address."""

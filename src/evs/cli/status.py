@@ -48,10 +48,21 @@ def format_status(st: dict[str, Any], *, verbose: bool = False) -> str:
         if crypto.get("cipher") == "none":
             lines.append("wire security: OFF (cipher none)")
         else:
+            in_use = crypto.get("key_in_use", crypto.get("key_id"))
             lines.append(
-                f"wire security: {crypto['cipher']}, key id {crypto.get('key_id')}, "
+                f"wire security: {crypto['cipher']}, key id {in_use} in use, "
+                f"accepted {crypto.get('keys_accepted', crypto.get('key_ids'))}, "
                 f"boot id {crypto.get('boot_id')}"
             )
+            rotation = crypto.get("rotation") or {}
+            if rotation.get("phase", "idle") != "idle":
+                lines.append(
+                    f"key rotation to key id {rotation.get('key_id')}: {rotation['phase']}; "
+                    f"required {rotation.get('required')}, installed "
+                    f"{rotation.get('installed')}, switched {rotation.get('switched')}"
+                )
+            if rotation.get("refused"):
+                lines.append(f"key rotation refused: {rotation['refused']}")
     peers = st.get("peers") or {}
     if peers:
         lines.append(

@@ -27,7 +27,7 @@ from evs.client.sync_client import (
     resolve_socket_path,
 )
 from evs.errors import NotConnected, TryAgain
-from evs.ipc.messages import MembershipReply, Ok, Reply, StatusReply, Welcome
+from evs.ipc.messages import MembershipReply, Ok, RekeyReply, Reply, StatusReply, Welcome
 from evs.types import Event, Guarantee, Membership
 
 __all__ = ["EVENTS_BUFFERED_MAX", "AsyncClient"]
@@ -267,6 +267,14 @@ class AsyncClient:
         value = json.loads((await self._call(self._session.status_get(), StatusReply)).text)
         if not isinstance(value, dict):
             raise NotConnected(f"the evs daemon sent a status that is not an object: {value!r}")
+        return value
+
+    async def rekey(self, key: bytes = b"", *, members_only: bool = False) -> dict[str, Any]:
+        """Start an online key rotation (see ``evs.Client.rekey``)."""
+        reply = await self._call(self._session.rekey(bytes(key), members_only), RekeyReply)
+        value = json.loads(reply.text)
+        if not isinstance(value, dict):
+            raise NotConnected(f"the evs daemon sent a rekey reply that is no object: {value!r}")
         return value
 
     # ---------------------------------------------------------------- events

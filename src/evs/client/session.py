@@ -41,6 +41,8 @@ from evs.ipc.messages import (
     MembershipGet,
     MembershipReply,
     Ok,
+    Rekey,
+    RekeyReply,
     Reply,
     Request,
     RoomAgain,
@@ -173,6 +175,9 @@ class ClientSession:
     def status_get(self) -> int:
         return self._request(StatusGet(0))
 
+    def rekey(self, key: bytes, members_only: bool) -> int:
+        return self._request(Rekey(0, members_only, key))
+
     def _names(self, groups: Iterable[str | bytes]) -> tuple[bytes, ...]:
         """Group names checked against the daemon's limits (from Welcome), first-seen order."""
         name_max = self.welcome.group_name_max if self.welcome else GROUP_NAME_MAX
@@ -227,7 +232,7 @@ class ClientSession:
             self._end(NotConnected(f"the evs daemon disconnected this client: {frame.reason}"))
         elif isinstance(frame, Error) and frame.request_id == 0:
             self._end(exception_for(frame.code, frame.message))
-        elif isinstance(frame, (Welcome, Ok, Error, MembershipReply, StatusReply)):
+        elif isinstance(frame, (Welcome, Ok, Error, MembershipReply, StatusReply, RekeyReply)):
             if frame.request_id not in self._pending:
                 self._end(NotConnected(f"the evs daemon answered an unknown request: {frame}"))
                 return False

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from evs.client.session import ClientSession, window_full
 from evs.errors import AccessDenied, EvsError, NotConnected, TryAgain
-from evs.ipc.messages import MembershipReply, Ok, Reply, StatusReply, Welcome
+from evs.ipc.messages import MembershipReply, Ok, RekeyReply, Reply, StatusReply, Welcome
 from evs.types import ConfigChange, Delivery, DispatchFlags, Event, Guarantee, Membership
 
 __all__ = [
@@ -376,6 +376,18 @@ class Client:
         value = json.loads(self._call(rid, StatusReply).text)
         if not isinstance(value, dict):
             raise NotConnected(f"the evs daemon sent a status that is not an object: {value!r}")
+        return value
+
+    def rekey(self, key: bytes = b"", *, members_only: bool = False) -> dict[str, Any]:
+        """Start an online key rotation on the cluster (``evs rekey``; root or the daemon's
+        uid only): ``key`` the new cluster key, empty for one the executive makes. Returns the
+        new key id, its fingerprint and the required nodes; the rotation then completes on its
+        own (``status()["crypto"]`` shows its progress)."""
+        with self._cond:
+            rid = self._session.rekey(bytes(key), members_only)
+        value = json.loads(self._call(rid, RekeyReply).text)
+        if not isinstance(value, dict):
+            raise NotConnected(f"the evs daemon sent a rekey reply that is no object: {value!r}")
         return value
 
     # ---------------------------------------------------------------- events

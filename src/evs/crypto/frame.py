@@ -23,8 +23,8 @@ nothing parses a byte a peer did not seal with the cluster key. Every refusal is
 unknown_sender, wrong_sender (the header names another node than the transport's source
 address), wrong_destination, stale_boot, too_old, replay, bad_tag.
 
-Two of the 256 key slots can be filled at once (``Keyring.install``), so a rolling key change
-can accept both the old and the new key while senders switch.
+Two of the 256 key slots can be filled at once (``Keyring.install``), so an online key rotation
+(``evs.crypto.rotation``) can accept both the old and the new key while senders switch.
 
 With cipher "none" a ``Sealer`` returns the payload unchanged (``overhead`` 0) and an
 ``Opener`` returns every datagram as it is.

@@ -15,6 +15,10 @@ produced (the driver has already persisted the ring sequence for any that need i
 core's events to the service (fan-out to handles), write the trace and the log lines, re-arm
 the timer, schedule the loopback of self-addressed datagrams for the next loop turn, and let the
 IPC server write what the handles now have. Time is the loop's monotonic clock in milliseconds.
+
+With wire security on, a ``KeyManager`` (``evs.daemon.rekey``) rides along: it hears the
+service's internal messages and configuration changes, its messages wait in its outbox for room
+in the core's send queue (flushed at the start of every step), and ``rekey`` starts a rotation.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from typing import Any
 
 from evs.daemon.config_file import DaemonConfig
 from evs.daemon.ipc_server import IpcServer
+from evs.daemon.rekey import KeyManager
 from evs.daemon.state_dir import StateDir
 from evs.daemon.udp import UdpTransport
 from evs.daemon.wire import SealedWire, build_wire
+from evs.errors import EvsError
 from evs.runtime.driver import Driver
 from evs.runtime.send_window import SendWindows
 from evs.runtime.service import EvsService, Traced
@@ -89,8 +95,18 @@ class Executive:
             sndbuf=cfg.transport.sndbuf,
             netmtu=cfg.transport.netmtu,
         )
+        #: Online key rotation (``evs rekey``); None with cipher "none".
+        self.keys: KeyManager | None = None
         if self.wire is not None:
             self.wire.connect(self.transport.send)
+            self.keys = KeyManager(
+                self.wire,
+                self.service,
+                lambda groups, data, guarantee: self.driver.submit(
+                    self.now(), groups, data, guarantee
+                ),
+                (n.nodeid for n in cfg.nodes),
+            )
         #: Where the core's datagrams go: through the wire (sealed) or straight out.
         self._send = self.transport.send if self.wire is None else self.wire.send
         self._ipc_wanted = ipc
@@ -224,6 +240,8 @@ class Executive:
         assert loop is not None
         if self.windows.waiting:
             self.windows.drain()  # the step may have made room in the core's send queue
+        if self.keys is not None and self.keys.outbox:
+            self.keys.flush()
         sends, events = self.driver.take()
         if events:
             # Before the datagrams leave: a receiver must not log a delivery before our send.
@@ -298,7 +316,23 @@ class Executive:
         else:
             log.debug("%s: %s", ev.kind, ev.detail)
 
+    # ------------------------------------------------------------------ admin
+
+    def rekey(self, key: bytes, members_only: bool) -> dict[str, Any]:
+        """``evs rekey``: start a key rotation here (raises EvsError with the reason)."""
+        if self.keys is None:
+            raise EvsError('wire security is off ([crypto] cipher = "none"): no key to rotate')
+        return self.keys.start(key, members_only=members_only)
+
     # ------------------------------------------------------------------ status
+
+    def _crypto_status(self) -> dict[str, Any]:
+        if self.wire is None:
+            return {"cipher": "none"}
+        out = dict(self.wire.status())
+        if self.keys is not None:
+            out.update(self.keys.status())
+        return out
 
     def status(self) -> dict[str, Any]:
         proc = self.proc
@@ -309,6 +343,7 @@ class Executive:
             *self.service.counters.items(),
             *self.transport.counters.items(),
             *(self.wire.counters.items() if self.wire is not None else ()),
+            *(self.keys.counters.items() if self.keys is not None else ()),
             *self.counters.items(),
         ):
             counters[name] = counters.get(name, 0) + int(value)
@@ -343,7 +378,7 @@ class Executive:
                 "bind": self.cfg.transport.bind,
                 "port": self.cfg.transport.port,
             },
-            "crypto": {"cipher": "none"} if self.wire is None else self.wire.status(),
+            "crypto": self._crypto_status(),
             "peers": {str(k): v for k, v in sorted(self.peer_rx.items())},
             "counters": counters,
         }

@@ -2,7 +2,8 @@
 
 Theory of operation: one ``asyncio.Protocol`` per client connection, no protocol knowledge
 beyond the IPC frames (style rule 13). A connection is checked with SO_PEERCRED when it is
-accepted (root, the daemon's own uid, ``allowed_uids`` and ``allowed_gids`` pass); it must then
+accepted (root, the daemon's own uid, ``allowed_uids`` and ``allowed_gids`` pass; the one
+administrator's request, ``Rekey``, is served to root and the daemon's uid only); it must then
 say Hello, which opens its handle in the ``EvsService`` with the peer's pid. Every wake-up's
 bytes are decoded into requests, each request becomes one service call and one reply (a
 windowed Mcast, request id 0, gets none: see ``evs.runtime.send_window``), and once the batch is
@@ -62,6 +63,8 @@ from evs.ipc.messages import (
     MembershipGet,
     MembershipReply,
     Ok,
+    Rekey,
+    RekeyReply,
     RoomAgain,
     SendCredit,
     StatusGet,
@@ -153,6 +156,7 @@ class IpcServer:
             "overflow disconnects": 0,
             "windowed sends refused": 0,
             "internal errors": 0,
+            "admin requests refused": 0,
         }
         self._server: asyncio.AbstractServer | None = None
         self._inode: int | None = None
@@ -285,6 +289,7 @@ class _Connection(asyncio.Protocol):
         self.handle: Handle | None = None
         self.transport: asyncio.Transport | None = None
         self.pid = 0
+        self.uid = -1
         self.out: list[bytes] = []
         self.out_bytes = 0
         self.paused = False
@@ -306,6 +311,7 @@ class _Connection(asyncio.Protocol):
         try:
             sock = transport.get_extra_info("socket")
             self.pid, uid, gid = peer_credentials(sock)
+            self.uid = uid
             # Our own descriptor of the connection: what the client sent before a failed write
             # made the transport stop reading is still read from it (connection_lost).
             self._rest = socket.socket(fileno=os.dup(sock.fileno()))
@@ -439,6 +445,8 @@ class _Connection(asyncio.Protocol):
                 reply = MembershipReply(rid, service.membership())
             elif isinstance(frame, StatusGet):
                 reply = StatusReply(rid, json.dumps(server.host.status()))
+            elif isinstance(frame, Rekey):
+                reply = self.rekey(frame)
             elif isinstance(frame, Hello):
                 reply = Error(rid, ErrorCode.INVALID_ARGUMENT, "Hello was already received")
             else:
@@ -456,6 +464,22 @@ class _Connection(asyncio.Protocol):
             return False
         self.queue(encode(reply))
         return True
+
+    def rekey(self, frame: Rekey) -> Frame:
+        """An administrator's request: root and the daemon's own uid only."""
+        rid = frame.request_id
+        if self.uid not in (0, os.geteuid()):
+            self.server.counters["admin requests refused"] += 1
+            log.warning("refused a key rotation request of uid %d (pid %d)", self.uid, self.pid)
+            return Error(
+                rid,
+                ErrorCode.ACCESS_DENIED,
+                f"only root and uid {os.geteuid()} may rotate the key (this is uid {self.uid})",
+            )
+        start = getattr(self.server.host, "rekey", None)
+        if start is None:
+            return Error(rid, ErrorCode.ERROR, "this evs daemon cannot rotate keys")
+        return RekeyReply(rid, json.dumps(start(frame.key, frame.members_only)))
 
     def windowed(self, h: Handle, frame: Mcast) -> bool:
         """A windowed send: no reply; a refusal means the client broke the protocol."""

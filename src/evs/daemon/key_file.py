@@ -22,7 +22,13 @@ from pathlib import Path
 
 from evs.crypto import KEY_BYTES_DEFAULT, KEY_BYTES_MAX, KEY_BYTES_MIN
 
-__all__ = ["KeyFileError", "KeyFileExists", "read_key_file", "write_key_file"]
+__all__ = [
+    "KeyFileError",
+    "KeyFileExists",
+    "read_key_file",
+    "write_key_file",
+    "write_private_file",
+]
 
 
 class KeyFileError(Exception):
@@ -73,11 +79,18 @@ def read_key_file(path: str | Path) -> bytes:
 
 def write_key_file(path: str | Path, size: int = KEY_BYTES_DEFAULT, *, force: bool = False) -> None:
     """Write ``size`` random bytes to ``path`` with mode 0400, atomically."""
-    path = Path(path)
     if not KEY_BYTES_MIN <= size <= KEY_BYTES_MAX:
         raise KeyFileError(f"key size must be {KEY_BYTES_MIN}..{KEY_BYTES_MAX} bytes, got {size}")
+    write_private_file(path, os.urandom(size), force=force)
+
+
+def write_private_file(
+    path: str | Path, data: bytes, *, force: bool = False, what: str = "key file"
+) -> None:
+    """Write ``data`` to ``path`` with mode 0400, atomically (the key files of a rotation too)."""
+    path = Path(path)
     if not force and os.path.lexists(path):
-        raise KeyFileExists(f"key file {path} exists; use --force to replace it")
+        raise KeyFileExists(f"{what} {path} exists; use --force to replace it")
     parent = path.parent
     temp = parent / f".{path.name}.{os.getpid()}.tmp"
     try:
@@ -85,11 +98,11 @@ def write_key_file(path: str | Path, size: int = KEY_BYTES_DEFAULT, *, force: bo
             temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o400
         )
     except OSError as exc:
-        raise KeyFileError(f"key file {path}: cannot create in {parent}: {_why(exc)}") from None
+        raise KeyFileError(f"{what} {path}: cannot create in {parent}: {_why(exc)}") from None
     try:
         try:
             os.fchmod(fd, 0o400)  # the umask may have taken bits away, never added: be exact
-            view = memoryview(os.urandom(size))
+            view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
@@ -101,10 +114,10 @@ def write_key_file(path: str | Path, size: int = KEY_BYTES_DEFAULT, *, force: bo
             try:
                 os.link(temp, path)
             except FileExistsError:
-                raise KeyFileExists(f"key file {path} exists; use --force to replace it") from None
+                raise KeyFileExists(f"{what} {path} exists; use --force to replace it") from None
         _fsync_dir(parent)
     except OSError as exc:
-        raise KeyFileError(f"key file {path}: cannot write: {_why(exc)}") from None
+        raise KeyFileError(f"{what} {path}: cannot write: {_why(exc)}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)

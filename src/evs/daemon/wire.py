@@ -10,9 +10,11 @@ core's decoder. ``send`` seals once and hands the datagram to the transport, whi
 to several peers (a broadcast in "udpu" mode): one nonce per datagram, not per copy, and each
 receiver sees it once.
 
-``build_wire`` reads the key file, takes a boot id from the state directory (a new one at every
-start, persisted before use) and derives the keys; the key bytes are not kept once the AEAD
-objects exist, and are never logged. With cipher "none" it returns None and the executive
+``build_wire`` reads the key files (``KeyStore``: the key in use and, when a key rotation was in
+progress, the next key, sealing with it if this node had switched), takes a boot id from the
+state directory (a new one at every start, persisted before use) and derives the keys; the key
+bytes are not kept once the AEAD objects exist (the key rotation keeps a pending key until it
+is retired), and are never logged. With cipher "none" it returns None and the executive
 connects the transport straight to its own handler, at no cost.
 
 ``counters``: "crypto opened", "crypto sealed" and "crypto drop <reason>" (the reasons of
@@ -31,7 +33,7 @@ from collections.abc import Callable, Iterable
 
 from evs.crypto.frame import Keyring, Opener, Sealer
 from evs.crypto.names import NONE
-from evs.daemon.key_file import read_key_file
+from evs.daemon.key_store import KeyStore, StoredKeys
 from evs.daemon.state_dir import StateDir
 from evs.totem.config import CRYPTO_RESERVE
 
@@ -45,7 +47,8 @@ _HINTS = {
     "bad_tag": "a different cluster key or cipher, or altered in transit",
     "foreign_cluster": "another cluster name on this port",
     "bad_version": "not sealed (a peer with cipher none?) or another wire version",
-    "unknown_key": "a key id this node does not have",
+    "unknown_key": "a key id this node does not have: a key rotation it missed? see "
+    "docs/daemon.md, key rotation",
     "stale_boot": "an old boot of a restarted node (its clock went back, or a replay)",
     "replay": "seen before",
     "too_old": "older than the replay window",
@@ -68,6 +71,8 @@ class SealedWire:
         "opener",
         "sealed",
         "sealer",
+        "store",
+        "stored",
     )
 
     def __init__(
@@ -83,6 +88,9 @@ class SealedWire:
         self.opener = opener
         self._deliver = deliver
         self._send: Send | None = None
+        #: The key files and what they held at start-up (``build_wire`` sets them).
+        self.store: KeyStore | None = None
+        self.stored: StoredKeys | None = None
         self.sealed = 0
         self._clock = clock
         self._logged_at: float | None = None
@@ -138,9 +146,12 @@ class SealedWire:
         return out
 
     def status(self) -> dict[str, object]:
+        accepted = sorted(self.opener.keyring.slots)
         return {
             "cipher": self.opener.keyring.cipher,
-            "key_ids": sorted(self.opener.keyring.slots),
+            "key_in_use": self.sealer.key_id,
+            "keys_accepted": accepted,
+            "key_ids": accepted,
             "key_id": self.sealer.key_id,
             "boot_id": self.sealer.boot_id,
             "overhead": self.sealer.overhead,
@@ -163,6 +174,19 @@ def build_wire(  # noqa: PLR0917 - one call site, in the executive
     if cipher == NONE:
         return None
     keyring = Keyring(cipher, cluster_name, nodes)
-    keyring.install(0, read_key_file(key_file))
+    store = KeyStore(key_file)
+    stored = store.load()
+    keyring.install(stored.key_id, stored.key)
+    sealing = stored.key_id
+    if stored.next is not None:
+        next_id, next_key, sending, _ = stored.next
+        keyring.install(next_id, next_key)
+        if sending:
+            sealing = next_id
     boot_id = state_dir.next_boot_id(floor=int(time.time()))
-    return SealedWire(Sealer(keyring, nodeid, boot_id, key_id=0), Opener(keyring, nodeid), deliver)
+    wire = SealedWire(
+        Sealer(keyring, nodeid, boot_id, key_id=sealing), Opener(keyring, nodeid), deliver
+    )
+    wire.store = store
+    wire.stored = stored
+    return wire

@@ -17,8 +17,10 @@ UTF-8; the last field marked "rest" runs to the end of the frame):
 - Join, Leave: groups.   Mcast: u8 flags (bit 0: to the joined groups), u8 guarantee, groups,
   data (rest); request id 0 makes it a windowed send (no reply).   MembershipGet, StatusGet,
   Ok, RoomAgain: empty.   SendCredit: u32 amount.
+- Rekey: u8 flags (bit 0: members only), key (rest; empty: the daemon makes one).
 - Welcome: u16 version, u32 nodeid, u32 handle id, u32 max data, u16 group name max, u16 groups
-  max, u32 send window.   Error: u16 code, text (rest).   StatusReply, Goodbye: text (rest).
+  max, u32 send window.   Error: u16 code, text (rest).   StatusReply, RekeyReply, Goodbye: text
+  (rest).
 - MembershipReply: u32 local nodeid, u64 ring seq, u32 ring rep, u16 count, u32 per member.
 - DeliverNote: u32 nodeid, u32 pid, u8 guarantee, groups, data (rest).
 - ConfChgNote: u64 ring seq, u32 ring rep, u8 transitional, u16 x3 counts (members, left,
@@ -44,6 +46,8 @@ from evs.ipc.messages import (
     MembershipGet,
     MembershipReply,
     Ok,
+    Rekey,
+    RekeyReply,
     RoomAgain,
     SendCredit,
     StatusGet,
@@ -97,11 +101,13 @@ _KINDS: dict[type, int] = {
     Mcast: 4,
     MembershipGet: 5,
     StatusGet: 6,
+    Rekey: 7,
     Welcome: 64,
     Ok: 65,
     Error: 66,
     MembershipReply: 67,
     StatusReply: 68,
+    RekeyReply: 69,
     DeliverNote: 128,
     ConfChgNote: 129,
     RoomAgain: 130,
@@ -109,6 +115,8 @@ _KINDS: dict[type, int] = {
     SendCredit: 132,
 }
 _MCAST_JOINED = 1
+#: Longest key a Rekey frame may carry (the longest cluster key).
+_REKEY_KEY_MAX = 4096
 
 
 class FrameError(Exception):
@@ -205,8 +213,11 @@ def _body(frame: Frame) -> bytes:
         return _U32.pack(frame.amount)
     if isinstance(frame, Error):
         return _CODE.pack(ErrorCode(frame.code)) + _text(frame.message)
-    if isinstance(frame, (StatusReply, Goodbye)):
-        return _text(frame.text if isinstance(frame, StatusReply) else frame.reason)
+    if isinstance(frame, (StatusReply, RekeyReply, Goodbye)):
+        return _text(frame.reason if isinstance(frame, Goodbye) else frame.text)
+    if isinstance(frame, Rekey):
+        _check(len(frame.key) <= _REKEY_KEY_MAX, f"a key of {len(frame.key)} bytes")
+        return bytes([int(frame.members_only)]) + frame.key
     if isinstance(frame, MembershipReply):
         m = frame.membership
         _check(len(m.members) <= NODES_MAX, f"{len(m.members)} members; limit {NODES_MAX}")
@@ -403,6 +414,12 @@ def _decode_body(kind: int, rid: int, r: _Reader) -> Frame:
         frame = MembershipGet(rid)
     elif kind == 6:
         frame = StatusGet(rid)
+    elif kind == 7:
+        (flags,) = r.take(1, "Rekey")
+        _check(flags in (0, 1), f"unknown Rekey flags {flags:#x}")
+        key = r.rest()
+        _check(len(key) <= _REKEY_KEY_MAX, f"a key of {len(key)} bytes")
+        frame = Rekey(rid, bool(flags), key)
     elif kind == 64:
         frame = Welcome(rid, *r.unpack(_WELCOME, "Welcome"))
     elif kind == 65:
@@ -419,6 +436,8 @@ def _decode_body(kind: int, rid: int, r: _Reader) -> Frame:
         frame = MembershipReply(rid, Membership(nodeid, _ring(seq, rep), r.nodes(count)))
     elif kind == 68:
         frame = StatusReply(rid, r.text())
+    elif kind == 69:
+        frame = RekeyReply(rid, r.text())
     elif kind == 128:
         nodeid, pid, g = r.unpack(_DELIVER, "DeliverNote")
         guarantee = _guarantee(g)

@@ -3,10 +3,12 @@
 Theory of operation: a client speaks first with ``Hello``; every request carries a request id
 (u32, never 0) chosen by the client, and the daemon answers each request exactly once, in
 order, with a reply echoing that id (``Welcome`` for ``Hello``; ``Ok``, ``Error``,
-``MembershipReply`` or ``StatusReply`` otherwise). Notifications carry request id 0 and may
-come at any time after ``Welcome``: events (``DeliverNote``, ``ConfChgNote``), ``RoomAgain``
-(the send queue has room again after a ``TryAgain``), ``SendCredit`` and ``Goodbye`` (the daemon
-is about to disconnect this client and says why). An ``Error`` with request id 0 is
+``MembershipReply``, ``StatusReply`` or ``RekeyReply`` otherwise). ``Rekey`` is an
+administrator's request (``evs rekey``): the daemon serves it only to root and its own uid.
+Notifications carry request id 0 and may come at any time after ``Welcome``: events
+(``DeliverNote``, ``ConfChgNote``), ``RoomAgain`` (the send queue has room again after a
+``TryAgain``), ``SendCredit`` and ``Goodbye`` (the daemon is about to disconnect this client and
+says why). An ``Error`` with request id 0 is
 connection-level (the peer was refused, or spoke garbage) and is followed by the end of the
 connection.
 
@@ -24,7 +26,7 @@ These classes know nothing of bytes; ``evs.ipc.codec`` maps them to frames and b
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from evs.errors import AccessDenied, EvsError, InvalidArgument, NotConnected, TryAgain
 from evs.types import ConfigChange, Delivery, Guarantee, Membership
@@ -45,6 +47,8 @@ __all__ = [
     "MembershipReply",
     "Notification",
     "Ok",
+    "Rekey",
+    "RekeyReply",
     "Reply",
     "Request",
     "RoomAgain",
@@ -148,6 +152,18 @@ class StatusGet:
     request_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class Rekey:
+    """Start an online key rotation to ``key`` (empty: the daemon makes a random key).
+
+    ``members_only``: require only the current members to take the key, not every configured
+    node (see docs/daemon.md, key rotation)."""
+
+    request_id: int
+    members_only: bool
+    key: bytes = field(repr=False)
+
+
 # ---------------------------------------------------------------- replies (daemon -> client)
 
 
@@ -197,6 +213,14 @@ class StatusReply:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class RekeyReply:
+    """The rotation started: its key id, fingerprint and required nodes, as one JSON object."""
+
+    request_id: int
+    text: str
+
+
 # ---------------------------------------------------------------- notifications (request id 0)
 
 
@@ -235,7 +259,7 @@ class Goodbye:
     request_id: int = 0
 
 
-Request = Hello | Join | Leave | Mcast | MembershipGet | StatusGet
-Reply = Welcome | Ok | Error | MembershipReply | StatusReply
+Request = Hello | Join | Leave | Mcast | MembershipGet | StatusGet | Rekey
+Reply = Welcome | Ok | Error | MembershipReply | StatusReply | RekeyReply
 Notification = DeliverNote | ConfChgNote | RoomAgain | SendCredit | Goodbye
 Frame = Request | Reply | Notification

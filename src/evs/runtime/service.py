@@ -20,6 +20,10 @@ core does not carry:
 - Bounded queues. Each handle's undelivered events are counted in bytes; a handle past
   ``handle_queue_bytes`` is marked ``overflowed`` with a reason and gets nothing more, and the
   I/O layer disconnects it. The ring never waits for an application.
+- The executive's own messages. A message whose header carries ``FLAG_INTERNAL`` (only the
+  executive writes it: a client's message always has flags 0) goes to ``internal`` instead of
+  any handle, and so does every configuration change, in delivery order; key rotation
+  (``evs.daemon.rekey``) rides on this. Without ``internal`` such a message is a foreign one.
 - Back-pressure. ``mcast`` raises ``TryAgain`` when the core's send queue is full and records
   the handle as waiting; once the core reports a message wholly on the ring (``Sent``) the
   waiting handles are listed in ``room_again`` so a blocked sender retries without polling.
@@ -61,6 +65,9 @@ _EVENT_OVERHEAD = 64
 #: per-message paths unpack with them in place (no header object per message).
 HEADER = _HEADER = struct.Struct("!BBIIQ")
 HEADER_VERSION = _VERSION = 1
+#: Header flag of the executive's own messages (key rotation): never handed to a handle, and
+#: only the executive sets it (``submit_checked`` writes flags 0 for every client message).
+FLAG_INTERNAL = 0x80
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +179,9 @@ class EvsService:
         self._room: list[Handle] = []
         #: message number -> (message id, guarantee), until the core reports it ``Sent``.
         self._pending: dict[int, tuple[str, Guarantee]] = {}
+        #: The executive's own messages (header flag ``FLAG_INTERNAL``) and every configuration
+        #: change, in delivery order, go here too when set (``evs.daemon.rekey``).
+        self.internal: Callable[[Deliver | ConfigChange], None] | None = None
         self.counters: dict[str, int] = {
             "messages sent": 0,
             "messages delivered": 0,
@@ -345,7 +355,11 @@ class EvsService:
             return None
         version, flags, pid, incarnation, counter = _HEADER.unpack_from(data)
         if version != _VERSION or flags:
-            self.counters["foreign messages dropped"] += 1
+            internal = self.internal
+            if version == _VERSION and flags == FLAG_INTERNAL and internal is not None:
+                internal(ev)
+            else:
+                self.counters["foreign messages dropped"] += 1
             return None
         counters = self.counters
         counters["messages delivered"] += 1
@@ -375,6 +389,9 @@ class EvsService:
         for h in self.handles.values():
             if h.started and not h.overflowed:
                 self._push(h, ev)
+        internal = self.internal
+        if internal is not None:
+            internal(ev)
 
     def _push(self, h: Handle, ev: Event) -> None:
         h.events.append(ev)
