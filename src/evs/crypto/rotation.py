@@ -52,9 +52,9 @@ was partitioned away, down, or restarted picks the rotation up when it rejoins: 
 the key completes it on its own or with whoever it meets; a node that never got the key is
 given it by the re-sent OFFER as long as some node still has the rotation in progress. The only
 node that cannot be brought along is one that missed the whole rotation while ``members_only``
-or a narrowing left it out (or whose key files were lost): every other node has retired k by then, so its
-datagrams are refused as ``unknown_key`` on both sides. The operator copies the key files from a
-healthy node (docs/daemon.md, "Key rotation").
+or a narrowing left it out (or whose key files were lost): every other node has retired k by
+then, so its datagrams are refused as ``unknown_key`` on both sides. The operator copies the
+key files from a healthy node (docs/daemon.md, "Key rotation").
 
 The fingerprint (8 bytes of a domain-separated SHA-256 of the key) names a key in ACKs and in
 ``evs status`` without revealing it.
