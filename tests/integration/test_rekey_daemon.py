@@ -54,7 +54,8 @@ def test_rekey_under_load_loses_nothing_and_changes_no_configuration(
         with traffic._lock:
             start = {h.nodeid: len(h.events) for h in handles}
         traffic.sending = True
-        wait_until(lambda: delivered(handles) > 150, 30, "traffic before the rotation")
+        # deliveries count once per handle (3): 150 messages each side of the rotation
+        wait_until(lambda: delivered(handles) > 3 * 150, 30, "traffic before the rotation")
         before = {n: status(cluster, n) for n in IDS}
         assert all(st["crypto"]["key_in_use"] == 0 for st in before.values())
         r = subprocess.run(
@@ -67,7 +68,7 @@ def test_rekey_under_load_loses_nothing_and_changes_no_configuration(
         assert r.returncode == 0, r.stderr
         assert "key id 1" in r.stdout
         mark = delivered(handles)
-        wait_until(lambda: delivered(handles) > mark + 150, 30, "traffic after the rotation")
+        wait_until(lambda: delivered(handles) > mark + 3 * 155, 30, "traffic after the rotation")
         traffic.sending = False
         wait_until(lambda: traffic.settled(IDS), 30, "every handle to deliver everything")
     finally:
