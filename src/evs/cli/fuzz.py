@@ -3,6 +3,10 @@
 Exit codes: 0 when no call raised, hung, ran long, emitted an undecodable datagram or left
 the processor in a broken state; 1 otherwise (with a replay command per failure); 2 for bad
 arguments.
+
+``--target core`` (the default) is the core fuzzer above (``evs.sim.fuzz``); ``--target open``,
+``ipc``, ``session`` and ``config`` run the decoder fuzzers of ``evs.fuzz_targets`` for
+``--count`` cases, with the same exit codes.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ import argparse
 import multiprocessing
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from evs.fuzz_targets import TARGETS, Report, run_cases
+from evs.fuzz_targets.engine import run_one
 from evs.sim.fuzz import FuzzReport, fuzz, harvest, replay
 
 __all__ = ["add_parser", "run"]
@@ -27,6 +34,9 @@ Harvest real datagrams and processor snapshots (OPERATIONAL, GATHER, COMMIT, REC
 small simulated clusters, then deliver mutated datagrams, made fresh for each live target
 (its ring, its next sequence numbers, its members), and check that no call raises or runs
 long. A run is a pure function of --seed and --nodes: --replay INDEX re-runs one datagram.
+--target open|ipc|session|config runs a decoder fuzzer instead (sealed datagrams through
+Opener.open and the totem decoder, IPC frames into the executive, IPC frames into a client
+session, configuration files through load_config) for --count cases.
 Exit status: 0 no failure, 1 failures found (each with its replay command), 2 bad arguments."""
 
 
@@ -68,7 +78,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     natural = _whole()
+    p.add_argument(
+        "--target",
+        choices=("core", *TARGETS),
+        default="core",
+        help="what to fuzz: core (default: the processor), or a decoder: "
+        "open, ipc, session, config",
+    )
     p.add_argument("--seed", type=natural, required=True, help="the run's seed")
+    p.add_argument(
+        "--count",
+        type=_whole(1),
+        default=10_000,
+        help="cases to run, for a decoder target (default 10000; each feeds one or more "
+        "datagrams, frames or files)",
+    )
     p.add_argument("--datagrams", type=_whole(1), default=100_000, help="how many (default 100000)")
     p.add_argument(
         "--nodes",
@@ -160,8 +184,87 @@ def _summary(report: FuzzReport, seed: int, nodes: int | None) -> None:
         print("  replay: " + replay_command(seed, nodes, failure.index))
 
 
+def target_replay_command(target: str, seed: int, index: int) -> str:
+    """The command line that re-runs case ``index`` of a decoder target."""
+    return f"evs fuzz --target {target} --seed {seed} --replay {index}"
+
+
+def _target_summary(report: Report, seed: int) -> None:
+    rate = report.units / report.real_s if report.real_s else 0.0
+    print(
+        f"{report.target}: {report.cases} cases, {report.units} {report.unit} in "
+        f"{report.real_s:.1f} s ({rate:.0f} {report.unit}/s)"
+    )
+    print(f"outcomes: {_counts(report.outcomes)}")
+    print(f"slowest case: {report.slowest_ms:.2f} ms (case {report.slowest_at})")
+    fc = report.failure_counts
+    print(
+        f"exceptions: {fc['exception']}, oracle failures: {fc['escaped']}, "
+        f"hangs: {fc['hang']}, slow cases: {fc['slow']}"
+    )
+    if report.ok:
+        print("result: OK, nothing escaped")
+        return
+    print(f"FAILURES ({sum(fc.values())}, first {len(report.failures)} shown):")
+    for failure in report.failures:
+        print(failure.render())
+        print("  replay: " + target_replay_command(report.target, seed, failure.index))
+
+
+def run_target(args: argparse.Namespace) -> int:
+    """``evs fuzz --target T``: one decoder fuzzer (``evs.fuzz_targets``)."""
+    target = TARGETS[args.target]
+    seed = args.seed
+    if args.replay is not None:
+        case = target.prepare(seed)
+        outcomes: Counter[str] = Counter()
+        try:
+            units, elapsed = run_one(
+                case, target.name, seed, args.replay, watchdog_s=args.watchdog, outcomes=outcomes
+            )
+        except Exception:
+            print(f"case {args.replay}: FAILED")
+            print(traceback.format_exc().rstrip())
+            return 1
+        print(
+            f"case {args.replay}: {units} {target.unit} in {1000 * elapsed:.2f} ms, "
+            f"outcomes: {_counts(outcomes)}"
+        )
+        return 1 if elapsed > args.slow else 0
+    jobs = args.jobs or multiprocessing.cpu_count()
+    print(f"evs fuzz: target={target.name} seed={seed} count={args.count} jobs={jobs}", flush=True)
+    last = [time.perf_counter()]
+
+    def progress(report: Report) -> None:
+        now = time.perf_counter()
+        if now - last[0] < PROGRESS_EVERY_S or report.cases >= args.count:
+            return
+        last[0] = now
+        rate = report.units / report.real_s if report.real_s else 0.0
+        print(
+            f"  {report.cases}/{args.count} cases, {report.units} {report.unit}, "
+            f"{rate:.0f}/s, {sum(report.failure_counts.values())} failures, "
+            f"{report.real_s:.0f} s",
+            flush=True,
+        )
+
+    report = run_cases(
+        target,
+        seed,
+        args.count,
+        jobs=jobs,
+        watchdog_s=args.watchdog,
+        slow_s=args.slow,
+        progress=progress,
+    )
+    _target_summary(report, seed)
+    return 0 if report.ok else 1
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the fuzzer as described by parsed ``args``; returns the exit status."""
+    if args.target != "core":
+        return run_target(args)
     seed, nodes = args.seed, args.nodes
     jobs = args.jobs or multiprocessing.cpu_count()
     print(f"evs fuzz: seed={seed} nodes={nodes or 'drawn'} jobs={jobs}", flush=True)

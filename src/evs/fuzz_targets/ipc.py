@@ -1,0 +1,365 @@
+"""Targets ``ipc`` and ``session``: IPC frame streams into the executive and into a client.
+
+Theory of operation: a case builds a short conversation of valid frames (``evs.ipc.codec.
+encode``; 2 to 9 frames with group names from a small pool, so joins, leaves and sends meet),
+damages it, and feeds it in random pieces, as a stream socket would:
+
+* damage (one or more, 12 % of streams none): ``engine.mutate`` on one frame or on the whole
+  stream; a length prefix set to an extreme (0, 1..8, ``FRAME_MAX`` + 1, 2^32 - 1) or off by
+  a little; a kind byte set to another kind or an unknown one; a frame duplicated; a stream
+  cut short;
+* chunking: the stream split at 0 to 8 random points (now and then one byte at a time).
+
+``ipc`` (the executive's side): a real ``IpcServer`` connection (``_Connection``) over an
+in-memory transport and a host whose service (a real ``EvsService`` and ``SendWindows``)
+delivers every message at once to this node, fed with ``data_received`` per piece, then
+``connection_lost``. Oracle: nothing escapes either call; no request ends in the server's
+catch-all ("internal errors" stays 0); the decoder never holds more than one maximal frame
+(``FRAME_MAX`` + 3 bytes, the 4-byte prefix included); everything the server wrote decodes
+into whole reply and notification frames.
+
+``session`` (the client's side): a ``ClientSession`` that sent Hello and a few requests
+(joins, sends in and out of the window, queries, a rekey) receives a damaged stream of
+replies and notifications (Welcome, Ok, Error, MembershipReply, StatusReply, RekeyReply,
+DeliverNote, ConfChgNote, RoomAgain, SendCredit, Goodbye), sometimes followed by EOF.
+Oracle: ``receive_data`` never raises; the decoder's bound as above; events read back are
+Deliveries and ConfigChanges; a finished request's ``result`` returns a reply or raises an
+``EvsError`` (NotConnected and the error replies' exceptions), never anything else; once
+the session has ended, a new request raises its ``EvsError``; the outstanding window never
+goes negative.
+
+The unit counted is a frame encoded into the stream (damaged or not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from random import Random
+from typing import Any
+
+from evs.client.session import ClientSession
+from evs.daemon.ipc_server import IpcServer, _Connection
+from evs.errors import EvsError
+from evs.fuzz_targets.engine import Case, Escaped, mutate
+from evs.ipc.codec import DATA_MAX, FRAME_MAX, FrameDecoder, encode
+from evs.ipc.messages import (
+    IPC_VERSION,
+    ConfChgNote,
+    DeliverNote,
+    Error,
+    ErrorCode,
+    Frame,
+    Goodbye,
+    Hello,
+    Join,
+    Leave,
+    Mcast,
+    MembershipGet,
+    MembershipReply,
+    Ok,
+    Rekey,
+    RekeyReply,
+    RoomAgain,
+    SendCredit,
+    StatusGet,
+    StatusReply,
+    Welcome,
+)
+from evs.runtime.send_window import SendWindows
+from evs.runtime.service import EvsService
+from evs.totem.events import CoreEvent, Deliver, Sent
+from evs.types import ConfigChange, Delivery, Guarantee, Membership, RingId
+
+__all__ = ["ExecutiveTarget", "SessionTarget", "damage", "pieces"]
+
+_GROUPS = (b"a", b"b", b"chat", b"x" * 64, b"\x00", b"\xff" * 3)
+_RING = RingId(4, 1)
+#: Bytes a decoder may hold: one maximal frame and its length prefix, less one byte.
+BUFFER_BOUND = FRAME_MAX + 3
+_REPLIES = (Welcome, Ok, Error, MembershipReply, StatusReply, RekeyReply)
+_NOTES = (DeliverNote, ConfChgNote, RoomAgain, SendCredit, Goodbye)
+_KINDS = (*range(1, 12), *range(64, 72), *range(128, 134), 0, 255)
+
+
+def _groups(rng: Random) -> tuple[bytes, ...]:
+    return tuple(rng.sample(_GROUPS, rng.randint(1, 3)))
+
+
+def _data(rng: Random) -> bytes:
+    return rng.randbytes(rng.choice((0, 1, 10, 100, rng.randrange(1, 5000))))
+
+
+def _text(rng: Random) -> str:
+    return rng.choice(("", "ok", "é" * 3, "{}", '{"a": 1}', "x" * rng.randrange(300)))
+
+
+def damage(frames: Sequence[bytes], rng: Random) -> bytes:
+    """The stream of ``frames`` with 0 or more kinds of damage (see the module docstring)."""
+    parts = [bytearray(f) for f in frames]
+    if rng.random() < 0.12:
+        return b"".join(parts)
+    for _ in range(rng.randint(1, 3)):
+        op = rng.randrange(6)
+        i = rng.randrange(len(parts))
+        if op == 0:
+            parts[i] = bytearray(mutate(bytes(parts[i]), rng, frames))
+        elif op == 1 and len(parts[i]) >= 4:
+            length = int.from_bytes(parts[i][:4], "big")
+            new = rng.choice((0, 1, 4, 8, FRAME_MAX, FRAME_MAX + 1, 0xFFFFFFFF,
+                              length + rng.randint(-5, 5), rng.randrange(1 << 32)))  # fmt: skip
+            parts[i][:4] = (new & 0xFFFFFFFF).to_bytes(4, "big")
+        elif op == 2 and len(parts[i]) >= 5:
+            parts[i][4] = rng.choice(_KINDS)
+        elif op == 3:
+            parts.insert(i, bytearray(parts[i]))
+        elif op == 4:
+            whole = b"".join(parts)
+            parts = [bytearray(whole[: rng.randrange(len(whole) + 1)])]
+        else:
+            whole = mutate(b"".join(parts), rng, frames)
+            parts = [bytearray(whole)]
+    return b"".join(parts)
+
+
+def pieces(stream: bytes, rng: Random) -> list[bytes]:
+    """``stream`` cut at random points, as reads from a socket would return it."""
+    if len(stream) < 64 and rng.random() < 0.1:
+        return [stream[i : i + 1] for i in range(len(stream))]
+    cuts = sorted(rng.randrange(len(stream) + 1) for _ in range(rng.randrange(9)))
+    bounds = [0, *cuts, len(stream)]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _check_output(written: bytes, allowed: tuple[type, ...], who: str, seen: Counter[str]) -> None:
+    dec = FrameDecoder()
+    dec.feed(written)  # FrameError out of here is a failure: our own output must decode
+    for frame in dec:
+        seen["wrote " + type(frame).__name__] += 1
+        if not isinstance(frame, allowed):
+            raise Escaped(f"{who} wrote a {type(frame).__name__} frame")
+    if dec.buffered:
+        raise Escaped(f"{who} wrote a frame cut short ({dec.buffered} bytes left)")
+
+
+# ------------------------------------------------------------------------------ executive
+
+
+class _Transport:
+    """What ``_Connection`` uses of an asyncio transport, in memory."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+class _Host:
+    """A ServiceHost whose core delivers every message at once, to this node only."""
+
+    def __init__(self) -> None:
+        self.nodeid = 1
+        self.service = EvsService(1, self.submit)
+        self.windows = SendWindows(self.service, 1 << 16)
+        self.server: IpcServer | None = None
+        self.service.feed([ConfigChange(_RING, False, (1,), (), (1,))])
+        self.queued: list[CoreEvent] = []
+        self.numbers = 0
+
+    def submit(self, groups: Sequence[bytes], payload: bytes, guarantee: Guarantee) -> int:
+        n = self.numbers
+        self.numbers += 1
+        self.queued += [Deliver(1, tuple(groups), payload, guarantee, _RING), Sent(n, _RING)]
+        return n
+
+    def after_request(self) -> None:
+        self.windows.drain()
+        events, self.queued = self.queued, []
+        self.service.feed(events)
+        if self.server is not None:
+            self.server.pump()
+
+    def status(self) -> dict[str, Any]:
+        return {"nodeid": 1, "members": [1], "counters": dict(self.service.counters)}
+
+
+def _request(rng: Random, rid: int) -> Frame:
+    pick = rng.randrange(8)
+    if pick == 0:
+        return Join(rid, _groups(rng))
+    if pick == 1:
+        return Leave(rid, _groups(rng))
+    if pick in (2, 3):
+        groups = None if rng.random() < 0.3 else _groups(rng)
+        return Mcast(rng.choice((0, rid)), groups, rng.choice(list(Guarantee)), _data(rng))
+    if pick == 4:
+        return MembershipGet(rid)
+    if pick == 5:
+        return StatusGet(rid)
+    if pick == 6:
+        return Rekey(rid, rng.random() < 0.5, rng.randbytes(rng.choice((0, 32, 64))))
+    return Hello(rid, IPC_VERSION, rng.randrange(1 << 32))
+
+
+def _executive_case(loop: asyncio.AbstractEventLoop, rng: Random, seen: Counter[str]) -> int:
+    frames = [encode(Hello(1, rng.choice((IPC_VERSION,) * 9 + (1,)), rng.randrange(1 << 32)))]
+    if rng.random() < 0.1:
+        frames.pop()
+    frames += [encode(_request(rng, rid)) for rid in range(2, rng.randint(3, 10))]
+    stream = damage(frames, rng)
+
+    async def converse() -> None:
+        host = _Host()
+        server = IpcServer(host, "/nonexistent/evs-fuzz.sock")
+        host.server = server
+        conn = _Connection(server)
+        transport = _Transport()
+        conn.transport = transport  # type: ignore[assignment]
+        conn.pid, conn.uid = 4242, rng.choice((os.geteuid(), 65534))
+        server._conns.add(conn)
+        log = logging.getLogger("evs.daemon.ipc")
+        was_disabled, log.disabled = log.disabled, True  # the server warns of every bad frame
+        try:
+            for piece in pieces(stream, rng):
+                conn.data_received(piece)
+                if conn.decoder.buffered > BUFFER_BOUND:
+                    raise Escaped(f"the executive buffers {conn.decoder.buffered} bytes")
+            conn.connection_lost(None)
+        finally:
+            log.disabled = was_disabled
+            if conn._abort_timer is not None:
+                conn._abort_timer.cancel()
+        if server.counters["internal errors"]:
+            raise Escaped(f"a request hit the server's catch-all: {server.counters}")
+        seen.update({k: v for k, v in server.counters.items() if v})
+        _check_output(bytes(transport.written), _REPLIES + _NOTES, "the executive", seen)
+
+    loop.run_until_complete(converse())
+    return len(frames)
+
+
+class ExecutiveTarget:
+    name = "ipc"
+    unit = "frames"
+
+    def prepare(self, seed: int) -> Case:
+        loop = asyncio.new_event_loop()
+        return lambda rng, seen: _executive_case(loop, rng, seen)
+
+
+# ------------------------------------------------------------------------------ client
+
+
+def _reply(rng: Random, rids: list[int]) -> Frame:
+    rid = rng.choice(rids) if rids and rng.random() < 0.85 else rng.randrange(1 << 32)
+    pick = rng.randrange(12)
+    if pick == 0:
+        return Welcome(rid, IPC_VERSION, 1, 1, DATA_MAX, 255, 255, 1 << 16)
+    if pick in (1, 2):
+        return Ok(rid)
+    if pick == 3:
+        return Error(rng.choice((0, rid)), rng.choice(list(ErrorCode)), _text(rng))
+    if pick == 4:
+        members = tuple(sorted(rng.sample(range(1, 50), rng.randint(0, 5))))
+        return MembershipReply(rid, Membership(1, RingId(rng.randrange(1 << 40), 1), members))
+    if pick == 5:
+        return rng.choice((StatusReply, RekeyReply))(rid, _text(rng))
+    if pick in (6, 7):
+        delivery = Delivery(rng.randrange(1, 9), rng.randrange(1 << 32), _groups(rng),
+                            _data(rng), rng.choice(list(Guarantee)))  # fmt: skip
+        return DeliverNote(delivery)
+    if pick == 8:
+        members = tuple(sorted(rng.sample(range(1, 50), rng.randint(0, 5))))
+        change = ConfigChange(RingId(rng.randrange(1 << 40), rng.randrange(1, 50)),
+                              rng.random() < 0.5, members, members[:1], members[1:])  # fmt: skip
+        return ConfChgNote(change)
+    if pick == 9:
+        return RoomAgain()
+    if pick == 10:
+        return SendCredit(rng.choice((0, 1, 64, 1 << 16, rng.randrange(1 << 32))))
+    return Goodbye(_text(rng))
+
+
+def _session_case(rng: Random, seen: Counter[str]) -> int:
+    session = ClientSession(rng.randrange(1 << 32))
+    rids = [session.hello_id]
+    for _ in range(rng.randrange(5)):
+        pick = rng.randrange(5)
+        if pick == 0:
+            rids.append(session.join([rng.choice(_GROUPS)]))
+        elif pick == 1:
+            rids.append(session.mcast([rng.choice(_GROUPS)], _data(rng), Guarantee.AGREED))
+        elif pick == 2:
+            session.send([rng.choice(_GROUPS)], _data(rng), Guarantee.SAFE)
+        elif pick == 3:
+            rids.append(rng.choice((session.membership_get, session.status_get))())
+        else:
+            rids.append(session.rekey(rng.randbytes(32), rng.random() < 0.5))
+    session.data_to_send()
+    frames = [encode(Welcome(session.hello_id, IPC_VERSION, 1, 1, DATA_MAX, 255, 255, 1 << 16))]
+    frames += [encode(_reply(rng, rids)) for _ in range(rng.randint(1, 8))]
+    stream = damage(frames, rng)
+    chunks = pieces(stream, rng)
+    if rng.random() < 0.3:
+        chunks.append(b"")
+    for chunk in chunks:
+        session.receive_data(chunk)
+        if session._decoder.buffered > BUFFER_BOUND:
+            raise Escaped(f"the client buffers {session._decoder.buffered} bytes")
+        if session.outstanding < 0:
+            raise Escaped(f"send window outstanding went negative: {session.outstanding}")
+    seen["ended " + type(session.ended).__name__ if session.ended else "still open"] += 1
+    while (event := session.next_event()) is not None:
+        seen["event " + type(event).__name__] += 1
+        if not isinstance(event, (Delivery, ConfigChange)):
+            raise Escaped(f"next_event gave a {type(event).__name__}")
+    for rid in rids:
+        if session.done(rid):
+            try:
+                reply = session.result(rid)
+            except EvsError as exc:
+                seen["result raised " + type(exc).__name__] += 1
+                continue
+            seen["result " + type(reply).__name__] += 1
+            if not isinstance(reply, _REPLIES):
+                raise Escaped(f"result gave a {type(reply).__name__}")
+    if session.ended is not None:
+        try:
+            session.status_get()
+        except EvsError:
+            pass
+        else:
+            raise Escaped("an ended session took a new request")
+    return len(frames)
+
+
+class SessionTarget:
+    name = "session"
+    unit = "frames"
+
+    def prepare(self, seed: int) -> Case:
+        return _session_case
