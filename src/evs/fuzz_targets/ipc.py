@@ -75,7 +75,7 @@ from evs.runtime.service import EvsService
 from evs.totem.events import CoreEvent, Deliver, Sent
 from evs.types import ConfigChange, Delivery, Guarantee, Membership, RingId
 
-__all__ = ["ExecutiveTarget", "SessionTarget", "damage", "pieces"]
+__all__ = ["ExecutiveTarget", "SessionTarget", "converse", "damage", "feed_session", "pieces"]
 
 _GROUPS = (b"a", b"b", b"chat", b"x" * 64, b"\x00", b"\xff" * 3)
 _RING = RingId(4, 1)
@@ -225,6 +225,35 @@ def _request(rng: Random, rid: int) -> Frame:
     return Hello(rid, IPC_VERSION, rng.randrange(1 << 32))
 
 
+async def converse(chunks: Sequence[bytes], uid: int, seen: Counter[str]) -> None:
+    """A fresh connection of a client of ``uid`` reads ``chunks``, then loses the connection;
+    raises ``Escaped`` when an oracle of the ``ipc`` target is broken."""
+    host = _Host()
+    server = IpcServer(host, "/nonexistent/evs-fuzz.sock")
+    host.server = server
+    conn = _Connection(server)
+    transport = _Transport()
+    conn.transport = transport  # type: ignore[assignment]
+    conn.pid, conn.uid = 4242, uid
+    server._conns.add(conn)
+    log = logging.getLogger("evs.daemon.ipc")
+    was_disabled, log.disabled = log.disabled, True  # the server warns of every bad frame
+    try:
+        for piece in chunks:
+            conn.data_received(piece)
+            if conn.decoder.buffered > BUFFER_BOUND:
+                raise Escaped(f"the executive buffers {conn.decoder.buffered} bytes")
+        conn.connection_lost(None)
+    finally:
+        log.disabled = was_disabled
+        if conn._abort_timer is not None:
+            conn._abort_timer.cancel()
+    if server.counters["internal errors"]:
+        raise Escaped(f"a request hit the server's catch-all: {server.counters}")
+    seen.update({k: v for k, v in server.counters.items() if v})
+    _check_output(bytes(transport.written), _REPLIES + _NOTES, "the executive", seen)
+
+
 def _executive_case(loop: asyncio.AbstractEventLoop, rng: Random, seen: Counter[str]) -> int:
     frames = [encode(Hello(1, rng.choice((IPC_VERSION,) * 9 + (1,)), rng.randrange(1 << 32)))]
     if rng.random() < 0.1:
@@ -232,33 +261,7 @@ def _executive_case(loop: asyncio.AbstractEventLoop, rng: Random, seen: Counter[
     frames += [encode(_request(rng, rid)) for rid in range(2, rng.randint(3, 10))]
     stream = damage(frames, rng)
 
-    async def converse() -> None:
-        host = _Host()
-        server = IpcServer(host, "/nonexistent/evs-fuzz.sock")
-        host.server = server
-        conn = _Connection(server)
-        transport = _Transport()
-        conn.transport = transport  # type: ignore[assignment]
-        conn.pid, conn.uid = 4242, rng.choice((os.geteuid(), 65534))
-        server._conns.add(conn)
-        log = logging.getLogger("evs.daemon.ipc")
-        was_disabled, log.disabled = log.disabled, True  # the server warns of every bad frame
-        try:
-            for piece in pieces(stream, rng):
-                conn.data_received(piece)
-                if conn.decoder.buffered > BUFFER_BOUND:
-                    raise Escaped(f"the executive buffers {conn.decoder.buffered} bytes")
-            conn.connection_lost(None)
-        finally:
-            log.disabled = was_disabled
-            if conn._abort_timer is not None:
-                conn._abort_timer.cancel()
-        if server.counters["internal errors"]:
-            raise Escaped(f"a request hit the server's catch-all: {server.counters}")
-        seen.update({k: v for k, v in server.counters.items() if v})
-        _check_output(bytes(transport.written), _REPLIES + _NOTES, "the executive", seen)
-
-    loop.run_until_complete(converse())
+    loop.run_until_complete(converse(pieces(stream, rng), rng.choice((os.geteuid(), 65534)), seen))
     return len(frames)
 
 
@@ -304,28 +307,11 @@ def _reply(rng: Random, rids: list[int]) -> Frame:
     return Goodbye(_text(rng))
 
 
-def _session_case(rng: Random, seen: Counter[str]) -> int:
-    session = ClientSession(rng.randrange(1 << 32))
-    rids = [session.hello_id]
-    for _ in range(rng.randrange(5)):
-        pick = rng.randrange(5)
-        if pick == 0:
-            rids.append(session.join([rng.choice(_GROUPS)]))
-        elif pick == 1:
-            rids.append(session.mcast([rng.choice(_GROUPS)], _data(rng), Guarantee.AGREED))
-        elif pick == 2:
-            session.send([rng.choice(_GROUPS)], _data(rng), Guarantee.SAFE)
-        elif pick == 3:
-            rids.append(rng.choice((session.membership_get, session.status_get))())
-        else:
-            rids.append(session.rekey(rng.randbytes(32), rng.random() < 0.5))
-    session.data_to_send()
-    frames = [encode(Welcome(session.hello_id, IPC_VERSION, 1, 1, DATA_MAX, 255, 255, 1 << 16))]
-    frames += [encode(_reply(rng, rids)) for _ in range(rng.randint(1, 8))]
-    stream = damage(frames, rng)
-    chunks = pieces(stream, rng)
-    if rng.random() < 0.3:
-        chunks.append(b"")
+def feed_session(
+    session: ClientSession, rids: Sequence[int], chunks: Sequence[bytes], seen: Counter[str]
+) -> None:
+    """``chunks`` into ``session`` (which sent ``rids``), then everything read back from it;
+    raises ``Escaped`` when an oracle of the ``session`` target is broken."""
     for chunk in chunks:
         session.receive_data(chunk)
         if session._decoder.buffered > BUFFER_BOUND:
@@ -354,6 +340,31 @@ def _session_case(rng: Random, seen: Counter[str]) -> int:
             pass
         else:
             raise Escaped("an ended session took a new request")
+
+
+def _session_case(rng: Random, seen: Counter[str]) -> int:
+    session = ClientSession(rng.randrange(1 << 32))
+    rids = [session.hello_id]
+    for _ in range(rng.randrange(5)):
+        pick = rng.randrange(5)
+        if pick == 0:
+            rids.append(session.join([rng.choice(_GROUPS)]))
+        elif pick == 1:
+            rids.append(session.mcast([rng.choice(_GROUPS)], _data(rng), Guarantee.AGREED))
+        elif pick == 2:
+            session.send([rng.choice(_GROUPS)], _data(rng), Guarantee.SAFE)
+        elif pick == 3:
+            rids.append(rng.choice((session.membership_get, session.status_get))())
+        else:
+            rids.append(session.rekey(rng.randbytes(32), rng.random() < 0.5))
+    session.data_to_send()
+    frames = [encode(Welcome(session.hello_id, IPC_VERSION, 1, 1, DATA_MAX, 255, 255, 1 << 16))]
+    frames += [encode(_reply(rng, rids)) for _ in range(rng.randint(1, 8))]
+    stream = damage(frames, rng)
+    chunks = pieces(stream, rng)
+    if rng.random() < 0.3:
+        chunks.append(b"")
+    feed_session(session, rids, chunks, seen)
     return len(frames)
 
 

@@ -41,7 +41,7 @@ from evs.totem.drops import DecodeError
 from evs.totem.groups import Unpacker
 from evs.totem.messages import Mcast
 
-__all__ = ["NODES", "SealedTarget"]
+__all__ = ["NODES", "SealedTarget", "behind_the_seal"]
 
 NODES = (1, 2, 3)
 _HEADER = struct.Struct("!BBHIIIQ")
@@ -151,15 +151,20 @@ def _case(c: _Corpus, rng: Random, seen: Counter[str]) -> int:
     if expect is not None and payload != expect:
         raise Escaped("open returned other bytes than were sealed")
     seen["opened"] += 1
+    behind_the_seal(payload, c.cluster_id, seen)
+    return units
+
+
+def behind_the_seal(payload: bytes, cluster_id: int, seen: Counter[str]) -> None:
+    """What an opened payload goes through: the totem decoder, then the group layer."""
     try:
-        msg = decode(payload, c.cluster_id)
+        msg = decode(payload, cluster_id)
     except DecodeError as exc:
         seen["decode error " + exc.reason.value] += 1
-        return units
+        return
     seen["decoded " + type(msg).__name__] += 1
     if isinstance(msg, Mcast) and msg.inner is None:
         unpacker = Unpacker()
         messages = unpacker.feed(msg.system_from, msg.payload, msg.guarantee)
         seen["group messages"] += len(messages)
         seen.update("group drop " + k for k in unpacker.drops.elements())
-    return units
