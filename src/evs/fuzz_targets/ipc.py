@@ -8,6 +8,8 @@ damages it, and feeds it in random pieces, as a stream socket would:
   stream; a length prefix set to an extreme (0, 1..8, ``FRAME_MAX`` + 1, 2^32 - 1) or off by
   a little; a kind byte set to another kind or an unknown one; a frame duplicated; a stream
   cut short;
+* a frame at the size limit, or one byte over or under it, appended to 0.4 % of streams, so
+  the decoder's bound is met with a whole maximal frame held;
 * chunking: the stream split at 0 to 8 random points (now and then one byte at a time).
 
 ``ipc`` (the executive's side): a real ``IpcServer`` connection (``_Connection``) over an
@@ -124,6 +126,22 @@ def damage(frames: Sequence[bytes], rng: Random) -> bytes:
             whole = mutate(b"".join(parts), rng, frames)
             parts = [bytearray(whole)]
     return b"".join(parts)
+
+
+def maximal(rng: Random) -> bytes:
+    """A frame at the size limit (or one byte either side), body zeros but for its header."""
+    length = FRAME_MAX + rng.choice((-1, 0, 0, 1))
+    kind = rng.choice((4, 128, 1, 64))
+    return length.to_bytes(4, "big") + bytes([kind]) + bytes(length - 1)
+
+
+def _with_maximal(stream: bytes, rng: Random) -> list[bytes]:
+    """``pieces`` of ``stream``, now and then with a maximal frame after it whose last byte
+    comes alone: the decoder then holds the most it may."""
+    if rng.random() >= 0.004:
+        return pieces(stream, rng)
+    whole = stream + maximal(rng)
+    return [*pieces(whole[:-1], rng), whole[-1:]]
 
 
 def pieces(stream: bytes, rng: Random) -> list[bytes]:
@@ -260,8 +278,9 @@ def _executive_case(loop: asyncio.AbstractEventLoop, rng: Random, seen: Counter[
         frames.pop()
     frames += [encode(_request(rng, rid)) for rid in range(2, rng.randint(3, 10))]
     stream = damage(frames, rng)
+    chunks = _with_maximal(stream, rng)
 
-    loop.run_until_complete(converse(pieces(stream, rng), rng.choice((os.geteuid(), 65534)), seen))
+    loop.run_until_complete(converse(chunks, rng.choice((os.geteuid(), 65534)), seen))
     return len(frames)
 
 
@@ -361,7 +380,7 @@ def _session_case(rng: Random, seen: Counter[str]) -> int:
     frames = [encode(Welcome(session.hello_id, IPC_VERSION, 1, 1, DATA_MAX, 255, 255, 1 << 16))]
     frames += [encode(_reply(rng, rids)) for _ in range(rng.randint(1, 8))]
     stream = damage(frames, rng)
-    chunks = pieces(stream, rng)
+    chunks = _with_maximal(stream, rng)
     if rng.random() < 0.3:
         chunks.append(b"")
     feed_session(session, rids, chunks, seen)
