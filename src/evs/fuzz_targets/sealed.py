@@ -7,7 +7,9 @@ chacha20-poly1305 or, for odd seeds, aes-256-gcm, a key drawn from the seed) sea
 
 Each case builds a fresh ``Opener`` for one node, sometimes primes its replay window with a
 few authentic datagrams of the sender, then opens one fuzzed datagram (a unicast or a
-broadcast, with or without the transport's source address), made one of three ways:
+broadcast, with or without the transport's source address; half of them through a
+``SealedWire``'s ``on_datagrams``, the executive's own path, half to ``open`` directly),
+made one of three ways:
 
 * ``raw``: a sealed datagram with its bytes mutated after sealing (``engine.mutate``: bit
   flips, header fields, truncation, extension, splices with other sealed datagrams). The
@@ -28,12 +30,14 @@ A case is one datagram plus the 0 to 3 that primed the window: all of them count
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections import Counter
 from random import Random
 
-from evs.crypto.frame import HEADER_SIZE, Keyring, Opener
+from evs.crypto.frame import HEADER_SIZE, Keyring, Opener, Sealer
 from evs.crypto.names import WIRE_VERSION
+from evs.daemon.wire import SealedWire
 from evs.fuzz_targets.engine import Case, Escaped, mutate
 from evs.sim.fuzz import harvest
 from evs.totem.codec import decode
@@ -138,7 +142,20 @@ def _case(c: _Corpus, rng: Random, seen: Counter[str]) -> int:
         datagram = c.seal(expect, sender, dest, boot, counter)
         forged = False
     before = sum(opener.drops.values())
-    payload = opener.open(datagram, source)
+    if rng.random() < 0.5:
+        payload = opener.open(datagram, source)
+    else:  # through the executive's wire, as the transport hands it a batch
+        got: list[tuple[int, bytes]] = []
+        wire = SealedWire(Sealer(c.keyring, me, 1), opener, got.extend, clock=lambda: 0.0)
+        log = logging.getLogger("evs.daemon")
+        was_disabled, log.disabled = log.disabled, True  # it warns of every refusal
+        try:
+            wire.on_datagrams([(sender if source is None else source, datagram)])
+        finally:
+            log.disabled = was_disabled
+        if len(got) > 1:
+            raise Escaped(f"the wire delivered {len(got)} payloads of one datagram")
+        payload = got[0][1] if got else None
     units += 1
     seen[("raw", "header", "plain")[how]] += 1
     if payload is None:
