@@ -15,6 +15,7 @@ encoded frames for ``ipc`` and ``session``), so a seed is the whole corpus.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from random import Random
 from typing import Any
@@ -25,14 +26,29 @@ from evs.cli.__main__ import main
 from evs.client.session import ClientSession
 from evs.crypto.frame import HEADER_SIZE, TAG_SIZE, Opener
 from evs.daemon.config_file import load_config
+from evs.daemon.ipc_server import IpcServer, _Connection
+from evs.errors import NotConnected
 from evs.fuzz_targets import TARGETS, Report, mutate, run_cases
 from evs.fuzz_targets import config as config_target
 from evs.fuzz_targets import ipc as ipc_target
 from evs.fuzz_targets import sealed as sealed_target
-from evs.ipc.messages import SendCredit
+from evs.ipc.codec import DATA_MAX, FRAME_MAX, encode
+from evs.ipc.messages import (
+    IPC_VERSION,
+    Goodbye,
+    Hello,
+    Join,
+    RoomAgain,
+    SendCredit,
+    Welcome,
+)
+from evs.ipc.messages import (
+    Mcast as IpcMcast,
+)
 from evs.runtime.service import EvsService
 from evs.totem.codec import decode as codec_decode
 from evs.totem.messages import Mcast
+from evs.types import Guarantee
 
 #: Cases per target in CI (about 48,000 datagrams, 44,000 frames each way, 2,000 files).
 CI_CASES = {"open": 20_000, "ipc": 8000, "session": 8000, "config": 2000}
@@ -214,3 +230,51 @@ def test_bad_target_arguments_exit_2() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["fuzz", "--target", "nope", "--seed", "1"])
     assert exc.value.code == 2
+
+
+# ------------------------------------------------------------------------------ regressions
+
+
+def _served(chunks: list[bytes]) -> tuple[int, int]:
+    """(messages submitted, bytes left in the decoder) after a client sent ``chunks``."""
+    host = ipc_target._Host()
+    server = IpcServer(host, "/nonexistent/evs-test.sock")
+    host.server = server
+    conn = _Connection(server)
+    conn.transport = ipc_target._Transport()  # type: ignore[assignment]
+    server._conns.add(conn)
+
+    async def run() -> None:
+        for chunk in chunks:
+            conn.data_received(chunk)
+        if conn._abort_timer is not None:
+            conn._abort_timer.cancel()
+
+    asyncio.run(run())
+    return host.numbers, conn.decoder.buffered
+
+
+def test_windowed_sends_after_a_protocol_error_do_not_depend_on_the_reads() -> None:
+    """Found by the ipc fuzzer (seed 2026): the rest of the read in which a client broke the
+    protocol stayed in the decoder, past its one-frame bound, and the windowed sends in it
+    were dropped, while the same sends in the next read were taken."""
+    head = encode(Hello(1, IPC_VERSION, 7)) + encode(Join(2, (b"chat",)))
+    bad = encode(RoomAgain())  # a notification: a client may not send it
+    sends = b"".join(
+        encode(IpcMcast(0, (b"chat",), Guarantee.AGREED, b"m%d" % i)) for i in range(3)
+    )
+    tail = FRAME_MAX.to_bytes(4, "big") + b"\x04" + bytes(FRAME_MAX - 2)  # one byte short
+    one_read = _served([head + bad + sends + tail])
+    two_reads = _served([head + bad, sends + tail])
+    assert one_read == two_reads == (3, len(tail))
+
+
+def test_a_session_keeps_no_bytes_once_ended() -> None:
+    """Found by the session fuzzer (seed 2026): after a Goodbye, the rest of its read stayed
+    buffered in the ended session, past the decoder's bound."""
+    session = ClientSession(1)
+    welcome = encode(Welcome(1, IPC_VERSION, 1, 1, DATA_MAX, 255, 255, 1 << 16))
+    big = FRAME_MAX.to_bytes(4, "big") + b"\x80" + bytes(FRAME_MAX - 2)
+    session.receive_data(welcome + encode(Goodbye("bye")) + encode(RoomAgain()) + big)
+    assert isinstance(session.ended, NotConnected)
+    assert session._decoder.buffered == 0

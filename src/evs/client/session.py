@@ -250,6 +250,8 @@ class ClientSession:
     def _end(self, exc: EvsError) -> None:
         self.ended = exc
         self._pending.clear()
+        # Nothing more is read: drop the rest of the read the connection ended in.
+        self._decoder = FrameDecoder()
 
     def connection_lost(self, reason: str) -> None:
         """The I/O layer lost the connection (or gave up waiting); ``reason`` says how."""

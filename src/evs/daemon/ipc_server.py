@@ -352,11 +352,23 @@ class _Connection(asyncio.Protocol):
             server.counters[key] += 1
             log.warning("IPC client pid %d sent a bad frame: %s", self.pid, exc.reason)
             self.disconnect(Error(0, ErrorCode.INVALID_ARGUMENT, f"bad frame: {exc.reason}"))
-        if handled:
+        taken = self._rest_of_read()
+        if handled or taken:
             server.counters["requests"] += handled
             server.host.after_request()
             server.pump()
         self.flush()
+
+    def _rest_of_read(self) -> int:
+        """Once closing, the rest of the read the connection ended in: its windowed sends are
+        taken now, as they would be had they come in the next read, and the decoder keeps no
+        more than the frame in progress (its one-frame bound), or nothing without a handle."""
+        if not self.closing or not self.decoder.buffered:
+            return 0
+        if self.handle is None:
+            self.decoder = FrameDecoder()
+            return 0
+        return self.take_windowed(b"")
 
     def connection_lost(self, exc: Exception | None) -> None:
         rest = self._read_rest()
