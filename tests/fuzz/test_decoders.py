@@ -6,7 +6,8 @@ directions and configuration files, and nothing but the documented outcomes. The
 plant a defect where each oracle should see it (an exception, a forged datagram opened, a
 request that hits the server's catch-all, a decoder buffering past its bound, a hang) and
 require the run to report it, with a replay that reproduces it; a fuzzer whose oracle could
-not fail would promise nothing.
+not fail would promise nothing. The last tests are regressions for the defects the long run
+found (docs/fuzzing.md, "Long runs of the decoder fuzzers").
 
 The corpus is not a directory of files: every target builds its seeds deterministically from
 the run's seed (real simulated traffic for ``open``, ``render_config`` files for ``config``,
