@@ -9,8 +9,8 @@ require the run to report it, with a replay that reproduces it; a fuzzer whose o
 not fail would promise nothing. The last tests are regressions for the defects the long run
 found (docs/fuzzing.md, "Long runs of the decoder fuzzers").
 
-The corpus is not a directory of files: every target builds its seeds deterministically from
-the run's seed (real simulated traffic for ``open``, ``render_config`` files for ``config``,
+Beside the small committed corpus (tests/fuzz/corpus, test_corpus.py), every target builds
+its seeds deterministically from the run's seed (real simulated traffic for ``open``, ``render_config`` files for ``config``,
 encoded frames for ``ipc`` and ``session``), so a seed is the whole corpus.
 """
 
