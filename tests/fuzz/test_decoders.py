@@ -10,8 +10,8 @@ not fail would promise nothing. The last tests are regressions for the defects t
 found (docs/fuzzing.md, "Long runs of the decoder fuzzers").
 
 Beside the small committed corpus (tests/fuzz/corpus, test_corpus.py), every target builds
-its seeds deterministically from the run's seed (real simulated traffic for ``open``, ``render_config`` files for ``config``,
-encoded frames for ``ipc`` and ``session``), so a seed is the whole corpus.
+its seeds deterministically from the run's seed (real simulated traffic for ``open``,
+``render_config`` files for ``config``, encoded frames for ``ipc`` and ``session``).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from evs.ipc.messages import (
     Join,
     RoomAgain,
     SendCredit,
+    StatusGet,
     Welcome,
 )
 from evs.ipc.messages import (
@@ -279,3 +280,15 @@ def test_a_session_keeps_no_bytes_once_ended() -> None:
     session.receive_data(welcome + encode(Goodbye("bye")) + encode(RoomAgain()) + big)
     assert isinstance(session.ended, NotConnected)
     assert session._decoder.buffered == 0
+
+
+def test_a_refused_windowed_send_while_closing_leaves_no_frames_behind() -> None:
+    """Found by the ipc fuzzer (seed 2027, case 646573): a windowed send refused while the
+    connection was closing stopped the reading, and the frames after it stayed in the
+    decoder past its bound."""
+    head = encode(Hello(1, IPC_VERSION, 7))
+    bad = encode(RoomAgain())
+    refused = encode(IpcMcast(0, None, Guarantee.AGREED, b"no group joined"))
+    after = encode(StatusGet(9)) * 3
+    tail = FRAME_MAX.to_bytes(4, "big") + b"\x04" + bytes(FRAME_MAX - 2)
+    assert _served([head + bad, refused + after + tail]) == (0, len(tail))

@@ -411,16 +411,21 @@ class _Connection(asyncio.Protocol):
         try:
             self.decoder.feed(data)
             for frame in self.decoder:
-                if isinstance(frame, Mcast) and frame.request_id == 0:
+                if not (isinstance(frame, Mcast) and frame.request_id == 0):
+                    continue
+                # One refused send is one refusal: the frames after it are still read, so
+                # the decoder keeps at most the frame in progress.
+                try:
                     self.server.host.windows.mcast(
                         h, frame.groups, frame.data, frame.guarantee, mcast_cost(len(frame.data))
                     )
+                except InvalidArgument as exc:
+                    self.server.counters["windowed sends refused"] += 1
+                    log.warning("IPC client pid %d, disconnecting: send refused: %s", self.pid, exc)
+                else:
                     taken += 1
         except FrameError:
             pass  # already counted and answered when the stream broke
-        except InvalidArgument as exc:
-            self.server.counters["windowed sends refused"] += 1
-            log.warning("IPC client pid %d, disconnecting: send refused: %s", self.pid, exc)
         return taken
 
     def pause_writing(self) -> None:
