@@ -3,7 +3,8 @@
 Theory of operation: the corpus is a few valid files written by ``render_config`` (1 to 5
 nodes, udpu and udp, cipher none and chacha20-poly1305, extra ``[totem]`` keys, a log file,
 a trace path), drawn from the seed. Each case takes one and damages it at the level the
-parser sees, then writes it to a file in a private temporary directory and loads it with the
+parser sees, then writes it to a file of its process in the temporary directory (removed after each
+load) and loads it with the
 real ``load_config``:
 
 * line level: a line deleted, duplicated, moved, or its value replaced by a hostile TOML value
@@ -19,8 +20,7 @@ key and reason are all non-empty; any other exception is a failure. The unit is 
 
 from __future__ import annotations
 
-import atexit
-import shutil
+import os
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -137,16 +137,18 @@ def _case(texts: list[str], where: Path, rng: Random, seen: Counter[str]) -> int
         raw = _damage_lines(text, rng).encode()
     if pick < 2:
         raw = mutate(raw, rng, [t.encode() for t in texts[:2]])
-    path = where / "evs.toml"
+    path = where / f"evs-fuzz-config-{os.getpid()}.toml"
     path.write_bytes(raw)
     try:
         config = load_config(path)
     except ConfigFileError as exc:
+        path.unlink()
         if not (exc.file and exc.key and exc.reason):
             raise Escaped(f"a ConfigFileError without file, key or reason: {exc!r}") from None
         at = "TOML syntax" if exc.key.startswith("line ") else exc.key.split(".")[0]
         seen["refused at " + at.split("[")[0]] += 1
         return 1
+    path.unlink()
     seen["loaded"] += 1
     if not isinstance(config, DaemonConfig):
         raise Escaped(f"load_config returned a {type(config).__name__}")
@@ -158,7 +160,7 @@ class ConfigTarget:
     unit = "files"
 
     def prepare(self, seed: int) -> Case:
-        where = Path(tempfile.mkdtemp(prefix="evs-fuzz-config-"))
-        atexit.register(shutil.rmtree, where, True)
+        # Paths named in the files are never created: loading does no I/O but the read.
+        where = Path(tempfile.gettempdir())
         texts = _corpus(seed, where)
         return lambda rng, seen: _case(texts, where, rng, seen)
