@@ -48,6 +48,9 @@ class TracedHandle:
         #: ring -> messages sent / delivered while that regular configuration was current.
         self.sent: dict[str, set[str]] = {}
         self.delivered: dict[str, set[str]] = {}
+        #: Messages this incarnation sent that it has not delivered yet, whatever the ring:
+        #: a message sent just before a configuration change is delivered in the next ring.
+        self.pending: set[str] = set()
         self.client: evs.Client | None = None
         self.connect()
 
@@ -67,6 +70,7 @@ class TracedHandle:
         self.incarnation += 1
         self.counter = 0
         self.last_conf = None
+        self.pending.clear()  # the old incarnation's unsent messages died with its executive
         self.events.append(restart_event(self.now(), self.hid))
         c.join([self.group])
         self.client = c
@@ -89,6 +93,7 @@ class TracedHandle:
             return False
         self.counter += 1
         self.sent.setdefault(self.ring, set()).add(msg)
+        self.pending.add(msg)
         self.events.append(send_event(self.now(), self.hid, msg, guarantee=guarantee))
         return True
 
@@ -101,6 +106,7 @@ class TracedHandle:
         sender = int(msg.split(":", 1)[0])
         assert sender == d.nodeid, f"{msg} delivered as from node {d.nodeid}"
         self.delivered.setdefault(self.ring, set()).add(msg)
+        self.pending.discard(msg)
         self.events.append(
             deliver_event(self.now(), self.hid, msg, sender, self.ring, guarantee=d.guarantee)
         )
@@ -200,6 +206,7 @@ class Traffic:
                 parts.append(f"{h.nodeid}/{h.slot}: closed")
                 continue
             miss = sorted(need[h.slot, h.ring] - h.delivered.get(h.ring, set()))
+            miss += sorted(h.pending - set(miss))
             c = h.last_conf
             conf = "none" if c is None else f"{'T' if c.transitional else 'R'}{list(c.members)}"
             elsewhere = {m: [r for r, ms in h.delivered.items() if m in ms] for m in miss[:5]}
@@ -210,8 +217,9 @@ class Traffic:
         return "; ".join(parts)
 
     def settled(self, members: tuple[int, ...]) -> bool:
-        """Every live handle is in one regular configuration of ``members`` and has delivered
-        every message a live handle of its slot sent or delivered in it (stop sending first)."""
+        """Every live handle is in one regular configuration of ``members``, has delivered
+        every message a live handle of its slot sent or delivered in it, and has delivered
+        every message it sent itself, in any ring (stop sending first)."""
         with self._lock:
             return self._settled(members)
 
@@ -224,6 +232,8 @@ class Traffic:
             if c is None or c.transitional or c.members != members:
                 return False
         if len({h.ring for h in live}) != 1:
+            return False
+        if any(h.pending for h in live):
             return False
         need = self._needed(live)
         return all(need[h.slot, h.ring] <= h.delivered.get(h.ring, set()) for h in live)
