@@ -234,3 +234,31 @@ def test_malformed_frames_say_why(wire: bytes, reason: str) -> None:
 
     with pytest.raises(FrameError, match=reason):
         frames()
+
+
+def test_fast_made_deliveries_are_ordinary_frozen_deliveries() -> None:
+    """The decoders build Delivery without its __init__ (make_delivery): the result must equal,
+    hash and refuse assignment exactly like one built the public way."""
+    import dataclasses  # noqa: PLC0415
+
+    from evs.types import make_delivery  # noqa: PLC0415
+
+    public = Delivery(3, 77, (b"a", b"bb"), b"payload", Guarantee.SAFE)
+    fast = make_delivery(3, 77, (b"a", b"bb"), b"payload", Guarantee.SAFE)
+    assert fast == public
+    assert hash(fast) == hash(public)
+    assert repr(fast) == repr(public)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.data = b"other"  # type: ignore[misc]
+    decoded = decode(codec.encode_delivery(public))
+    assert isinstance(decoded, DeliverNote)
+    assert decoded.delivery == public
+    assert codec.encode_delivery(public) == encode(DeliverNote(public))
+
+
+def test_encode_delivery_refuses_what_encode_refuses() -> None:
+    bad = Delivery(1, 2, (b"g",), bytes(codec.DATA_MAX + 1), Guarantee.AGREED)
+    with pytest.raises(FrameError, match="limit"):
+        codec.encode_delivery(bad)
+    with pytest.raises(FrameError, match="limit"):
+        encode(DeliverNote(bad))

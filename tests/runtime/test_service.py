@@ -222,6 +222,52 @@ def test_take_events_with_a_limit_keeps_the_byte_count() -> None:
     assert h.queued_bytes == 0
 
 
+def test_take_encoded_stops_at_the_budget_and_keeps_the_byte_count() -> None:
+    core = FakeCore()
+    s = service(core)
+    h = s.open_handle(pid=1)
+    s.join(h, ["g"])
+    for i in range(4):
+        s.mcast(h, None, bytes([i]) * 100, Guarantee.AGREED)
+        s.feed([deliver_of(core, i)])
+    full = h.queued_bytes
+    out: list[bytes] = [b"before"]
+    # 100-byte frames, budget 150: the second frame crosses it, and the taking stops there.
+    added = h.take_encoded(lambda ev: bytes(100) if isinstance(ev, Delivery) else b"", 150, out)
+    assert added == 200
+    assert len(out) == 3
+    assert out[0] == b"before"
+    assert 0 < h.queued_bytes < full
+    assert len(h.events) == 2
+    assert h.take_encoded(lambda ev: b"x", 1 << 20, out) == 2
+    assert h.queued_bytes == 0
+    assert not h.events
+
+
+def test_take_encoded_drops_only_the_event_its_encoder_refuses() -> None:
+    core = FakeCore()
+    s = service(core)
+    h = s.open_handle(pid=1)
+    s.join(h, ["g"])
+    h.take_events()
+    for i in range(3):
+        s.mcast(h, None, bytes([i]), Guarantee.AGREED)
+        s.feed([deliver_of(core, i)])
+
+    def encode(ev: object) -> bytes:
+        assert isinstance(ev, Delivery)
+        if ev.data == bytes([1]):
+            raise ValueError("refused")
+        return ev.data
+
+    out: list[bytes] = []
+    with pytest.raises(ValueError, match="refused"):
+        h.take_encoded(encode, 1 << 20, out)
+    assert out == [bytes([0])]  # the frame before the refused event is kept
+    assert [ev.data for ev in h.take_events() if isinstance(ev, Delivery)] == [bytes([2])]
+    assert h.queued_bytes == 0
+
+
 def test_a_header_of_another_version_is_foreign() -> None:
     s = service(FakeCore())
     h = s.open_handle(pid=1)

@@ -204,8 +204,11 @@ class ClientSession:
             return
         try:
             self._decoder.feed(data)
+            events = self._events
             for frame in self._decoder:
-                if not self._on_frame(frame):
+                if type(frame) is DeliverNote:  # most frames: no call, no isinstance chain
+                    events.append(frame.delivery)
+                elif not self._on_frame(frame):
                     return
         except FrameError as exc:
             self._end(NotConnected(f"the evs daemon sent a malformed frame: {exc.reason}"))

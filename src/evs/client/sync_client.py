@@ -396,6 +396,11 @@ class Client:
         """The next event; None if none came in time; the end of the connection raises."""
         with self._cond:
             s = self._session
+            if s.events_waiting:  # already read: no wait, and the flag changes only at the last
+                ev = s.next_event()
+                if not s.events_waiting:
+                    self._flag()
+                return ev
             if wait:
                 self._wait(lambda: s.events_waiting > 0, deadline)
             elif not s.events_waiting:

@@ -47,11 +47,10 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from evs.errors import EvsError, InvalidArgument
-from evs.ipc.codec import DATA_MAX, FrameDecoder, FrameError, encode
+from evs.ipc.codec import DATA_MAX, FrameDecoder, FrameError, encode, encode_delivery
 from evs.ipc.messages import (
     IPC_VERSION,
     ConfChgNote,
-    DeliverNote,
     Error,
     ErrorCode,
     Frame,
@@ -75,7 +74,7 @@ from evs.ipc.messages import (
 )
 from evs.runtime.send_window import SendWindows
 from evs.runtime.service import GROUP_NAME_MAX, GROUPS_PER_HANDLE_MAX, EvsService, Handle
-from evs.types import Delivery
+from evs.types import Delivery, Event
 
 __all__ = [
     "CLIENT_QUEUE_BYTES",
@@ -95,6 +94,13 @@ SOCKET_MODE = 0o660
 #: Seconds a disconnected client has to read its Goodbye before the socket is cut.
 GOODBYE_GRACE_S = 2.0
 _CRED = struct.Struct("3i")
+
+
+def _encode_event(ev: Event) -> bytes:
+    """An event's notification frame (most are deliveries: no note object for those)."""
+    if isinstance(ev, Delivery):
+        return encode_delivery(ev)
+    return encode(ConfChgNote(ev))
 
 
 class ServiceHost(Protocol):
@@ -563,17 +569,16 @@ class _Connection(asyncio.Protocol):
         if h is None or t is None or self.closing:
             return
         budget = self.server.client_queue_bytes - t.get_write_buffer_size() - self.out_bytes
-        while h.events and budget > 0:
-            (ev,) = h.take_events(1)
-            note = DeliverNote(ev) if isinstance(ev, Delivery) else ConfChgNote(ev)
-            try:
-                frame = encode(note)
-            except FrameError as exc:
-                self.server.counters["internal errors"] += 1
-                self.disconnect(Goodbye(f"an event cannot be sent over IPC: {exc.reason}"))
-                return
-            self.queue(frame)
-            budget -= len(frame)
+        if not h.events or budget <= 0:
+            return
+        try:
+            self.out_bytes += h.take_encoded(_encode_event, budget, self.out)
+        except FrameError as exc:
+            self.server.counters["internal errors"] += 1
+            self.out_bytes = sum(map(len, self.out))
+            self.disconnect(Goodbye(f"an event cannot be sent over IPC: {exc.reason}"))
+            return
+        self.server._dirty.add(self)
 
     def flush(self) -> None:
         """Write the batch; while the transport keeps up, keep feeding it the handle's backlog."""

@@ -54,7 +54,7 @@ from evs.ipc.messages import (
     StatusReply,
     Welcome,
 )
-from evs.types import ConfigChange, Delivery, Guarantee, Membership, RingId
+from evs.types import ConfigChange, Delivery, Guarantee, Membership, RingId, make_delivery
 
 __all__ = [
     "DATA_MAX",
@@ -67,6 +67,7 @@ __all__ = [
     "FrameError",
     "decode",
     "encode",
+    "encode_delivery",
 ]
 
 #: Largest message data a frame may carry, bytes (api.md: at least 1 MiB).
@@ -274,14 +275,7 @@ def _encode_hot(frame: DeliverNote | Mcast) -> bytes:
     the same bounds, in one pack and one join (no intermediate copies; the texts of errors
     are built only on an error)."""
     if isinstance(frame, DeliverNote):
-        d = frame.delivery
-        data, groups, g = d.data, d.groups, d.guarantee
-        if g not in _GUARANTEES or type(groups) is not tuple or len(data) > DATA_MAX:
-            raise FrameError(_hot_error(g, groups, data))
-        glist = _groups_cached(groups)
-        length = _DELIVER_HEAD.size - 4 + len(glist) + len(data)
-        head = _DELIVER_HEAD.pack(length, 128, frame.request_id, d.nodeid, d.pid, g)
-        return b"".join((head, glist, data))
+        return _encode_delivery(frame.delivery, frame.request_id)
     data, g, named = frame.data, frame.guarantee, frame.groups
     if named is None:
         flags, glist = _MCAST_JOINED, b"\0"
@@ -294,6 +288,25 @@ def _encode_hot(frame: DeliverNote | Mcast) -> bytes:
     length = _MCAST_HEAD.size - 4 + len(glist) + len(data)
     head = _MCAST_HEAD.pack(length, 4, frame.request_id, flags, g)
     return b"".join((head, glist, data))
+
+
+def _encode_delivery(d: Delivery, request_id: int) -> bytes:
+    data, groups, g = d.data, d.groups, d.guarantee
+    if g not in _GUARANTEES or type(groups) is not tuple or len(data) > DATA_MAX:
+        raise FrameError(_hot_error(g, groups, data))
+    glist = _groups_cached(groups)
+    length = _DELIVER_HEAD.size - 4 + len(glist) + len(data)
+    head = _DELIVER_HEAD.pack(length, 128, request_id, d.nodeid, d.pid, g)
+    return b"".join((head, glist, data))
+
+
+def encode_delivery(d: Delivery) -> bytes:
+    """``encode(DeliverNote(d))`` without the note: the executive encodes one per message and
+    receiving handle. FrameError if a field is out of its bounds."""
+    try:
+        return _encode_delivery(d, 0)
+    except (struct.error, TypeError) as exc:
+        raise FrameError(f"cannot encode DeliverNote: {exc}") from None
 
 
 def _hot_error(g: object, groups: object, data: bytes) -> str:
@@ -513,7 +526,7 @@ def _decode_deliver(buf: bytearray, start: int, end: int, rid: int) -> DeliverNo
     guarantee = _guarantee(g)
     groups, pos = _groups_at(buf, start + _DELIVER.size, end)
     data = _data_at(buf, pos, end)
-    return DeliverNote(Delivery(nodeid, pid, groups, data, guarantee), rid)
+    return DeliverNote(make_delivery(nodeid, pid, groups, data, guarantee), rid)
 
 
 def decode(data: bytes | bytearray | memoryview) -> Frame:

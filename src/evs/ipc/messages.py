@@ -20,7 +20,11 @@ queue is full). So a sender streams messages without a round trip per message, a
 executive's memory per client stays bounded by the window. The one exception is a message
 costing more than the whole window: it may go when nothing else is outstanding.
 
-These classes know nothing of bytes; ``evs.ipc.codec`` maps them to frames and back.
+These classes know nothing of bytes; ``evs.ipc.codec`` maps them to frames and back. They are
+values that nothing changes after it made them. ``Mcast`` and ``DeliverNote``, the frames of
+every message, are plain slotted dataclasses rather than frozen ones: a frozen dataclass stores
+each field through ``object.__setattr__``, which tripled the cost of making one (0.7 against
+0.24 µs), once per message at every client and in the executive.
 """
 
 from __future__ import annotations
@@ -132,7 +136,7 @@ class Leave:
     groups: tuple[bytes, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Mcast:
     """Multicast ``data`` to ``groups``; None means "every group this handle has joined"."""
 
@@ -224,7 +228,7 @@ class RekeyReply:
 # ---------------------------------------------------------------- notifications (request id 0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DeliverNote:
     delivery: Delivery
     request_id: int = 0

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from evs.errors import InvalidArgument, TryAgain
 from evs.totem.events import CoreEvent, Deliver, Sent
-from evs.types import ConfigChange, Delivery, Event, Guarantee, Membership, RingId
+from evs.types import ConfigChange, Delivery, Event, Guarantee, Membership, RingId, make_delivery
 from evs.types import group_names as _group_names
 
 __all__ = [
@@ -144,6 +144,25 @@ class Handle:
             self.queued_bytes -= _cost(ev)
             out.append(ev)
         return out
+
+    def take_encoded(self, encode: Callable[[Event], bytes], budget: int, out: list[bytes]) -> int:
+        """Encode waiting events, oldest first, onto ``out`` and remove them, while the bytes
+        added stay under ``budget`` (the last one may cross it); returns the bytes added. If
+        ``encode`` raises, the event it refused is gone, the frames before it stay on ``out`` and
+        the events after it stay queued."""
+        events = self.events
+        size = 0
+        cost = 0
+        try:
+            while events and size < budget:
+                ev = events.popleft()
+                cost += _cost(ev)
+                frame = encode(ev)
+                out.append(frame)
+                size += len(frame)
+        finally:
+            self.queued_bytes = self.queued_bytes - cost if events else 0
+        return size
 
 
 def _cost(ev: Event) -> int:
@@ -374,7 +393,7 @@ class EvsService:
             for g in groups:
                 if g in hg:
                     if delivery is None:
-                        delivery = Delivery(ev.sender, pid, groups, data[SIZE:], ev.guarantee)
+                        delivery = make_delivery(ev.sender, pid, groups, data[SIZE:], ev.guarantee)
                     self._push(h, delivery)
                     handed += 1
                     break
