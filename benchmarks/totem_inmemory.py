@@ -21,10 +21,12 @@ from evs.totem.processor import Processor
 from evs.types import Guarantee
 
 
-def run(nodes: int, size: int, messages: int, guarantee: Guarantee) -> tuple[float, int, float]:
+def run(
+    nodes: int, size: int, messages: int, guarantee: Guarantee, netmtu: int = 1500
+) -> tuple[float, int, float]:
     """Returns (core ns per message per processor, deliveries, wall seconds)."""
     ids = tuple(range(1, nodes + 1))
-    procs = {n: Processor(TotemConfig(), n, static_members=ids) for n in ids}
+    procs = {n: Processor(TotemConfig(netmtu=netmtu), n, static_members=ids) for n in ids}
     wire: deque[tuple[int, bytes]] = deque()
     core_ns = 0
     clock = time.process_time_ns
@@ -87,11 +89,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--messages", type=int, default=20000, help="for 100-byte messages")
+    parser.add_argument("--netmtu", type=int, default=1500, help="datagram size (576..65507)")
     args = parser.parse_args()
-    print(f"ring of {args.nodes} processors, every processor sending; core CPU time only")
+    print(
+        f"ring of {args.nodes} processors, every processor sending, netmtu {args.netmtu}; "
+        "core CPU time only"
+    )
     for size, count in ((100, args.messages), (1024, args.messages), (65536, args.messages // 50)):
         for guarantee in (Guarantee.AGREED, Guarantee.SAFE):
-            ns, deliveries, wall = run(args.nodes, size, count, guarantee)
+            ns, deliveries, wall = run(args.nodes, size, count, guarantee, args.netmtu)
             print(
                 f"{size:>6} B {guarantee.label:>6}: {ns / 1000:7.2f} us per message per "
                 f"processor ({deliveries} deliveries, {wall:.1f} s wall)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ def deliver_of(core: FakeCore, number: int, sender: int = 1, ring: RingId = R1) 
     return Deliver(sender, groups, data, guarantee, ring)
 
 
-def service(core: FakeCore, **kw: int) -> EvsService:
+def service(core: FakeCore, **kw: Any) -> EvsService:
     return EvsService(1, core.submit, incarnation=3, **kw)
 
 
@@ -266,6 +267,35 @@ def test_take_encoded_drops_only_the_event_its_encoder_refuses() -> None:
     assert out == [bytes([0])]  # the frame before the refused event is kept
     assert [ev.data for ev in h.take_events() if isinstance(ev, Delivery)] == [bytes([2])]
     assert h.queued_bytes == 0
+
+
+def test_an_untraced_service_delivers_the_same_without_ids() -> None:
+    """traced=False (an executive without a trace): the same events reach the handles, and
+    feed returns only what the executive logs (configuration changes, notices)."""
+    runs: list[tuple[list[str], list[Any], list[Any], list[Any], list[int]]] = []
+    for traced in (True, False):
+        core = FakeCore(room=2)
+        s = EvsService(1, core.submit, incarnation=3, traced=traced)
+        s.feed([REG1])
+        a, b = s.open_handle(pid=1), s.open_handle(pid=2)
+        s.join(a, ["g"])
+        s.join(b, ["g", "h"])
+        ids = [
+            s.mcast(a, None, b"one", Guarantee.AGREED),
+            s.mcast(b, ["h"], b"two", Guarantee.SAFE),
+        ]
+        with pytest.raises(TryAgain):
+            s.mcast(a, None, b"three", Guarantee.AGREED)
+        out = s.feed([deliver_of(core, 0), Sent(0, R1), deliver_of(core, 1), Sent(1, R1), REG1])
+        room = [h.pid for h in s.take_room_again()]
+        runs.append((ids, list(out), list(a.take_events()), list(b.take_events()), room))
+    (ids_t, out_t, *seen_t), (ids_u, out_u, *seen_u) = runs
+    assert [len(x) for x in seen_t] == [3, 4, 1]  # 2 + the first join's configuration; 1 woken
+    assert ids_t == ["1:3:0", "1:3:1"]
+    assert ids_u == ["", ""]
+    assert len(out_t) == 5
+    assert out_u == [(REG1, None, None)]
+    assert seen_u == seen_t  # the same events in the same order, and the same handle woken
 
 
 def test_a_header_of_another_version_is_foreign() -> None:

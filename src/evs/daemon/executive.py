@@ -67,6 +67,7 @@ class Executive:
             incarnation=self.incarnation,
             max_message_size=totem.max_message_size,
             handle_queue_bytes=cfg.ipc.client_queue_bytes,
+            traced=bool(cfg.trace_path),
         )
         self.windows = SendWindows(self.service, cfg.ipc.send_window_bytes)
         try:

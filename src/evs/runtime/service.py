@@ -110,6 +110,7 @@ class Handle:
         "events",
         "groups",
         "id",
+        "joined_names",
         "overflowed",
         "pid",
         "queued_bytes",
@@ -121,6 +122,9 @@ class Handle:
         self.id = handle_id
         self.pid = pid
         self.groups: set[bytes] = set()
+        #: ``groups`` sorted, as a send to the joined groups names them (kept in step by
+        #: ``set_groups``: every message of such a send would otherwise sort the set).
+        self.joined_names: tuple[bytes, ...] = ()
         #: Joined at least once: configuration changes flow to it.
         self.started = False
         self.events: deque[Event] = deque()
@@ -129,6 +133,10 @@ class Handle:
         self.overflowed: str | None = None
         #: It got TryAgain and wants to hear when the send queue has room again.
         self.waiting_room = False
+
+    def set_groups(self, groups: set[bytes]) -> None:
+        self.groups = groups
+        self.joined_names = tuple(sorted(groups))
 
     def take_events(self, limit: int = 1 << 30) -> list[Event]:
         """Up to ``limit`` waiting events, oldest first, removed from the queue."""
@@ -180,8 +188,13 @@ class EvsService:
         incarnation: int = 0,
         max_message_size: int = 1 << 20,
         handle_queue_bytes: int = HANDLE_QUEUE_BYTES,
+        traced: bool = True,
     ) -> None:
         self.nodeid = nodeid
+        #: Name every message (``nodeid:incarnation:counter``) and return its deliveries and
+        #: sends from ``feed``, for a trace. Without a trace (``False``) a message costs no id
+        #: string, no pending entry and no entry in ``feed``'s result.
+        self.traced = traced
         self._submit = submit
         self.incarnation = incarnation
         #: Largest application payload (the core's limit less the service header).
@@ -228,7 +241,7 @@ class EvsService:
         self._ready.pop(h.id, None)
         h.events.clear()
         h.queued_bytes = 0
-        h.groups.clear()
+        h.set_groups(set())
 
     def mute(self, h: Handle) -> None:
         """The handle's connection is ending: it gets no more events, but may still send."""
@@ -246,7 +259,7 @@ class EvsService:
                 f"joining {len(new) - len(h.groups)} more groups would make {len(new)}; "
                 f"a handle may join at most {GROUPS_PER_HANDLE_MAX}"
             )
-        h.groups = new
+        h.set_groups(new)
         if not h.started:
             h.started = True
             if self.regular is not None:
@@ -259,7 +272,7 @@ class EvsService:
         missing = [n for n in names if n not in h.groups]
         if missing:
             raise InvalidArgument(f"not a member of group {missing[0]!r}: join it first")
-        h.groups.difference_update(names)
+        h.set_groups(h.groups.difference(names))
 
     def mcast(
         self,
@@ -270,8 +283,8 @@ class EvsService:
     ) -> str:
         """Multicast ``data`` to ``groups`` (None: the handle's joined groups).
 
-        Returns the message id (``nodeid:incarnation:counter``); raises InvalidArgument or
-        TryAgain (the handle is then told when there is room again).
+        Returns the message id (``nodeid:incarnation:counter``; empty when not ``traced``);
+        raises InvalidArgument or TryAgain (the handle is then told when there is room again).
         """
         return self.submit_checked(h, *self.check_mcast(h, groups, data, guarantee))
 
@@ -287,9 +300,9 @@ class EvsService:
         ``None`` groups resolve to the handle's joined groups now, when the message is
         accepted, even if it reaches the core later (``SendWindows``)."""
         if groups is None:
-            if not h.groups:
+            names = h.joined_names
+            if not names:
                 raise InvalidArgument("this handle has joined no group: join one, or name groups")
-            names = tuple(sorted(h.groups))
         else:
             names = group_names(groups)
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -298,11 +311,12 @@ class EvsService:
             raise InvalidArgument(
                 f"message of {len(data)} bytes exceeds the limit of {self.max_data} bytes"
             )
-        try:
-            guarantee = Guarantee(guarantee)
-        except ValueError:
-            raise InvalidArgument(f"unknown guarantee {guarantee!r}") from None
-        return names, bytes(data), guarantee
+        if type(guarantee) is not Guarantee:  # decoded frames carry the enum already
+            try:
+                guarantee = Guarantee(guarantee)
+            except ValueError:
+                raise InvalidArgument(f"unknown guarantee {guarantee!r}") from None
+        return names, data if type(data) is bytes else bytes(data), guarantee
 
     def submit_checked(
         self,
@@ -328,9 +342,11 @@ class EvsService:
                 self._room.append(h)
             raise
         self._counter = counter + 1
+        self.counters["messages sent"] += 1
+        if not self.traced:
+            return ""
         msgid = f"{self.nodeid}:{self.incarnation}:{counter}"
         self._pending[number] = (msgid, guarantee)
-        self.counters["messages sent"] += 1
         return msgid
 
     def membership(self) -> Membership:
@@ -349,6 +365,8 @@ class EvsService:
         for the caller's trace.
         """
         traced: list[Traced] = []
+        if not self.traced:
+            return self._feed_untraced(events, traced)
         for ev in events:
             if isinstance(ev, Deliver):
                 traced.append((ev, self._deliver(ev), ev.guarantee))
@@ -364,6 +382,19 @@ class EvsService:
                 self._wake_waiting()
             else:
                 traced.append((ev, None, None))  # notices: the caller logs them
+        return traced
+
+    def _feed_untraced(self, events: Iterable[CoreEvent], traced: list[Traced]) -> list[Traced]:
+        """``feed`` without ids: only configuration changes and notices are returned."""
+        for ev in events:
+            if isinstance(ev, Deliver):
+                self._deliver(ev)
+            elif isinstance(ev, Sent):
+                self._wake_waiting()
+            else:
+                if isinstance(ev, ConfigChange):
+                    self._confchg(ev)
+                traced.append((ev, None, None))
         return traced
 
     def _deliver(self, ev: Deliver) -> str | None:
@@ -382,7 +413,7 @@ class EvsService:
             return None
         counters = self.counters
         counters["messages delivered"] += 1
-        msgid = f"{ev.sender}:{incarnation}:{counter}"
+        msgid = f"{ev.sender}:{incarnation}:{counter}" if self.traced else ""
         groups = ev.groups
         delivery: Delivery | None = None
         handed = 0
