@@ -161,13 +161,16 @@ class ClientSession:
         limit = self.welcome.max_data if self.welcome else DATA_MAX
         if len(data) > limit:
             raise InvalidArgument(f"message of {len(data)} bytes exceeds the limit of {limit}")
-        try:
-            if not isinstance(guarantee, int):
-                raise ValueError
-            g = Guarantee(guarantee)
-        except ValueError:
-            raise InvalidArgument(f"unknown guarantee {guarantee!r}") from None
-        return names, g, bytes(data)
+        if type(guarantee) is Guarantee:  # the usual case: no enum call
+            g = guarantee
+        else:
+            try:
+                if not isinstance(guarantee, int):
+                    raise ValueError
+                g = Guarantee(guarantee)
+            except ValueError:
+                raise InvalidArgument(f"unknown guarantee {guarantee!r}") from None
+        return names, g, data if type(data) is bytes else bytes(data)
 
     def membership_get(self) -> int:
         return self._request(MembershipGet(0))
