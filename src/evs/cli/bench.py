@@ -112,7 +112,7 @@ def parse_rate(text: str) -> tuple[str, int]:
     unit = t[len(digits) :]
     if not digits or unit not in _RATE_UNITS:
         raise ValueError(
-            f"bad rate {text!r}: a whole number and a unit, e.g. 100mbit, 1gbit, 500kbit "
+            f"bad rate {text!r}: a whole number and a unit, e.g. 100mbit, 1gbit, 10mbit "
             f"(units: {', '.join(_RATE_UNITS)})"
         )
     bits = int(digits) * _RATE_UNITS[unit]
