@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from evs.cli.__main__ import main
+from evs.cli._bench_run import _notes, table
 from evs.cli._bench_worker import (
     HEADER,
     MIN_SIZE,
@@ -289,3 +290,108 @@ def test_several_sending_clients_of_one_node_are_separate_streams() -> None:
     v.finish({a: 2, b: 2})
     assert v.violations == []
     assert v.check(2, p.make(b, 2, 1)) == -1  # stream of node 1 delivered as node 2's
+
+
+# ---------------------------------------------------------------- a run that got little
+
+
+def receiver_result(**kw: object) -> dict[str, object]:
+    """The fields of a receiver's result the run's notes read; a good receiver by default."""
+    r: dict[str, object] = {
+        "config_changes": 0,
+        "first_config_change": "",
+        "window_msgs": 100,
+        "drain_stopped": "",
+    }
+    r.update(kw)
+    return r
+
+
+def test_notes_say_why_a_run_got_little() -> None:
+    assert _notes({1: receiver_result(), 2: receiver_result()}, counted=True) == []
+    broke = receiver_result(
+        config_changes=3,
+        first_config_change="ConfigChange(members=(2,))",
+        window_msgs=0,
+        drain_stopped="nothing delivered for 10 s while 5 messages were missing",
+    )
+    notes = _notes({1: receiver_result(), 2: broke}, counted=True)
+    assert notes[0].startswith(
+        "the ring broke during the run: configuration changes at node 2 (3); "
+        "the first at node 2: ConfigChange(members=(2,))"
+    )
+    assert notes[1:] == [
+        "node 2: delivered nothing in the window (its ring broke); its rate is 0",
+        "node 2: stopped draining: nothing delivered for 10 s while 5 messages were missing",
+    ]
+    # a receiver that got nothing although its ring held
+    assert _notes({1: receiver_result(window_msgs=0)}, counted=True) == [
+        "node 1: delivered nothing in the window (nothing arrived); its rate is 0"
+    ]
+    # --count runs have no window: a zero window count says nothing there
+    assert _notes({1: receiver_result(window_msgs=0)}, counted=False) == []
+
+
+def test_table_shows_the_network_conditions_and_notes() -> None:
+    params = {
+        "nodes": 3,
+        "network": "netns (veth + bridge)",
+        "loss_permille": 50,
+        "shape": "100mbit",
+        "mode": "udpu",
+        "netmtu": 1500,
+        "token_ms": 1000,
+        "cipher": "none",
+        "count": None,
+        "seconds": 2.0,
+        "warmup_s": 0.5,
+        "reps": 1,
+        "sender_clients": 1,
+        "profiled": False,
+    }
+    machine = {
+        "cpu": "x",
+        "cores": 2,
+        "kernel": "k",
+        "python": "3.11",
+        "event_loop": "asyncio",
+        "loadavg": [1.0, 1.0, 1.0],
+    }
+    point = {
+        "senders": "one",
+        "size": 1024,
+        "msgs_per_s": 0.0,
+        "MB_per_s": 0.0,
+        "lat_p50_ms": 0.0,
+        "lat_p99_ms": 0.0,
+        "cpu_us_per_msg": {"executives": 1.0, "clients": 1.0},
+        "verified": False,
+    }
+    run = {
+        "label": "1 KiB, one sender",
+        "network": {
+            "loss_dropped": 1234,
+            "shape_packets": 5000,
+            "shape_bytes": 1,
+            "shape_drops": 7,
+            "shape_overlimits": 40,
+        },
+        "notes": ["node 2: delivered nothing in the window (its ring broke); its rate is 0"],
+    }
+    report = {
+        "date": "d",
+        "parameters": params,
+        "machine": machine,
+        "points": [point],
+        "runs": [run],
+        "load_after": [1.0, 1.0, 1.0],
+    }
+    text = table(report)
+    first = text.splitlines()[0]
+    assert "5 % of datagrams dropped at each receiver" in first
+    assert "links capped at 100mbit each way" in first
+    assert (
+        "1 KiB, one sender: 1,234 datagrams dropped by the loss rules; 5,000 packets through "
+        "the rate caps, 40 held back, 7 dropped"
+    ) in text
+    assert "1 KiB, one sender: node 2: delivered nothing in the window" in text

@@ -70,7 +70,9 @@ VIOLATIONS_KEPT = 10
 SEND_TIMEOUT_S = 30.0
 #: ... and in a timed run at most this long past the end of sending.
 SEND_GRACE_S = 5.0
-#: A draining receiver that delivered nothing for this long stops waiting for the rest.
+#: A draining receiver that delivered nothing for this long (or, while its ring has not
+#: changed, three times its longest pause between deliveries when that is longer: a slow but
+#: working ring) stops waiting.
 DRAIN_IDLE_S = 10.0
 
 
@@ -272,9 +274,9 @@ def sender_main(conn: _Conn, spec: ClientSpec) -> None:
                 except evs.TryAgain:
                     # Not sent (the window stayed full): stop, and say why.
                     stalled = (
-                        f"sender {me} on node {client.nodeid}: its send window stayed full for "
-                        f"{wait:.1f} s after {seq} messages (the ring stopped taking them); "
-                        "it stopped sending"
+                        f"sender {me} on node {client.nodeid}: its send window had no room for "
+                        f"{wait:.1f} s after {seq} messages (the ring took nothing from it, or "
+                        "too little); it stopped sending"
                     )
                     break
                 seq += 1
@@ -340,7 +342,7 @@ def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
         sent: dict[int, int] | None = None
         stop_at: float | None = None
         stopped = ""
-        last_delivery, last_total = time.monotonic(), 0
+        last_delivery, last_total, longest_pause = time.monotonic(), 0, 0.0
         delivery_type = evs.Delivery
         cpu0 = time.process_time()
         prof = _profiled(profile_path)
@@ -369,6 +371,8 @@ def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
                 counter[slot] = ver.total
                 mono = time.monotonic()
                 if ver.total != last_total:
+                    if last_total:
+                        longest_pause = max(longest_pause, mono - last_delivery)
                     last_delivery, last_total = mono, ver.total
                 if conn.poll():
                     msg = conn.recv()
@@ -386,9 +390,11 @@ def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
                 if stop_at is not None and mono > stop_at:
                     stopped = f"still missing {sum(missing.values())} messages at the drain's end"
                     break
-                if mono - last_delivery > DRAIN_IDLE_S:
+                # A ring that broke is no slow ring: its pauses were the breaks.
+                idle = DRAIN_IDLE_S if confchg else max(DRAIN_IDLE_S, 3 * longest_pause)
+                if mono - last_delivery > idle:
                     stopped = (
-                        f"nothing delivered for {DRAIN_IDLE_S:g} s while "
+                        f"nothing delivered for {idle:.0f} s while "
                         f"{sum(missing.values())} messages were missing"
                     )
                     break

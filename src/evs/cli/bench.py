@@ -23,9 +23,9 @@ link each way (tc ``tbf`` on both ends of its veth pair), like the corosync lab'
 loss`` and ``lab.sh shape`` applied to every node; both hold from before the executives start.
 A ring that stalls or breaks under loss must not hang the command: a blocked send gives up a
 few seconds past the end of sending (``SEND_GRACE_S``; the run goes on with what was sent), a
-draining receiver gives up after ``DRAIN_IDLE_S`` without a delivery, and each run's
-``notes`` say why its figures are low or zero (the ring broke, a receiver got nothing, a
-sender's window stayed full).
+draining receiver gives up after ``DRAIN_IDLE_S`` (or three times its longest pause) without a
+delivery, and each run's ``notes`` say why its figures are low or zero (the ring broke, a
+receiver got nothing, a sender's window stayed full).
 
 Every receiver verifies everything it delivers (``_bench_worker.Verifier``: per-sender
 sequence numbers, header CRC, sender id, body bytes, and a rolling hash of the whole delivery
