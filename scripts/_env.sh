@@ -20,10 +20,12 @@ ensure_venv() {
 }
 
 # The integration tests run real executives in private network namespaces (ip netns) and
-# make partitions and loss with nftables: install both when missing (needs root, as CI has).
+# make partitions and loss with nftables, and evs bench's test caps links with tc: install
+# iproute2 and nftables when missing (needs root, as CI has).
 ensure_net_tools() {
   local missing=()
-  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  # tc (evs bench --shape) comes with iproute2, like ip
+  { command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1; } || missing+=(iproute2)
   command -v nft >/dev/null 2>&1 || missing+=(nftables)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then

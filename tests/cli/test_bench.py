@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from evs.cli.__main__ import main
+from evs.cli._bench_run import _notes, table
 from evs.cli._bench_worker import (
     HEADER,
     MIN_SIZE,
@@ -25,7 +26,8 @@ from evs.cli._bench_worker import (
     compare_orders,
     percentile,
 )
-from evs.cli.bench import parse_sizes
+from evs.cli._lab import lab_available
+from evs.cli.bench import parse_rate, parse_sizes
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -80,6 +82,12 @@ def test_tiny_run_reports_and_verifies() -> None:
         ["--reps", "0"],
         ["--sender-clients", "0"],
         ["--netmtu", "100"],
+        ["--netns", "--loss", "-1"],
+        ["--netns", "--loss", "501"],
+        ["--netns", "--shape", "100xbit"],
+        ["--netns", "--shape", "fast"],
+        ["--netns", "--shape", "1.5mbit"],
+        ["--netns", "--shape", "10kbit"],
     ],
 )
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,6 +95,83 @@ def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert err.startswith("evs bench: ")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--loss", "10"], "--loss needs --netns"),
+        (["--shape", "100mbit"], "--shape needs --netns"),
+        (["--netns", "--loss", "600"], "--loss must be 0..500"),
+        (["--netns", "--shape", "100xbit"], "--shape: bad rate '100xbit'"),
+        (["--netns", "--shape", "200gbit"], "outside 1mbit..100gbit"),
+    ],
+)
+def test_loss_and_shape_arguments_say_what_is_wrong(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", *argv]) == 2
+    assert said in capsys.readouterr().err
+
+
+def test_missing_tools_and_root_are_clear_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without tc (or nft, or root) the command says what is missing; nothing is started."""
+    real_which = shutil.which
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(shutil, "which", lambda t: None if t == "tc" else real_which(t))
+    assert main(["bench", "--netns", "--shape", "100mbit"]) == 2
+    assert "'tc' is not installed (apt install iproute2)" in capsys.readouterr().err
+    monkeypatch.setattr(shutil, "which", lambda t: None if t == "nft" else "/bin/true")
+    assert main(["bench", "--netns", "--loss", "10"]) == 2
+    assert "'nft' is not installed (apt install nftables)" in capsys.readouterr().err
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["bench", "--netns", "--loss", "10"]) == 2
+    assert "network namespaces need root" in capsys.readouterr().err
+
+
+def test_parse_rate() -> None:
+    assert parse_rate("100mbit") == ("100mbit", 100_000_000)
+    assert parse_rate(" 1GBit ") == ("1gbit", 10**9)
+    assert parse_rate("10mbps") == ("10mbps", 80_000_000)
+    for bad in ("", "mbit", "100", "100 mbit", "-5mbit", "1e3mbit"):
+        with pytest.raises(ValueError, match="bad rate"):
+            parse_rate(bad)
+
+
+def test_loss_and_shape_run_in_the_lab() -> None:
+    """--loss 10 --shape 100mbit: the report records both, the loss rules dropped some of the
+    cluster's datagrams during the run (their counters, read back), the rate caps passed its
+    packets, and every delivery still verified (the protocol recovered every loss)."""
+    why = lab_available(("ip", "nft", "tc"))
+    if why:
+        pytest.skip(why)
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    argv = [sys.executable, "-m", "evs.cli", "bench", "--netns", "--nodes", "2", "--sizes"]
+    argv += ["1K", "--senders", "one", "--seconds", "1", "--warmup", "0.3", "--json"]
+    argv += ["--loss", "10", "--shape", "100mbit", "--cipher", "none"]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    params = report["parameters"]
+    assert params["loss_permille"] == 10
+    assert params["shape"] == "100mbit"
+    assert params["shape_bits_per_s"] == 100_000_000
+    (run,) = report["runs"]
+    assert run["verified"] is True
+    assert run["notes"] == []
+    net = run["network"]
+    sent = run["sent"]["1"]
+    assert sent > 0
+    # Every datagram crosses two rate caps (its sender's end of the link, then the bridge's
+    # end towards its receiver), so about half the packets counted there are the datagrams
+    # the receivers' loss rules saw; about 1 % of those were dropped (expected ~80 here).
+    assert net["shape_packets"] > 1000
+    share = net["loss_dropped"] / (net["shape_packets"] / 2)
+    assert 0.002 < share < 0.03, net
+    for rec in run["receivers"]:
+        assert rec["delivered"] == sent
 
 
 def test_parse_sizes() -> None:
@@ -205,3 +290,108 @@ def test_several_sending_clients_of_one_node_are_separate_streams() -> None:
     v.finish({a: 2, b: 2})
     assert v.violations == []
     assert v.check(2, p.make(b, 2, 1)) == -1  # stream of node 1 delivered as node 2's
+
+
+# ---------------------------------------------------------------- a run that got little
+
+
+def receiver_result(**kw: object) -> dict[str, object]:
+    """The fields of a receiver's result the run's notes read; a good receiver by default."""
+    r: dict[str, object] = {
+        "config_changes": 0,
+        "first_config_change": "",
+        "window_msgs": 100,
+        "drain_stopped": "",
+    }
+    r.update(kw)
+    return r
+
+
+def test_notes_say_why_a_run_got_little() -> None:
+    assert _notes({1: receiver_result(), 2: receiver_result()}, counted=True) == []
+    broke = receiver_result(
+        config_changes=3,
+        first_config_change="ConfigChange(members=(2,))",
+        window_msgs=0,
+        drain_stopped="nothing delivered for 10 s while 5 messages were missing",
+    )
+    notes = _notes({1: receiver_result(), 2: broke}, counted=True)
+    assert notes[0].startswith(
+        "the ring broke during the run: configuration changes at node 2 (3); "
+        "the first at node 2: ConfigChange(members=(2,))"
+    )
+    assert notes[1:] == [
+        "node 2: delivered nothing in the window (its ring broke); its rate is 0",
+        "node 2: stopped draining: nothing delivered for 10 s while 5 messages were missing",
+    ]
+    # a receiver that got nothing although its ring held
+    assert _notes({1: receiver_result(window_msgs=0)}, counted=True) == [
+        "node 1: delivered nothing in the window (nothing arrived); its rate is 0"
+    ]
+    # --count runs have no window: a zero window count says nothing there
+    assert _notes({1: receiver_result(window_msgs=0)}, counted=False) == []
+
+
+def test_table_shows_the_network_conditions_and_notes() -> None:
+    params = {
+        "nodes": 3,
+        "network": "netns (veth + bridge)",
+        "loss_permille": 50,
+        "shape": "100mbit",
+        "mode": "udpu",
+        "netmtu": 1500,
+        "token_ms": 1000,
+        "cipher": "none",
+        "count": None,
+        "seconds": 2.0,
+        "warmup_s": 0.5,
+        "reps": 1,
+        "sender_clients": 1,
+        "profiled": False,
+    }
+    machine = {
+        "cpu": "x",
+        "cores": 2,
+        "kernel": "k",
+        "python": "3.11",
+        "event_loop": "asyncio",
+        "loadavg": [1.0, 1.0, 1.0],
+    }
+    point = {
+        "senders": "one",
+        "size": 1024,
+        "msgs_per_s": 0.0,
+        "MB_per_s": 0.0,
+        "lat_p50_ms": 0.0,
+        "lat_p99_ms": 0.0,
+        "cpu_us_per_msg": {"executives": 1.0, "clients": 1.0},
+        "verified": False,
+    }
+    run = {
+        "label": "1 KiB, one sender",
+        "network": {
+            "loss_dropped": 1234,
+            "shape_packets": 5000,
+            "shape_bytes": 1,
+            "shape_drops": 7,
+            "shape_overlimits": 40,
+        },
+        "notes": ["node 2: delivered nothing in the window (its ring broke); its rate is 0"],
+    }
+    report = {
+        "date": "d",
+        "parameters": params,
+        "machine": machine,
+        "points": [point],
+        "runs": [run],
+        "load_after": [1.0, 1.0, 1.0],
+    }
+    text = table(report)
+    first = text.splitlines()[0]
+    assert "5 % of datagrams dropped at each receiver" in first
+    assert "links capped at 100mbit each way" in first
+    assert (
+        "1 KiB, one sender: 1,234 datagrams dropped by the loss rules; 5,000 packets through "
+        "the rate caps, 40 held back, 7 dropped"
+    ) in text
+    assert "1 KiB, one sender: node 2: delivered nothing in the window" in text

@@ -25,10 +25,17 @@ from multiprocessing.context import ForkProcess
 from pathlib import Path
 from typing import Any
 
-from evs.cli._bench_worker import ClientSpec, compare_orders, receiver_main, sender_main
+from evs.cli._bench_worker import (
+    SEND_GRACE_S,
+    SEND_TIMEOUT_S,
+    ClientSpec,
+    compare_orders,
+    receiver_main,
+    sender_main,
+)
 from evs.cli._cluster import LocalCluster
 from evs.cli._lab import LabError, NetLab
-from evs.cli.bench import DRAIN_S, SECONDS_MAX, TAIL_S, _now_iso, machine
+from evs.cli.bench import DRAIN_S, SECONDS_MAX, TAIL_S, _now_iso, machine, parse_rate
 
 __all__ = ["Bench", "BenchError", "size_label", "table"]
 
@@ -107,6 +114,17 @@ class Bench:
             profile_dir=self.profile_dir,
             cipher=a.cipher,
         )
+        if self.lab is not None:
+            # The network's conditions hold for the cluster's whole life, its start included.
+            rate = parse_rate(a.shape)[0] if a.shape is not None else None
+            try:
+                for n in self.ids:
+                    if a.loss:
+                        self.lab.loss(n, a.loss, port=self.cluster.port)
+                    if rate is not None:
+                        self.lab.shape(n, rate)
+            except LabError as exc:
+                raise BenchError(f"cannot set the network's loss or rate: {exc}") from None
         self.progress.show(f"starting {a.nodes} executives ...")
         try:
             for n in self.ids:
@@ -159,6 +177,11 @@ class Bench:
             "parameters": {
                 "nodes": a.nodes,
                 "network": "netns (veth + bridge)" if a.netns else "loopback",
+                # Random drop of the cluster's datagrams at every receiving node, per mille.
+                "loss_permille": a.loss,
+                # The rate cap of every node's link, each way (tc tbf), or None.
+                "shape": parse_rate(a.shape)[0] if a.shape is not None else None,
+                "shape_bits_per_s": parse_rate(a.shape)[1] if a.shape is not None else None,
                 "mode": a.mode,
                 "netmtu": a.netmtu or 1500,
                 "token_ms": a.token,
@@ -211,7 +234,15 @@ class Bench:
             _, conn = self._fork(receiver_main, spec, counter)
             recv[n] = conn
         show(f"{head}: waiting for {len(self.ids)} receivers to see the ring ...")
-        _expect(recv, "ready", READY_S, "receiver")
+        try:
+            _expect(recv, "ready", READY_S, "receiver")
+        except BenchError as exc:
+            if a.loss:
+                raise BenchError(
+                    f"{exc} (with {a.loss / 10:g} % of the datagrams dropped, a ring of every "
+                    "node may take long to form, or not form at all)"
+                ) from None
+            raise
         send: dict[int, Connection] = {}
         for n in senders:
             for k in range(a.sender_clients):
@@ -222,6 +253,7 @@ class Bench:
                 send[key] = conn
         _expect(send, "ready", READY_S, "sender")
         daemon_cpu0 = _cpu_seconds([cluster.pid(n) for n in self.ids])
+        net0 = self._net_counters()
         t0 = time.monotonic() + 0.3
         if a.count:
             w0, w1 = t0, 0.0
@@ -236,21 +268,32 @@ class Bench:
             conn.send(("go", t0, t_stop, a.count))
         sent: dict[int, int] = {}
         busy: dict[int, float] = {}
+        stalls: list[str] = []
         client_cpu = 0.0
         pending = dict(send)
         last_total, last_t = 0, time.monotonic()
         rate = 0.0
+        # A sender stops by t_stop, or a blocked send gives up within its timeout: past this,
+        # one is stuck (a defect), and the run ends rather than wait for it.
+        send_deadline = t_stop + SEND_TIMEOUT_S + SEND_GRACE_S + 15.0
         while pending:
+            if time.monotonic() > send_deadline:
+                raise BenchError(
+                    f"{label}: senders {sorted(k & 0xFFFF for k in pending)} did not report "
+                    f"within {send_deadline - t0:.0f} s of the start"
+                )
             ready = multiprocessing.connection.wait(list(pending.values()), timeout=0.25)
             for n, conn in list(pending.items()):
                 if conn in ready:
                     msg = _recv(conn, f"sender on node {n & 0xFFFF}")
                     if msg[0] == "error":
                         raise BenchError(msg[1])
-                    _, nodeid, count, busy_s, cpu_s = msg
+                    _, nodeid, count, busy_s, cpu_s, stalled = msg
                     client_cpu += cpu_s
                     sent[nodeid] = count
                     busy[nodeid] = busy_s
+                    if stalled:
+                        stalls.append(stalled)
                     del pending[n]
             t = time.monotonic()
             total_rx = min(counter) if len(counter) else 0
@@ -290,12 +333,13 @@ class Bench:
             show(f"{head}: draining, {min(counter):,}/{want:,} delivered at the slowest receiver")
         drain_s = time.monotonic() - t_sent
         daemon_cpu = _cpu_seconds([cluster.pid(n) for n in self.ids]) - daemon_cpu0
+        net1 = self._net_counters()
         client_cpu += sum(r["cpu_s"] for r in results.values())
         for p in self.procs:
             p.join(10)
         self.procs.clear()
         self.progress.clear()
-        return _summarize_run(
+        run = _summarize_run(
             label=label,
             size=size,
             mode=mode,
@@ -310,6 +354,27 @@ class Bench:
             load_before=load_before,
             cpu=(daemon_cpu, client_cpu),
         )
+        if net0 is not None and net1 is not None:
+            run["network"] = {k: net1[k] - net0[k] for k in net0}
+        run["notes"] = stalls + run["notes"]
+        return run
+
+    def _net_counters(self) -> dict[str, int] | None:
+        """What the lab's loss rules and rate caps did so far, summed over every node."""
+        a = self.args
+        if self.lab is None or not (a.loss or a.shape):
+            return None
+        out: dict[str, int] = {}
+        try:
+            if a.loss:
+                out["loss_dropped"] = sum(self.lab.loss_dropped(n) for n in self.ids)
+            if a.shape:
+                for n in self.ids:
+                    for k, v in self.lab.shape_counters(n).items():
+                        out[f"shape_{k}"] = out.get(f"shape_{k}", 0) + v
+        except LabError as exc:
+            raise BenchError(f"cannot read the lab's counters: {exc}") from None
+        return out
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -391,10 +456,12 @@ def _summarize_run(
                 "lat_max_ms": round(r["lat_max_us"] / 1000, 3),
                 "order_hash": f"{r['order_hash']:016x}",
                 "violations": r["violation_count"],
+                "config_changes": r["config_changes"],
             }
         )
     violations = [v for n in sorted(results) for v in results[n]["violations"]]
     violations += compare_orders(results.values())
+    notes = _notes(results, counted=not a.count)
     rates = [p["msgs_per_s"] for p in per]
     msgs = statistics.median(rates) if rates else 0.0
     send_span = max(1e-9, t_stop - t0) if not a.count else None
@@ -427,8 +494,33 @@ def _summarize_run(
         "receivers": per,
         "verified": not violations and sum(p["violations"] for p in per) == 0,
         "violations": violations,
+        # Why figures are low or missing: the ring broke, a receiver got nothing, a drain
+        # gave up (the senders' stalls are added by the caller).
+        "notes": notes,
         "load_before": load_before,
     }
+
+
+def _notes(results: dict[int, dict[str, Any]], *, counted: bool) -> list[str]:
+    """The reasons, in words, behind a run whose receivers did not get everything."""
+    notes: list[str] = []
+    changed = {n: r["config_changes"] for n, r in sorted(results.items()) if r["config_changes"]}
+    if changed:
+        first = min(changed)
+        notes.append(
+            "the ring broke during the run: configuration changes at "
+            + ", ".join(f"node {n} ({k})" for n, k in changed.items())
+            + f"; the first at node {first}: {results[first]['first_config_change']}; "
+            "deliveries in different configurations need not match, so the checks across "
+            "receivers do not hold for this run"
+        )
+    for n, r in sorted(results.items()):
+        if counted and r["window_msgs"] == 0:
+            why = "its ring broke" if r["config_changes"] else "nothing arrived"
+            notes.append(f"node {n}: delivered nothing in the window ({why}); its rate is 0")
+        if r["drain_stopped"]:
+            notes.append(f"node {n}: stopped draining: {r['drain_stopped']}")
+    return notes
 
 
 def _points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -477,8 +569,13 @@ def table(report: dict[str, Any]) -> str:
         if p["count"]
         else f"window {p['seconds']:g} s after {p['warmup_s']:g} s warm-up"
     )
+    network = p["network"]
+    if p.get("loss_permille"):
+        network += f", {p['loss_permille'] / 10:g} % of datagrams dropped at each receiver"
+    if p.get("shape"):
+        network += f", links capped at {p['shape']} each way"
     lines = [
-        f"evs bench {report['date']}: {p['nodes']} executives, {p['network']}, {p['mode']}, "
+        f"evs bench {report['date']}: {p['nodes']} executives, {network}, {p['mode']}, "
         f"netmtu {p.get('netmtu', 1500)}, token {p['token_ms']} ms, "
         f"cipher {p.get('cipher', 'none')}, {win}, "
         f"{p['reps']} run(s) per point"
@@ -504,6 +601,21 @@ def table(report: dict[str, Any]) -> str:
             + ("yes" if pt["verified"] else "NO")
         )
     lines.append("")
+    for r in report["runs"]:
+        net = r.get("network")
+        if net:
+            said = []
+            if "loss_dropped" in net:
+                said.append(f"{net['loss_dropped']:,} datagrams dropped by the loss rules")
+            if "shape_packets" in net:
+                said.append(
+                    f"{net['shape_packets']:,} packets through the rate caps, "
+                    f"{net['shape_overlimits']:,} held back, {net['shape_drops']:,} dropped"
+                )
+            lines.append(f"{r['label']}: {'; '.join(said)}")
+        lines.extend(f"{r['label']}: {note}" for note in r.get("notes", ()))
+    if lines[-1]:
+        lines.append("")
     lines.append(
         "per receiver (median over receivers); p50: median of receivers, p99: worst receiver;\n"
         "CPU us/msg: CPU time of the executives + the clients per message delivered at one "

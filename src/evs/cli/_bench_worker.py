@@ -66,6 +66,14 @@ _FNV_START = 0xCBF29CE484222325
 _MASK = (1 << 64) - 1
 #: Violations kept word for word per receiver (all are counted).
 VIOLATIONS_KEPT = 10
+#: A sender waits at most this long for room in its send window (``--count`` runs) ...
+SEND_TIMEOUT_S = 30.0
+#: ... and in a timed run at most this long past the end of sending.
+SEND_GRACE_S = 5.0
+#: A draining receiver that delivered nothing for this long (or, while its ring has not
+#: changed, three times its longest pause between deliveries when that is longer: a slow but
+#: working ring) stops waiting.
+DRAIN_IDLE_S = 10.0
 
 
 class Payloads:
@@ -217,7 +225,8 @@ class ClientSpec:
 
 
 def sender_main(conn: _Conn, spec: ClientSpec) -> None:
-    """One sender: waits for ("go", t0, t_stop, count), sends, reports ("sent", ...)."""
+    """One sender: waits for ("go", t0, t_stop, count), sends, reports ("sent", ...), with
+    why it stopped early when its send window stayed full (a stalled ring), else ""."""
     import evs  # noqa: PLC0415  (the worker imports the client only in its own process)
 
     socket_path, group, size, profile_path = (
@@ -249,6 +258,7 @@ def sender_main(conn: _Conn, spec: ClientSpec) -> None:
         limit = count if count else 1 << 62
         seq = 0
         busy_ns = 0
+        stalled = ""
         cpu0 = time.process_time()
         prof = _profiled(profile_path)
         try:
@@ -256,7 +266,19 @@ def sender_main(conn: _Conn, spec: ClientSpec) -> None:
                 t = now()
                 if t >= stop_ns:
                     break
-                mcast(groups, make(me, seq, t), timeout=30.0)
+                # A send blocks while the window is full; it may not hold the sender much past
+                # the end, so a ring that stopped taking messages ends the run in bounded time.
+                wait = min(SEND_TIMEOUT_S, (stop_ns - t) / 1e9 + SEND_GRACE_S)
+                try:
+                    mcast(groups, make(me, seq, t), timeout=wait)
+                except evs.TryAgain:
+                    # Not sent (the window stayed full): stop, and say why.
+                    stalled = (
+                        f"sender {me} on node {client.nodeid}: its send window had no room for "
+                        f"{wait:.1f} s after {seq} messages (the ring took nothing from it, or "
+                        "too little); it stopped sending"
+                    )
+                    break
                 seq += 1
                 busy_ns += now() - t
         except evs.EvsError as exc:
@@ -266,13 +288,14 @@ def sender_main(conn: _Conn, spec: ClientSpec) -> None:
             )
             return
         _dump(prof, profile_path)
-        conn.send(("sent", me, seq, busy_ns / 1e9, time.process_time() - cpu0))
+        conn.send(("sent", me, seq, busy_ns / 1e9, time.process_time() - cpu0, stalled))
 
 
 def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
     """One receiver: joins, says ("ready", nodeid) once the full ring is its configuration,
     gets ("go", w0, w1), verifies and counts deliveries, then gets ("sent", {sender: n},
-    drain_s), drains until it has everything or drain_s passed, answers ("result", {...})."""
+    drain_s), drains until it has everything, drain_s passed or nothing came for DRAIN_IDLE_S,
+    answers ("result", {...})."""
     import evs  # noqa: PLC0415
 
     socket_path, group, size, nodes, slot, profile_path = (
@@ -318,6 +341,8 @@ def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
         confchg: list[str] = []
         sent: dict[int, int] | None = None
         stop_at: float | None = None
+        stopped = ""
+        last_delivery, last_total, longest_pause = time.monotonic(), 0, 0.0
         delivery_type = evs.Delivery
         cpu0 = time.process_time()
         prof = _profiled(profile_path)
@@ -344,16 +369,34 @@ def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
                         if conn.poll():
                             break
                 counter[slot] = ver.total
+                mono = time.monotonic()
+                if ver.total != last_total:
+                    if last_total:
+                        longest_pause = max(longest_pause, mono - last_delivery)
+                    last_delivery, last_total = mono, ver.total
                 if conn.poll():
                     msg = conn.recv()
                     if msg[0] == "sent":
                         sent = msg[1]
-                        stop_at = time.monotonic() + msg[2]
+                        stop_at = mono + msg[2]
+                        last_delivery = mono  # the idle limit counts from the end of sending
                     else:
                         break
-                if sent is not None and (
-                    not ver.missing(sent) or (stop_at is not None and time.monotonic() > stop_at)
-                ):
+                if sent is None:
+                    continue
+                missing = ver.missing(sent)
+                if not missing:
+                    break
+                if stop_at is not None and mono > stop_at:
+                    stopped = f"still missing {sum(missing.values())} messages at the drain's end"
+                    break
+                # A ring that broke is no slow ring: its pauses were the breaks.
+                idle = DRAIN_IDLE_S if confchg else max(DRAIN_IDLE_S, 3 * longest_pause)
+                if mono - last_delivery > idle:
+                    stopped = (
+                        f"nothing delivered for {idle:.0f} s while "
+                        f"{sum(missing.values())} messages were missing"
+                    )
                     break
         except evs.EvsError as exc:
             ver.violation(f"node {client.nodeid}: the connection failed: {exc}")
@@ -376,6 +419,9 @@ def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
                     "order_hash": ver.order_hash,
                     "violation_count": ver.violation_count,
                     "violations": ver.violations,
+                    "config_changes": len(confchg),
+                    "first_config_change": confchg[0] if confchg else "",
+                    "drain_stopped": stopped,
                     "lat_samples": len(lat_sorted),
                     "lat_p50_us": percentile(lat_sorted, 50) / 1000,
                     "lat_p99_us": percentile(lat_sorted, 99) / 1000,

@@ -6,7 +6,11 @@ multicast snooping, so IP multicast floods like on a plain switch), an address 1
 and a multicast route on its link. Nothing is routed outside the lab. Faults are nftables
 tables in a node's namespace, on its *input* hook, so they act per receiver even for
 multicast: ``partition`` drops UDP from the nodes outside the receiver's side, ``loss`` drops a
-random share of UDP. ``exec_prefix(i)`` is the command prefix that runs a program inside node
+random share of UDP (optionally only that to one port) and counts what it dropped
+(``loss_dropped``). ``shape`` caps a node's link at a rate in both directions with a token
+bucket filter (tc ``tbf``) on each end of its veth pair, the node's and the bridge's, like a
+full-duplex switch port; ``shape_counters`` reads what those filters sent, delayed and dropped.
+``exec_prefix(i)`` is the command prefix that runs a program inside node
 ``i`` (``ip netns exec`` execs it, so the pid is the program's). Unix sockets live in the file
 system, not in a network namespace, so clients outside the lab reach the executives' IPC
 sockets directly. ``close()`` deletes every namespace it made (also at interpreter exit).
@@ -15,10 +19,12 @@ sockets directly. ``close()`` deletes every namespace it made (also at interpret
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 __all__ = ["LabError", "NetLab", "lab_available"]
 
@@ -27,20 +33,30 @@ class LabError(RuntimeError):
     """The lab could not be built (not root, or ip/nft missing)."""
 
 
-def lab_available() -> str | None:
-    """None when a lab can be built here, else the reason it cannot."""
+def lab_available(tools: Iterable[str] = ("ip", "nft")) -> str | None:
+    """None when a lab can be built here (with ``tools``), else the reason it cannot."""
     if os.geteuid() != 0:
         return "network namespaces need root"
-    for tool in ("ip", "nft"):
+    for tool in tools:
         if shutil.which(tool) is None:
-            return f"'{tool}' is not installed (apt install iproute2 nftables)"
+            package = "nftables" if tool == "nft" else "iproute2"
+            return f"'{tool}' is not installed (apt install {package})"
     return None
 
 
-def _run(args: Sequence[str], stdin: str | None = None) -> None:
+def _run(args: Sequence[str], stdin: str | None = None) -> str:
     r = subprocess.run(list(args), input=stdin, capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise LabError(f"{' '.join(args)}: {r.stderr.strip() or r.returncode}")
+    return r.stdout
+
+
+def _json(args: Sequence[str]) -> Any:
+    out = _run(args)
+    try:
+        return json.loads(out)
+    except ValueError:
+        raise LabError(f"{' '.join(args)}: not JSON: {out[:200]!r}") from None
 
 
 class NetLab:
@@ -136,12 +152,79 @@ class NetLab:
         for i in range(1, self.n + 1):
             self._nft(i, "evs_partition", [])
 
-    def loss(self, i: int, permille: int) -> None:
-        """Drop ``permille``/1000 of the UDP datagrams node ``i`` receives (0 removes)."""
+    def loss(self, i: int, permille: int, port: int | None = None) -> None:
+        """Drop ``permille``/1000 of the UDP datagrams node ``i`` receives (0 removes).
+
+        With ``port``, only the datagrams to that UDP port (a cluster's). The input hook sees a
+        datagram after reassembly, so a fragmented datagram is dropped whole or not at all.
+        """
+        match = f"udp dport {port}" if port else "meta l4proto udp"
         rules = (
-            [f"    meta l4proto udp numgen random mod 1000 < {permille} drop"] if permille else []
+            [f"    {match} numgen random mod 1000 < {permille} counter drop"] if permille else []
         )
         self._nft(i, "evs_loss", rules)
+
+    def loss_dropped(self, i: int) -> int:
+        """Datagrams the ``loss`` rule of node ``i`` has dropped so far (0 without a rule)."""
+        r = subprocess.run(
+            [*self.exec_prefix(i), "nft", "-j", "list", "table", "inet", "evs_loss"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if r.returncode != 0:
+            return 0  # no loss table on this node
+        try:
+            doc = json.loads(r.stdout)
+        except ValueError:
+            raise LabError(
+                f"nft -j list table inet evs_loss: not JSON: {r.stdout[:200]!r}"
+            ) from None
+        total = 0
+        for item in doc.get("nftables", []):
+            for expr in item.get("rule", {}).get("expr", []):
+                if isinstance(expr, dict) and "counter" in expr:
+                    total += int(expr["counter"]["packets"])
+        return total
+
+    def _shape_ends(self, i: int) -> list[tuple[list[str], str]]:
+        """Both ends of node ``i``'s link: (command prefix, device)."""
+        return [
+            (self.exec_prefix(i), f"e{i}"),
+            (["ip", "netns", "exec", f"{self.prefix}-br"], f"v{i}"),
+        ]
+
+    def shape(self, i: int, rate: str | None) -> None:
+        """Cap node ``i``'s link at ``rate`` (a tc rate: "100mbit") each way; None removes.
+
+        A token bucket filter on the node's end (what it sends) and on the bridge's end (what
+        it receives), with a 64 KiB bucket and at most 50 ms of queue, as a switch port would
+        buffer; what does not fit is dropped.
+        """
+        for prefix, dev in self._shape_ends(i):
+            subprocess.run(
+                [*prefix, "tc", "qdisc", "del", "dev", dev, "root"],
+                capture_output=True,
+                check=False,
+            )
+            if rate:
+                _run(
+                    [
+                        *(*prefix, "tc", "qdisc", "add", "dev", dev, "root", "tbf"),
+                        *("rate", rate, "burst", "64kb", "latency", "50ms"),
+                    ]
+                )
+
+    def shape_counters(self, i: int) -> dict[str, int]:
+        """Packets, bytes, drops and overlimits (times a packet had to wait for tokens) of the
+        token bucket filters of node ``i``'s link, both ends summed (zeros when unshaped)."""
+        out = {"packets": 0, "bytes": 0, "drops": 0, "overlimits": 0}
+        for prefix, dev in self._shape_ends(i):
+            for q in _json([*prefix, "tc", "-s", "-j", "qdisc", "show", "dev", dev]):
+                if q.get("kind") == "tbf":
+                    for k in out:
+                        out[k] += int(q.get(k, 0))
+        return out
 
     def close(self) -> None:
         for ns in reversed(self._made):

@@ -16,6 +16,17 @@ the sum over every sender), the median over receivers; latency p50 is the median
 receivers, p99 the worst receiver's. This is the method of the corosync lab's ``cpgbench``
 (``/work/shared/bench/corosync``), so the two can be set side by side.
 
+With ``--netns``, ``--loss PERMILLE`` drops that share of the cluster's datagrams at random at
+every receiving node (an nftables rule on each namespace's input hook, for the cluster's UDP
+port, with a counter the report reads back per run) and ``--shape RATE`` caps every node's
+link each way (tc ``tbf`` on both ends of its veth pair), like the corosync lab's ``lab.sh
+loss`` and ``lab.sh shape`` applied to every node; both hold from before the executives start.
+A ring that stalls or breaks under loss must not hang the command: a blocked send gives up a
+few seconds past the end of sending (``SEND_GRACE_S``; the run goes on with what was sent), a
+draining receiver gives up after ``DRAIN_IDLE_S`` (or three times its longest pause) without a
+delivery, and each run's ``notes`` say why its figures are low or zero (the ring broke, a
+receiver got nothing, a sender's window stayed full).
+
 Every receiver verifies everything it delivers (``_bench_worker.Verifier``: per-sender
 sequence numbers, header CRC, sender id, body bytes, and a rolling hash of the whole delivery
 sequence compared across receivers). Any violation, lost message or configuration change
@@ -36,7 +47,7 @@ from typing import Any
 
 from evs.crypto.names import CIPHERS, DEFAULT_CIPHER
 
-__all__ = ["add_parser", "parse_sizes", "run"]
+__all__ = ["add_parser", "parse_rate", "parse_sizes", "run"]
 
 _DESCRIPTION = """\
 Measure throughput (msgs/s and MB/s per receiver) and send-to-deliver latency (p50/p99) of a
@@ -53,6 +64,23 @@ COUNT_MAX = 10_000_000
 TAIL_S = 0.3
 #: How long receivers may take, after the senders stopped, to deliver what was sent.
 DRAIN_S = 60.0
+#: ``--loss``: at most half of the datagrams (beyond that no ring forms at all).
+LOSS_MAX = 500
+#: ``--shape``: tc's rate units (``bps`` is bytes per second) in bits per second.
+_RATE_UNITS = {
+    "bit": 1,
+    "kbit": 10**3,
+    "mbit": 10**6,
+    "gbit": 10**9,
+    "tbit": 10**12,
+    "bps": 8,
+    "kbps": 8 * 10**3,
+    "mbps": 8 * 10**6,
+    "gbps": 8 * 10**9,
+    "tbps": 8 * 10**12,
+}
+#: ``--shape`` bounds, bits per second: slower links make a run mostly time-outs.
+RATE_MIN, RATE_MAX = 10**6, 10**11
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -70,6 +98,29 @@ def parse_sizes(text: str) -> list[int]:
     return out
 
 
+def parse_rate(text: str) -> tuple[str, int]:
+    """``"100mbit"`` -> ``("100mbit", 100_000_000)``: a tc rate and its bits per second.
+
+    ValueError says what is wrong. Only whole numbers and tc's decimal units (bit, kbit,
+    mbit, gbit, tbit, and bps..tbps for bytes per second), so the text passed to tc means
+    exactly what is recorded.
+    """
+    t = text.strip().lower()
+    digits = ""
+    while len(digits) < len(t) and t[len(digits)].isdigit():
+        digits += t[len(digits)]
+    unit = t[len(digits) :]
+    if not digits or unit not in _RATE_UNITS:
+        raise ValueError(
+            f"bad rate {text!r}: a whole number and a unit, e.g. 100mbit, 1gbit, 10mbit "
+            f"(units: {', '.join(_RATE_UNITS)})"
+        )
+    bits = int(digits) * _RATE_UNITS[unit]
+    if not RATE_MIN <= bits <= RATE_MAX:
+        raise ValueError(f"rate {text!r} is outside 1mbit..100gbit")
+    return f"{int(digits)}{unit}", bits
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "bench",
@@ -81,6 +132,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--netns",
         action="store_true",
         help="run each executive in its own network namespace on a veth bridge (root only)",
+    )
+    p.add_argument(
+        "--loss",
+        type=int,
+        default=0,
+        metavar="PERMILLE",
+        help=f"with --netns: drop PERMILLE/1000 of the cluster's UDP datagrams at random, at "
+        f"every receiving node (nftables, 0..{LOSS_MAX}; default 0)",
+    )
+    p.add_argument(
+        "--shape",
+        default=None,
+        metavar="RATE",
+        help="with --netns: cap every node's link at RATE each way (tc tbf), e.g. 100mbit",
     )
     p.add_argument("--mode", choices=("udpu", "udp"), default="udpu", help="transport mode")
     p.add_argument("--token", type=int, default=1000, help="token timeout, ms (default 1000)")
@@ -173,10 +238,21 @@ def _check_args(args: argparse.Namespace) -> str | None:
     for s in sizes:
         if not MIN_SIZE <= s <= 1 << 20:
             return f"message size {s} is outside {MIN_SIZE}..{1 << 20} bytes"
+    if not 0 <= args.loss <= LOSS_MAX:
+        return f"--loss must be 0..{LOSS_MAX} (per mille of the datagrams)"
+    if args.shape is not None:
+        try:
+            parse_rate(args.shape)
+        except ValueError as exc:
+            return f"--shape: {exc}"
+    for flag, given in (("--loss", args.loss > 0), ("--shape", args.shape is not None)):
+        if given and not args.netns:
+            return f"{flag} needs --netns (it acts on the executives' network namespaces)"
     if args.netns:
         from evs.cli._lab import lab_available  # noqa: PLC0415
 
-        why = lab_available()
+        tools = ("ip", "nft", "tc") if args.shape is not None else ("ip", "nft")
+        why = lab_available(tools)
         if why:
             return f"--netns: {why} (run without --netns to measure on loopback)"
     return None
