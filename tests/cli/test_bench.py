@@ -71,6 +71,25 @@ def test_tiny_run_reports_and_verifies() -> None:
     assert point["MB_per_s"] == pytest.approx(point["msgs_per_s"] * 64 / 1e6, abs=1e-3)
 
 
+def test_a_paced_run_keeps_its_rate() -> None:
+    """--rate 100: the sender sends about 100 messages per second, not as fast as it can, and
+    the report and the table say so (latency at low load, issue 9)."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    argv = [sys.executable, "-m", "evs.cli", "bench", "--nodes", "2", "--sizes", "64"]
+    argv += ["--senders", "one", "--seconds", "1.5", "--warmup", "0.3", "--json"]
+    argv += ["--rate", "100", "--cipher", "none"]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["parameters"]["rate"] == 100
+    (point,) = report["points"]
+    # Paced: within a few messages of 100/s over the window; unpaced it is thousands.
+    assert 70 <= point["msgs_per_s"] <= 130, point
+    (run,) = report["runs"]
+    assert 100 <= run["sent"]["1"] <= 250  # 1.8 s of sending at 100/s, plus the drain's end
+    assert "each sender paced to 100 msgs/s" in table(report)
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -82,6 +101,8 @@ def test_tiny_run_reports_and_verifies() -> None:
         ["--reps", "0"],
         ["--sender-clients", "0"],
         ["--netmtu", "100"],
+        ["--rate", "-1"],
+        ["--rate", "2000000"],
         ["--netns", "--loss", "-1"],
         ["--netns", "--loss", "501"],
         ["--netns", "--shape", "100xbit"],

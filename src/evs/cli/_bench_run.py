@@ -195,6 +195,8 @@ class Bench:
                 "clients": "one process per client; senders not joined (mcast_groups, "
                 "blocking), one joined receiver per node",
                 "sender_clients": a.sender_clients,
+                # Messages per second each sender paced itself to, or None (unpaced).
+                "rate": a.rate or None,
                 "profiled": self.profile_dir is not None,
             },
             "points": points,
@@ -248,7 +250,7 @@ class Bench:
             for k in range(a.sender_clients):
                 key = n | k << 16
                 path = self._profile_path(index, "send", key)
-                spec = ClientSpec(cluster.socket(n), group, size, len(self.ids), 0, path, k)
+                spec = ClientSpec(cluster.socket(n), group, size, len(self.ids), 0, path, k, a.rate)
                 _, conn = self._fork(sender_main, spec)
                 send[key] = conn
         _expect(send, "ready", READY_S, "sender")
@@ -583,7 +585,8 @@ def table(report: dict[str, Any]) -> str:
             f", {p['sender_clients']} sending clients per sending node"
             if p["sender_clients"] > 1
             else ""
-        ),
+        )
+        + (f", each sender paced to {p['rate']:g} msgs/s" if p.get("rate") else ""),
         f"machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']}, "
         f"executives on {m['event_loop']}, "
         + ("compiled (mypyc), " if m.get("compiled_modules") else "pure Python, ")

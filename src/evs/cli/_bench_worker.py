@@ -222,6 +222,8 @@ class ClientSpec:
     profile_path: str | None = None
     #: This sender's index among the sending clients of its node (the high bits of its id).
     stream: int = 0
+    #: Messages per second this sender paces itself to; 0 sends as fast as it can.
+    rate: float = 0.0
 
 
 def sender_main(conn: _Conn, spec: ClientSpec) -> None:
@@ -259,11 +261,19 @@ def sender_main(conn: _Conn, spec: ClientSpec) -> None:
         seq = 0
         busy_ns = 0
         stalled = ""
+        # Paced: message k is due at t0 + k / rate (no catching up in bursts after a stall).
+        interval_ns = int(1e9 / spec.rate) if spec.rate else 0
+        due_ns = int(t0 * 1e9)
         cpu0 = time.process_time()
         prof = _profiled(profile_path)
         try:
             while seq < limit:
                 t = now()
+                if interval_ns:
+                    if due_ns > t:
+                        time.sleep((due_ns - t) / 1e9)  # pacing, not synchronisation
+                        t = now()
+                    due_ns = max(due_ns + interval_ns, t)
                 if t >= stop_ns:
                     break
                 # A send blocks while the window is full; it may not hold the sender much past

@@ -121,6 +121,10 @@ def parse_rate(text: str) -> tuple[str, int]:
     return f"{int(digits)}{unit}", bits
 
 
+#: Highest pace ``--rate`` takes, messages per second per sender.
+RATE_MSGS_MAX = 1_000_000
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "bench",
@@ -183,6 +187,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "one sending process (its CPU, its send window) limits the rate",
     )
     p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        metavar="MSGS",
+        help="each sender paces itself to MSGS messages per second (default 0: as fast as it "
+        "can): latency at a load the ring carries easily, like the corosync lab's lat mode",
+    )
+    p.add_argument(
         "--seconds",
         type=float,
         default=5.0,
@@ -221,6 +233,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--warmup must be in [0, 60]"
     if not 0 <= args.count <= COUNT_MAX:
         return f"--count must be in [0, {COUNT_MAX}]"
+    if not 0 <= args.rate <= RATE_MSGS_MAX:
+        return f"--rate must be 0..{RATE_MSGS_MAX} messages per second (0: unpaced)"
     if not 1 <= args.sender_clients <= 16:
         return "--sender-clients must be 1..16"
     if not 1 <= args.reps <= 20:
