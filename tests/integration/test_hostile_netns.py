@@ -428,7 +428,11 @@ class Attacker:
                 else:
                     maybe.update(why)
                     undecided += 1
-            detail = f"node {y}: counted {dict(got)}, expected {dict(sure)} + up to {dict(maybe)}"
+            detail = (
+                f"node {y}: counted {dict(got)}, expected {dict(sure)} + up to {dict(maybe)} "
+                f"({undecided} undecided; node {t.x} sealed {t.hi - t.lo_top} datagrams while "
+                "the attack ran)"
+            )
             assert sum(got.values()) == len(t.sent), detail
             for r in REASONS | set(got):
                 assert sure[r] <= got[r] <= sure[r] + maybe[r], (r, detail)
