@@ -38,8 +38,12 @@ def lab_or_skip(n: int) -> NetLab:
 def make_cluster(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
     made: list[tuple[LocalCluster, NetLab | None]] = []
 
-    def make(nodes: int, *, netns: bool = False, **kw: object) -> LocalCluster:
-        lab = lab_or_skip(nodes) if netns else None
+    def make(
+        nodes: int, *, netns: bool = False, lab_nodes: int | None = None, **kw: object
+    ) -> LocalCluster:
+        """``lab_nodes``: namespaces in the lab (default ``nodes``); those past ``nodes`` are
+        hosts on the same bridge that run no executive (e.g. an attacker)."""
+        lab = lab_or_skip(lab_nodes or nodes) if netns else None
         c = LocalCluster(tmp_path / f"c{len(made)}", nodes=nodes, lab=lab, **kw)  # type: ignore[arg-type]
         made.append((c, lab))
         return c

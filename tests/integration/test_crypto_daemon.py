@@ -2,8 +2,9 @@
 plaintext, replayed and forged datagrams are counted drops that never reach the core, a
 restarted node (a new boot id) is let back in, and a key others could read stops the start-up.
 
-The capture is an AF_PACKET socket on the loopback interface (root only; skipped otherwise):
-it sees every datagram to the cluster's port, including the unicasts between 127.0.0.N.
+The capture (wiretap.py) is an AF_PACKET socket on the loopback interface (root only; skipped
+otherwise): it sees every datagram to the cluster's port, including the unicasts between
+127.0.0.N.
 The cipher "none" run is the control that shows the capture would see the plaintext.
 """
 
@@ -11,79 +12,21 @@ from __future__ import annotations
 
 import os
 import socket
-import struct
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from wiretap import capture
 
 import evs
 from evs.cli._cluster import LocalCluster, free_port
 
 EVS = [sys.executable, "-m", "evs.cli"]
-_ETH_P_ALL = 0x0003
-
-
-class Capture:
-    """UDP payloads to ``port`` seen on ``lo``, with their source address, in a thread."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.datagrams: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
-        self._sock.bind(("lo", 0))
-        self._sock.settimeout(0.1)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                frame, meta = self._sock.recvfrom(70000)
-            except TimeoutError:
-                continue
-            if meta[2] == socket.PACKET_OUTGOING:
-                continue  # each loopback packet shows twice: keep the incoming copy
-            self._take(frame[14:])  # lo frames carry a (zeroed) Ethernet header
-
-    def _take(self, ip: bytes) -> None:
-        if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != socket.IPPROTO_UDP:
-            return
-        ihl = (ip[0] & 0x0F) * 4
-        _, dport, length, _ = struct.unpack_from("!HHHH", ip, ihl)
-        if dport == self.port:
-            source = socket.inet_ntoa(ip[12:16])
-            with self._lock:
-                self.datagrams.append((source, ip[ihl + 8 : ihl + length]))
-
-    def taken(self) -> list[tuple[str, bytes]]:
-        with self._lock:
-            return list(self.datagrams)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sock.close()
-
-
-@contextmanager
-def capture(port: int) -> Iterator[Capture]:
-    if os.geteuid() != 0 or not hasattr(socket, "AF_PACKET"):
-        pytest.skip("capturing loopback traffic needs root and AF_PACKET")
-    cap = Capture(port)
-    try:
-        yield cap
-    finally:
-        cap.close()
 
 
 def status(cluster: LocalCluster, n: int) -> dict[str, Any]:

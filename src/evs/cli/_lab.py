@@ -7,13 +7,14 @@ and a multicast route on its link. Nothing is routed outside the lab. Faults are
 tables in a node's namespace, on its *input* hook, so they act per receiver even for
 multicast: ``partition`` drops UDP from the nodes outside the receiver's side, ``loss`` drops a
 random share of UDP (optionally only that to one port) and counts what it dropped
-(``loss_dropped``). ``shape`` caps a node's link at a rate in both directions with a token
-bucket filter (tc ``tbf``) on each end of its veth pair, the node's and the bridge's, like a
-full-duplex switch port; ``shape_counters`` reads what those filters sent, delayed and dropped.
-``exec_prefix(i)`` is the command prefix that runs a program inside node
-``i`` (``ip netns exec`` execs it, so the pid is the program's). Unix sockets live in the file
-system, not in a network namespace, so clients outside the lab reach the executives' IPC
-sockets directly. ``close()`` deletes every namespace it made (also at interpreter exit).
+(``loss_dropped``), ``input_rules`` installs a caller's own rules. ``shape`` caps a node's link
+at a rate in both directions with a token bucket filter (tc ``tbf``) on each end of its veth
+pair, the node's and the bridge's, like a full-duplex switch port; ``shape_counters`` reads
+what those filters sent, delayed and dropped. ``exec_prefix(i)`` is the command prefix that
+runs a program inside node ``i`` (``ip netns exec`` execs it, so the pid is the program's).
+Unix sockets live in the file system, not in a network namespace, so clients outside the lab
+reach the executives' IPC sockets directly. ``close()`` deletes every namespace it made (also
+at interpreter exit).
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ class NetLab:
     def ns(self, i: int) -> str:
         return f"{self.prefix}-n{i}"
 
+    @property
+    def bridge_ns(self) -> str:
+        """The namespace of the bridge: every frame between the nodes passes its ports."""
+        return f"{self.prefix}-br"
+
     def addr(self, i: int) -> str:
         return f"10.{self.net}.0.{i}"
 
@@ -88,7 +94,7 @@ class NetLab:
         return ["ip", "netns", "exec", self.ns(i)]
 
     def _build(self) -> None:
-        br = f"{self.prefix}-br"
+        br = self.bridge_ns
         _run(["ip", "netns", "add", br])
         self._made.append(br)
         _run(["ip", "-n", br, "link", "set", "lo", "up"])
@@ -148,6 +154,11 @@ class NetLab:
             )
             self._nft(i, "evs_partition", rules)
 
+    def input_rules(self, i: int, table: str, rules: Iterable[str]) -> None:
+        """Node ``i``'s own nftables table ``table`` on its input hook, one rule per line (the
+        table is replaced; no rules removes it)."""
+        self._nft(i, table, [f"    {r}" for r in rules])
+
     def heal(self) -> None:
         for i in range(1, self.n + 1):
             self._nft(i, "evs_partition", [])
@@ -191,7 +202,7 @@ class NetLab:
         """Both ends of node ``i``'s link: (command prefix, device)."""
         return [
             (self.exec_prefix(i), f"e{i}"),
-            (["ip", "netns", "exec", f"{self.prefix}-br"], f"v{i}"),
+            (["ip", "netns", "exec", self.bridge_ns], f"v{i}"),
         ]
 
     def shape(self, i: int, rate: str | None) -> None:
