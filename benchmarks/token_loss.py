@@ -82,7 +82,7 @@ def run(
         return True
 
     cluster.filters.append(lose)
-    arrive = cluster._arrive  # noqa: SLF001 (a benchmark's probe on the simulator)
+    arrive = cluster._arrive  # a probe on the simulator's arrivals
 
     def probe_arrive(dst: int, data: bytes) -> None:
         if measuring[0] and peek_type(data) is token_type:
@@ -91,7 +91,7 @@ def run(
                 arrivals[dst].append((cluster.now, tok.token_seq))
         arrive(dst, data)
 
-    cluster._arrive = probe_arrive  # type: ignore[method-assign]  # noqa: SLF001
+    cluster._arrive = probe_arrive  # type: ignore[method-assign]
     for n in cluster.all_ids:
         cluster.start_node(n)
     warmup = 300.0 if membership else 200.0

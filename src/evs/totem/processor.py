@@ -331,6 +331,7 @@ class Processor:
             ring.cancel_sent = False
             self.timers.cancel(Timer.MERGE_DETECT)
         ring.my_last_seq = tok.seq
+        ring.note_visit(now, busy=self._busy(ring))
         operational = self.state is MembState.OPERATIONAL
         if operational:
             ring.release(min(tok.aru, ring.my_last_aru, ring.my_high_delivered))
@@ -408,7 +409,37 @@ class Processor:
         ring.holding = False
         self.timers.cancel(Timer.HOLD)
         self.unicast(self.successor, data)
-        self.timers.arm(Timer.TOKEN_RETRANSMIT, now + cfg.token_retransmit_ms)
+        ring.token_resends = 0
+        self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.token_retransmit_timeout())
+
+    def _busy(self, ring: RingOrdering) -> bool:
+        """Whether the ring carries traffic: its seq moved within half the hold threshold.
+
+        On an idle ring the representative is about to hold the token (its seq unchanged for
+        ``seqno_unchanged_const`` visits; every member's count is within two visits of its
+        own), so the others must not take the held token for a lost one: they keep the fixed
+        ``token_retransmit``, and a rotation that included a hold is no sample.
+        """
+        return ring.my_seq_unchanged < self.config.seqno_unchanged_const // 2
+
+    def token_retransmit_timeout(self) -> float:
+        """How long the ORF token just sent may stay away before it is sent again.
+
+        About one rotation on a busy ring (the sender's copy is re-sent when the token should
+        have come back round and has not), clamped between ``token_retransmit_min`` and
+        ``token_retransmit``, and doubled per re-send of the same token so a slow successor
+        that is alive is not flooded. Without a rotation sample yet, or on an idle ring, the
+        fixed ``token_retransmit``. A copy the successor already had is dropped there as a
+        duplicate (``token_seq``), so an early re-send costs one small datagram.
+        """
+        cfg = self.config
+        ceiling = cfg.token_retransmit_ms
+        ring = self.ring
+        if ring.rotation_ms < 0.0 or not self._busy(ring):
+            return ceiling
+        wait = max(cfg.token_retransmit_min_ms, ring.rotation_ms + 4.0 * ring.rotation_dev_ms)
+        wait *= 2.0 ** min(ring.token_resends, 32)
+        return min(ceiling, wait)
 
     def send_token_copy(self) -> None:
         """(Re-)send the last token; a commit token only ever leaves inside PersistRingSeq.
@@ -433,7 +464,7 @@ class Processor:
         self.ring.holding = False
         self.timers.cancel(Timer.HOLD)
         self.send_token_copy()
-        self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.config.token_retransmit_ms)
+        self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.token_retransmit_timeout())
 
     def _request_token_release(self, now: float) -> None:
         """New data on an idle ring: get the token moving again (protocol.md section 4.6)."""
@@ -577,7 +608,12 @@ class Processor:
             if self.token_copy is not None and self.state is not MembState.GATHER:
                 self.send_token_copy()
                 self.stats["token retransmitted"] += 1
-                self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.config.token_retransmit_ms)
+                if self.token_copy_persist is None:  # an ORF token: adaptive, backing off
+                    self.ring.token_resends += 1
+                    wait = self.token_retransmit_timeout()
+                else:  # a commit token: membership keeps the fixed timer
+                    wait = self.config.token_retransmit_ms
+                self.timers.arm(Timer.TOKEN_RETRANSMIT, now + wait)
         elif timer is Timer.HOLD:
             self._release_held_token(now)
         elif timer is Timer.TOKEN:
