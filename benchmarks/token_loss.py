@@ -7,8 +7,9 @@ simulated time after a warm-up:
 
 * data packets stamped per simulated second (retransmissions excluded) and messages delivered
   per second per processor, and their ratio to the lossless run of the same ring;
-* token-loss recovery: for every token datagram lost on its way to a processor, the time from
-  the loss until a copy of that token (same ``token_seq``, or a later one) reached it;
+* token-loss recovery: a token hop is lost when every copy of its first send was lost (one
+  datagram, or ``token_copies_on_loss`` sent at the same instant); its recovery time is from
+  that send until a re-sent copy reached the receiver;
 * token retransmissions, duplicate tokens discarded, multicast retransmissions;
 * membership changes (``--membership``: the ring is formed by the membership protocol, so a
   token that stays lost past the ``token`` timeout would show as a new configuration).
@@ -46,9 +47,25 @@ class Result:
     real_s: float
 
 
-def run(
-    nodes: int, loss: float, seconds: float, *, membership: bool, classic: bool, seed: int
-) -> Result:
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What is simulated besides the loss rate."""
+
+    seconds: float = 2.0
+    membership: bool = False
+    #: The fixed token_retransmit of corosync (no adaptive timeout, one token copy).
+    classic: bool = False
+    #: token_copies_on_loss (None: the default).
+    copies: int | None = None
+    delay_min_ms: float = 0.05
+    delay_mean_ms: float = 0.2
+    seed: int = 1
+
+
+def run(nodes: int, loss: float, setup: Setup) -> Result:
+    seconds = setup.seconds
+    membership = setup.membership
+    seed = setup.seed
     options = SimOptions(
         seed=seed,
         nodes=nodes,
@@ -58,28 +75,41 @@ def run(
         safe_fraction=0.0,
         large_fraction=0.0,
         queue_bytes_max=1 << 20,
+        delay_min_ms=setup.delay_min_ms,
+        delay_mean_ms=setup.delay_mean_ms,
     )
     config = options.totem_config()
-    if classic:
-        fields = {f.name for f in dataclasses.fields(config)}
-        if "token_retransmit_min" in fields:
-            config = dataclasses.replace(config, token_retransmit_min=config.token_retransmit_ms)
+    if setup.classic:
+        config = dataclasses.replace(
+            config, token_retransmit_min=config.token_retransmit_ms, token_copies_on_loss=1
+        )
+    elif setup.copies is not None:
+        config = dataclasses.replace(config, token_copies_on_loss=setup.copies)
     cluster = Cluster(options, config=config)
     token_type = _TOKEN
     cid = cluster_id_for(config.cluster_name)
     rng = random.Random(seed * 7919 + int(loss * 1e6))
-    lost: dict[tuple[int, int], float] = {}  # (receiver, token_seq) -> first loss time
-    arrivals: dict[int, list[tuple[float, int]]] = {n: [] for n in cluster.all_ids}
+    # Per token hop (receiver, token_seq): when it was first sent, and whether every datagram
+    # of that first send (one per copy, all sent at the same instant) was lost.
+    first_send: dict[tuple[int, int], float] = {}
+    first_lost: dict[tuple[int, int], bool] = {}
+    arrived: dict[tuple[int, int], float] = {}
+    copies_lost = [0]
     measuring = [False]
 
     def lose(src: int, dst: int, data: bytes) -> bool:
-        if not measuring[0] or rng.random() >= loss:
+        if not measuring[0]:
             return False
+        dropped = rng.random() < loss
         if peek_type(data) is token_type:
             tok = decode(data, cid)
             assert isinstance(tok, OrfToken)
-            lost.setdefault((dst, tok.token_seq), cluster.now)
-        return True
+            key = (dst, tok.token_seq)
+            at = first_send.setdefault(key, cluster.now)
+            if at == cluster.now:  # a copy of the first send
+                first_lost[key] = first_lost.get(key, True) and dropped
+            copies_lost[0] += dropped
+        return dropped
 
     cluster.filters.append(lose)
     arrive = cluster._arrive  # a probe on the simulator's arrivals
@@ -88,7 +118,7 @@ def run(
         if measuring[0] and peek_type(data) is token_type:
             tok = decode(data, cid)
             if isinstance(tok, OrfToken):
-                arrivals[dst].append((cluster.now, tok.token_seq))
+                arrived.setdefault((dst, tok.token_seq), cluster.now)
         arrive(dst, data)
 
     cluster._arrive = probe_arrive  # type: ignore[method-assign]
@@ -109,11 +139,13 @@ def run(
     measuring[0] = False
     after = cluster.final_stats()
     span_s = seconds
-    recoveries = []
-    for (dst, token_seq), at in lost.items():
-        back = next((t for t, s in arrivals[dst] if t >= at and s >= token_seq), None)
-        if back is not None:
-            recoveries.append(back - at)
+    # A token hop is lost when every copy of its first send was; it is recovered when any
+    # copy of that token (re-sent by the timer) reached the receiver.
+    recoveries = [
+        arrived[key] - at
+        for key, at in first_send.items()
+        if first_lost.get(key) and key in arrived
+    ]
     keys = (
         "token retransmitted",
         "token duplicate",
@@ -127,6 +159,7 @@ def run(
         v for k, v in before.items() if k.startswith("gather: ")
     )
     stats["violations"] = len(cluster.violations)
+    stats["token datagrams lost"] = copies_lost[0]
     return Result(
         packets_per_s=(after["mcast sent"] - before["mcast sent"]) / span_s,
         delivered_per_s=(after["deliveries"] - before["deliveries"]) / nodes / span_s,
@@ -159,29 +192,37 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--membership", action="store_true", help="form the ring by membership")
     parser.add_argument(
-        "--classic", action="store_true", help="fixed token_retransmit (no adaptive timeout)"
+        "--classic",
+        action="store_true",
+        help="corosync's fixed token_retransmit and one token copy",
     )
+    parser.add_argument("--copies", type=int, help="token_copies_on_loss (default: the core's)")
+    parser.add_argument("--delay-min", type=float, default=0.05, help="one-way delay floor, ms")
+    parser.add_argument("--delay-mean", type=float, default=0.2, help="mean of its Exp part, ms")
     args = parser.parse_args()
+    setup = Setup(
+        seconds=args.seconds,
+        membership=args.membership,
+        classic=args.classic,
+        copies=args.copies,
+        delay_min_ms=args.delay_min,
+        delay_mean_ms=args.delay_mean,
+        seed=args.seed,
+    )
     for n in args.nodes:
         base = None
         for loss in args.loss:
-            r = run(
-                n,
-                loss,
-                args.seconds,
-                membership=args.membership,
-                classic=args.classic,
-                seed=args.seed,
-            )
+            r = run(n, loss, setup)
             if base is None:
                 base = r.packets_per_s or 1.0
             rec = r.recoveries_ms
+            s = r.stats
             recovery = (
-                f"token losses {len(rec):4d}, recovery p50 {_pct(rec, 0.5):6.2f} ms "
+                f"token datagrams lost {s['token datagrams lost']:4d}, hops lost {len(rec):4d}, "
+                f"recovery p50 {_pct(rec, 0.5):6.2f} ms "
                 f"p90 {_pct(rec, 0.9):6.2f} max {max(rec, default=0.0):6.1f} "
                 f"mean {statistics.fmean(rec) if rec else 0.0:6.2f}"
             )
-            s = r.stats
             print(
                 f"N={n} loss={loss:.2f}: {r.packets_per_s / 1000:6.1f}k pkt/s "
                 f"({r.packets_per_s / base:4.0%}), {r.delivered_per_s / 1000:6.1f}k msg/s per "

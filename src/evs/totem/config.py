@@ -45,6 +45,11 @@ class TotemConfig:
     token_retransmit_min: float | None = None
     #: How long the representative holds the token on an idle ring; None derives it.
     hold: float | None = None
+    #: Copies of the ORF token sent per hop while the ring shows loss (one of the last
+    #: ``ordering.LOSS_MEMORY_VISITS`` visits saw retransmission requests on the token or
+    #: added some): under random loss a token is then lost only if every copy is, and the
+    #: successor drops the extra copies by token_seq. 1: one copy, as corosync.
+    token_copies_on_loss: int = 2
     join: float = 50.0
     send_join: float = 0.0
     #: None derives 1.2 x token.
@@ -102,6 +107,7 @@ class TotemConfig:
             "token_retransmit_min must be positive and at most token_retransmit",
         )
         need(0 < hold < retransmit, "hold must be below token_retransmit")
+        need(1 <= self.token_copies_on_loss <= 4, "token_copies_on_loss must be 1..4")
         need(self.join > 0, "join must be positive")
         need(consensus >= self.join, "consensus must be at least join")
         need(self.send_join >= 0, "send_join must not be negative")

@@ -30,10 +30,13 @@ from dataclasses import dataclass
 from evs.totem.messages import Mcast, RtrEntry
 from evs.types import RingId
 
-__all__ = ["OldRing", "RingOrdering"]
+__all__ = ["LOSS_MEMORY_VISITS", "OldRing", "RingOrdering"]
 
 #: Retransmission requests one token may carry (protocol.md section 2).
 RTR_MAX = 30
+#: For how many token visits, the one that saw it included, a sign of loss makes the ring
+#: count as lossy.
+LOSS_MEMORY_VISITS = 16
 
 
 class RingOrdering:
@@ -43,6 +46,7 @@ class RingOrdering:
         "cancel_sent",
         "holding",
         "last_released",
+        "loss_visits",
         "miss",
         "my_aru",
         "my_aru_count",
@@ -96,6 +100,9 @@ class RingOrdering:
         self.visit_at = -1.0
         #: Re-sends of the token last forwarded (doubles the wait; zero when forwarded).
         self.token_resends = 0
+        #: Visits left during which the ring counts as lossy (the token goes out in
+        #: ``token_copies_on_loss`` copies); renewed by every visit that sees loss.
+        self.loss_visits = 0
 
     def note_visit(self, now: float, *, busy: bool) -> None:
         """Sample the rotation at a token visit (TCP's smoothed round trip, Jacobson's gains).

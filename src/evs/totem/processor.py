@@ -42,7 +42,7 @@ from evs.totem.messages import (
     RtrEntry,
     TokenHoldCancel,
 )
-from evs.totem.ordering import OldRing, RingOrdering
+from evs.totem.ordering import LOSS_MEMORY_VISITS, OldRing, RingOrdering
 from evs.totem.timers import Timer, Timers
 from evs.types import ConfigChange, Guarantee, RingId
 
@@ -341,11 +341,18 @@ class Processor:
         ring.my_last_aru = tok.aru
 
         allowed, backlog = self._fcc_calculate(tok)
+        # Requests on the token (or our own holes) mean the network loses datagrams now.
+        lossy = bool(tok.rtr_list)
         sent_rtr = self._retransmit(tok, allowed)
         allowed -= sent_rtr
-        self.stats["retransmit requested"] += ring.request_missing(
+        requested = ring.request_missing(
             self.ring_id, tok.seq, tok.rtr_list, cfg.miss_count_const, cfg.sort_queue_slots
         )
+        self.stats["retransmit requested"] += requested
+        if lossy or requested:
+            ring.loss_visits = LOSS_MEMORY_VISITS
+        elif ring.loss_visits:
+            ring.loss_visits -= 1
         if ring.last_released + cfg.sort_queue_slots - allowed - cfg.window_size < tok.seq:
             allowed = 0
         if operational:
@@ -409,6 +416,12 @@ class Processor:
         ring.holding = False
         self.timers.cancel(Timer.HOLD)
         self.unicast(self.successor, data)
+        if ring.loss_visits and cfg.token_copies_on_loss > 1:
+            # A lossy ring: more copies, so a token is lost only if all of them are (the
+            # successor drops the extra ones by token_seq).
+            for _ in range(cfg.token_copies_on_loss - 1):
+                self.unicast(self.successor, data)
+            self.stats["token sent in copies"] += 1
         ring.token_resends = 0
         self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.token_retransmit_timeout())
 
