@@ -68,7 +68,8 @@ def one_ring(cluster: Cluster) -> bool:
 def test_five_per_cent_loss_keeps_most_of_the_lossless_throughput() -> None:
     lossless, _, _ = saturated(0.0)
     lossy, stats, _ = saturated(0.05)
-    assert lossy >= 0.6 * lossless, (lossy, lossless)
+    # 84 % with copies, 62 % with the adaptive timeout alone (token_copies_on_loss = 1).
+    assert lossy >= 0.75 * lossless, (lossy, lossless)
     assert stats["token sent in copies"] > 0
     assert stats["token duplicate"] > 0  # the copies arrived, and were dropped once there
     # The fixed timer of corosync, same seed and network: the ring collapses.
