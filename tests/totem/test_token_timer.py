@@ -240,3 +240,20 @@ def test_the_floor_defaults_to_2_ms_or_token_retransmit_when_lower() -> None:
     assert cfg.token_retransmit_min_ms == 1.5
     fixed = TotemConfig(token_retransmit_min=TotemConfig().token_retransmit_ms)
     assert fixed.token_retransmit_min_ms == fixed.token_retransmit_ms
+
+
+def test_a_held_token_is_released_without_the_back_off_of_the_token_before() -> None:
+    p = ring_of_two(token_retransmit_min=0.5)
+    last = busy_visits(p, 40)
+    first = retransmit_due(p) - last
+    now = last
+    while not p.ring.holding:  # nobody sends: the representative ends up holding the token
+        p.handle_timer(retransmit_due(p))  # each token of the idle ring re-sent once, late
+        assert p.ring.token_resends == 1
+        now = retransmit_due(p) + 1.0
+        p.receive(now, encode(token_back(p), CID))
+    assert p.ring.token_resends == 0
+    p.outbox.clear()
+    p.submit(now + 1.0, [b"g"], b"wake", Guarantee.AGREED)  # new data: release the held token
+    assert len(tokens_to_successor(p)) == 1
+    assert retransmit_due(p) - (now + 1.0) == pytest.approx(first)

@@ -19,7 +19,7 @@ IP_UDP_OVERHEAD = 28
 #: Room kept for the wire-security envelope (nonce, tag, key id) added below the core.
 CRYPTO_RESERVE = 48
 #: Default floor of the adaptive token retransmit timeout, ms (docs/benchmarks.md, "Random
-#: loss").
+#: loss: a loss-tolerant token").
 TOKEN_RETRANSMIT_MIN_DEFAULT = 2.0
 
 
@@ -39,7 +39,8 @@ class TotemConfig:
     #: Floor of the adaptive token retransmit timeout. On a busy ring the last token sent is
     #: re-sent once it has been away about one observed rotation (smoothed rotation + 4 x its
     #: mean deviation), never sooner than this, never later than ``token_retransmit``, and
-    #: each re-send of the same token doubles the wait (protocol.md, "Token retransmission").
+    #: each re-send of the same token doubles the wait (docs/protocol.md, "Token
+    #: retransmission under loss").
     #: None derives min(2 ms, token_retransmit); equal to ``token_retransmit``: the fixed
     #: timer of corosync.
     token_retransmit_min: float | None = None

@@ -407,6 +407,7 @@ class Processor:
             and not tok.rtr_list
         )
         self.timers.arm(Timer.TOKEN, now + cfg.token)
+        ring.token_resends = 0  # a new token: its re-sends (and their back-off) start afresh
         if hold:
             ring.holding = True
             self.timers.cancel(Timer.TOKEN_RETRANSMIT)
@@ -422,7 +423,6 @@ class Processor:
             for _ in range(cfg.token_copies_on_loss - 1):
                 self.unicast(self.successor, data)
             self.stats["token sent in copies"] += 1
-        ring.token_resends = 0
         self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.token_retransmit_timeout())
 
     def _busy(self, ring: RingOrdering) -> bool:
