@@ -163,7 +163,12 @@ def test_every_totem_constant_is_a_key(tmp_path: Path, key: str) -> None:
     """Each TotemConfig field can be set by its own name (here to its default value)."""
     default = getattr(TotemConfig(), key)
     if default is None:
-        default = {"token_retransmit": 235, "hold": 178, "consensus": 1200}[key]
+        default = {
+            "token_retransmit": 235,
+            "token_retransmit_min": 5,
+            "hold": 178,
+            "consensus": 1200,
+        }[key]
     value = f'"{default}"' if isinstance(default, str) else repr(default)
     c = load(tmp_path, f"[totem]\n{key} = {value}\n" + MINIMAL)
     assert getattr(c.totem_config(), key) == default
@@ -261,6 +266,17 @@ def test_own_node_refusals(tmp_path: Path, text: str, expected: str) -> None:
             "totem",
             "hold = 400",
             "totem.hold: hold must be below token_retransmit",
+        ),
+        (
+            "totem",
+            "token_retransmit_min = 300",
+            "totem.token_retransmit_min: token_retransmit_min must be positive and at most "
+            "token_retransmit",
+        ),
+        (
+            "totem",
+            "token_copies_on_loss = 0",
+            "totem.token_copies_on_loss: token_copies_on_loss must be 1..4",
         ),
         (
             "totem",

@@ -1,8 +1,9 @@
 """Totem timing and size constants (corosync's names and 1.x defaults, protocol.md section 6).
 
-All times are milliseconds. Derived values (token_retransmit, hold, consensus) follow the
-rules corosync documents, so changing ``token`` alone gives a consistent set; every relation
-that the protocol depends on is checked in ``__post_init__`` with a message naming the keys.
+All times are milliseconds. Derived values (token_retransmit and its adaptive floor, hold,
+consensus) follow the rules corosync documents, so changing ``token`` alone gives a consistent
+set; every relation that the protocol depends on is checked in ``__post_init__`` with a
+message naming the keys.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ __all__ = ["ConfigError", "TotemConfig"]
 IP_UDP_OVERHEAD = 28
 #: Room kept for the wire-security envelope (nonce, tag, key id) added below the core.
 CRYPTO_RESERVE = 48
+#: Default floor of the adaptive token retransmit timeout, ms (docs/benchmarks.md, "Random
+#: loss: a loss-tolerant token").
+TOKEN_RETRANSMIT_MIN_DEFAULT = 2.0
 
 
 class ConfigError(ValueError):
@@ -29,10 +33,24 @@ class TotemConfig:
 
     token: float = 1000.0
     token_retransmits_before_loss_const: int = 4
-    #: Re-send interval of the last token; None derives token / (retransmits + 0.2).
+    #: Re-send interval of the last token; None derives token / (retransmits + 0.2). On a busy
+    #: ring this is only the ceiling of the adaptive timeout (``token_retransmit_min``).
     token_retransmit: float | None = None
+    #: Floor of the adaptive token retransmit timeout. On a busy ring the last token sent is
+    #: re-sent once it has been away about one observed rotation (smoothed rotation + 4 x its
+    #: mean deviation), never sooner than this, never later than ``token_retransmit``, and
+    #: each re-send of the same token doubles the wait (docs/protocol.md, "Token
+    #: retransmission under loss").
+    #: None derives min(2 ms, token_retransmit); equal to ``token_retransmit``: the fixed
+    #: timer of corosync.
+    token_retransmit_min: float | None = None
     #: How long the representative holds the token on an idle ring; None derives it.
     hold: float | None = None
+    #: Copies of the ORF token sent per hop while the ring shows loss (one of the last
+    #: ``ordering.LOSS_MEMORY_VISITS`` visits saw retransmission requests on the token or
+    #: added some): under random loss a token is then lost only if every copy is, and the
+    #: successor drops the extra copies by token_seq. 1: one copy, as corosync.
+    token_copies_on_loss: int = 2
     join: float = 50.0
     send_join: float = 0.0
     #: None derives 1.2 x token.
@@ -79,10 +97,18 @@ class TotemConfig:
         retransmit = self.token_retransmit
         if retransmit is None:
             retransmit = self.token / (self.token_retransmits_before_loss_const + 0.2)
+        retransmit_min = self.token_retransmit_min
+        if retransmit_min is None:
+            retransmit_min = min(TOKEN_RETRANSMIT_MIN_DEFAULT, retransmit)
         hold = self.hold if self.hold is not None else max(retransmit * 0.8 - 10.0, 1.0)
         consensus = self.consensus if self.consensus is not None else 1.2 * self.token
         need(0 < retransmit < self.token, "token_retransmit must be below token")
+        need(
+            0 < retransmit_min <= retransmit,
+            "token_retransmit_min must be positive and at most token_retransmit",
+        )
         need(0 < hold < retransmit, "hold must be below token_retransmit")
+        need(1 <= self.token_copies_on_loss <= 4, "token_copies_on_loss must be 1..4")
         need(self.join > 0, "join must be positive")
         need(consensus >= self.join, "consensus must be at least join")
         need(self.send_join >= 0, "send_join must not be negative")
@@ -107,11 +133,20 @@ class TotemConfig:
             "queue_bytes_max must be at least max_message_size",
         )
         need(bool(self.cluster_name), "cluster_name must not be empty")
-        self._derived.update(token_retransmit=retransmit, hold=hold, consensus=consensus)
+        self._derived.update(
+            token_retransmit=retransmit,
+            token_retransmit_min=retransmit_min,
+            hold=hold,
+            consensus=consensus,
+        )
 
     @property
     def token_retransmit_ms(self) -> float:
         return self._derived["token_retransmit"]
+
+    @property
+    def token_retransmit_min_ms(self) -> float:
+        return self._derived["token_retransmit_min"]
 
     @property
     def hold_ms(self) -> float:

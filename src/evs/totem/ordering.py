@@ -30,10 +30,13 @@ from dataclasses import dataclass
 from evs.totem.messages import Mcast, RtrEntry
 from evs.types import RingId
 
-__all__ = ["OldRing", "RingOrdering"]
+__all__ = ["LOSS_MEMORY_VISITS", "OldRing", "RingOrdering"]
 
 #: Retransmission requests one token may carry (protocol.md section 2).
 RTR_MAX = 30
+#: For how many token visits, the one that saw it included, a sign of loss makes the ring
+#: count as lossy.
+LOSS_MEMORY_VISITS = 16
 
 
 class RingOrdering:
@@ -43,6 +46,7 @@ class RingOrdering:
         "cancel_sent",
         "holding",
         "last_released",
+        "loss_visits",
         "miss",
         "my_aru",
         "my_aru_count",
@@ -55,7 +59,11 @@ class RingOrdering:
         "my_seq_unchanged",
         "my_token_seq",
         "my_trc",
+        "rotation_dev_ms",
+        "rotation_ms",
         "rq",
+        "token_resends",
+        "visit_at",
     )
 
     def __init__(self) -> None:
@@ -84,6 +92,35 @@ class RingOrdering:
         self.holding = False
         #: A TOKEN_HOLD_CANCEL was sent for the current idle period.
         self.cancel_sent = False
+        #: Token rotation as seen here (time between two busy visits): smoothed, and its mean
+        #: deviation; negative until the first sample (the adaptive retransmit timeout).
+        self.rotation_ms = -1.0
+        self.rotation_dev_ms = 0.0
+        #: When the last busy visit began (negative: none, or it was idle).
+        self.visit_at = -1.0
+        #: Re-sends of the token last forwarded (doubles the wait; zero when forwarded).
+        self.token_resends = 0
+        #: Visits left during which the ring counts as lossy (the token goes out in
+        #: ``token_copies_on_loss`` copies); renewed by every visit that sees loss.
+        self.loss_visits = 0
+
+    def note_visit(self, now: float, *, busy: bool) -> None:
+        """Sample the rotation at a token visit (TCP's smoothed round trip, Jacobson's gains).
+
+        Only the interval between two busy visits is a sample: an idle ring's rotation holds
+        the representative's hold. A rotation during which this processor re-sent the token is
+        no sample either (Karn's rule): it measures the loss, not the ring.
+        """
+        if busy and self.visit_at >= 0.0 and self.token_resends == 0:
+            sample = now - self.visit_at
+            if self.rotation_ms < 0.0:
+                self.rotation_ms = sample
+                self.rotation_dev_ms = sample / 2.0
+            else:
+                error = sample - self.rotation_ms
+                self.rotation_ms += error / 8.0
+                self.rotation_dev_ms += (abs(error) - self.rotation_dev_ms) / 4.0
+        self.visit_at = now if busy else -1.0
 
     def store(self, seq: int, held: tuple[Mcast, bytes], window: int) -> bool:
         """Keep packet ``seq`` in the sort queue; False for a duplicate or out of window."""

@@ -42,7 +42,7 @@ from evs.totem.messages import (
     RtrEntry,
     TokenHoldCancel,
 )
-from evs.totem.ordering import OldRing, RingOrdering
+from evs.totem.ordering import LOSS_MEMORY_VISITS, OldRing, RingOrdering
 from evs.totem.timers import Timer, Timers
 from evs.types import ConfigChange, Guarantee, RingId
 
@@ -331,6 +331,7 @@ class Processor:
             ring.cancel_sent = False
             self.timers.cancel(Timer.MERGE_DETECT)
         ring.my_last_seq = tok.seq
+        ring.note_visit(now, busy=self._busy(ring))
         operational = self.state is MembState.OPERATIONAL
         if operational:
             ring.release(min(tok.aru, ring.my_last_aru, ring.my_high_delivered))
@@ -340,11 +341,18 @@ class Processor:
         ring.my_last_aru = tok.aru
 
         allowed, backlog = self._fcc_calculate(tok)
+        # Requests on the token (or our own holes) mean the network loses datagrams now.
+        lossy = bool(tok.rtr_list)
         sent_rtr = self._retransmit(tok, allowed)
         allowed -= sent_rtr
-        self.stats["retransmit requested"] += ring.request_missing(
+        requested = ring.request_missing(
             self.ring_id, tok.seq, tok.rtr_list, cfg.miss_count_const, cfg.sort_queue_slots
         )
+        self.stats["retransmit requested"] += requested
+        if lossy or requested:
+            ring.loss_visits = LOSS_MEMORY_VISITS
+        elif ring.loss_visits:
+            ring.loss_visits -= 1
         if ring.last_released + cfg.sort_queue_slots - allowed - cfg.window_size < tok.seq:
             allowed = 0
         if operational:
@@ -399,6 +407,7 @@ class Processor:
             and not tok.rtr_list
         )
         self.timers.arm(Timer.TOKEN, now + cfg.token)
+        ring.token_resends = 0  # a new token: its re-sends (and their back-off) start afresh
         if hold:
             ring.holding = True
             self.timers.cancel(Timer.TOKEN_RETRANSMIT)
@@ -408,7 +417,42 @@ class Processor:
         ring.holding = False
         self.timers.cancel(Timer.HOLD)
         self.unicast(self.successor, data)
-        self.timers.arm(Timer.TOKEN_RETRANSMIT, now + cfg.token_retransmit_ms)
+        if ring.loss_visits and cfg.token_copies_on_loss > 1:
+            # A lossy ring: more copies, so a token is lost only if all of them are (the
+            # successor drops the extra ones by token_seq).
+            for _ in range(cfg.token_copies_on_loss - 1):
+                self.unicast(self.successor, data)
+            self.stats["token sent in copies"] += 1
+        self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.token_retransmit_timeout())
+
+    def _busy(self, ring: RingOrdering) -> bool:
+        """Whether the ring carries traffic: its seq moved within half the hold threshold.
+
+        On an idle ring the representative is about to hold the token (its seq unchanged for
+        ``seqno_unchanged_const`` visits; every member's count is within two visits of its
+        own), so the others must not take the held token for a lost one: they keep the fixed
+        ``token_retransmit``, and a rotation that included a hold is no sample.
+        """
+        return ring.my_seq_unchanged < self.config.seqno_unchanged_const // 2
+
+    def token_retransmit_timeout(self) -> float:
+        """How long the ORF token just sent may stay away before it is sent again.
+
+        About one rotation on a busy ring (the sender's copy is re-sent when the token should
+        have come back round and has not), clamped between ``token_retransmit_min`` and
+        ``token_retransmit``, and doubled per re-send of the same token so a slow successor
+        that is alive is not flooded. Without a rotation sample yet, or on an idle ring, the
+        fixed ``token_retransmit``. A copy the successor already had is dropped there as a
+        duplicate (``token_seq``), so an early re-send costs one small datagram.
+        """
+        cfg = self.config
+        ceiling = cfg.token_retransmit_ms
+        ring = self.ring
+        if ring.rotation_ms < 0.0 or not self._busy(ring):
+            return ceiling
+        wait = max(cfg.token_retransmit_min_ms, ring.rotation_ms + 4.0 * ring.rotation_dev_ms)
+        wait *= 2.0 ** min(ring.token_resends, 32)
+        return min(ceiling, wait)
 
     def send_token_copy(self) -> None:
         """(Re-)send the last token; a commit token only ever leaves inside PersistRingSeq.
@@ -433,7 +477,7 @@ class Processor:
         self.ring.holding = False
         self.timers.cancel(Timer.HOLD)
         self.send_token_copy()
-        self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.config.token_retransmit_ms)
+        self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.token_retransmit_timeout())
 
     def _request_token_release(self, now: float) -> None:
         """New data on an idle ring: get the token moving again (protocol.md section 4.6)."""
@@ -577,7 +621,12 @@ class Processor:
             if self.token_copy is not None and self.state is not MembState.GATHER:
                 self.send_token_copy()
                 self.stats["token retransmitted"] += 1
-                self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.config.token_retransmit_ms)
+                if self.token_copy_persist is None:  # an ORF token: adaptive, backing off
+                    self.ring.token_resends += 1
+                    wait = self.token_retransmit_timeout()
+                else:  # a commit token: membership keeps the fixed timer
+                    wait = self.config.token_retransmit_ms
+                self.timers.arm(Timer.TOKEN_RETRANSMIT, now + wait)
         elif timer is Timer.HOLD:
             self._release_held_token(now)
         elif timer is Timer.TOKEN:
