@@ -170,7 +170,7 @@ class ClientSession:
                 g = Guarantee(guarantee)
             except ValueError:
                 raise InvalidArgument(f"unknown guarantee {guarantee!r}") from None
-        return names, g, data if type(data) is bytes else bytes(data)
+        return names, g, bytes(data)
 
     def membership_get(self) -> int:
         return self._request(MembershipGet(0))

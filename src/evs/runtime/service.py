@@ -316,7 +316,7 @@ class EvsService:
                 guarantee = Guarantee(guarantee)
             except ValueError:
                 raise InvalidArgument(f"unknown guarantee {guarantee!r}") from None
-        return names, data if type(data) is bytes else bytes(data), guarantee
+        return names, bytes(data), guarantee
 
     def submit_checked(
         self,
