@@ -6,13 +6,19 @@ fault seeds slow receivers among the other faults. Each campaign asserts what it
 happened (``CampaignResult.unproven``: a fault injector that silently does nothing fails
 here), that windows and sort queues filled, and that no seed broke a property or liveness.
 
-Longer campaigns (thousands of seeds) are run with ``evs sim --seeds N`` (docs/simulator.md).
-Each failing seed is printed with the command that replays it.
+Every campaign comes in two sizes over the same seed range: the per-commit size, which runs in
+every ``scripts/check`` (every fault kind, window shape and saturation kind is still drawn and
+asserted), and the full size, marked ``slow``, which runs the same campaign over twice or so as
+many seeds (``scripts/check -m slow tests/sim/test_campaigns.py``; before a change to the core
+lands). Longer campaigns (thousands of seeds) are run with ``evs sim --seeds N``
+(docs/simulator.md). Each failing seed is printed with the command that replays it.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import pytest
 
 from evs.sim.campaign import CampaignResult, replay_command, run_campaign
 
@@ -62,34 +68,44 @@ def assert_faults_took_effect(result: CampaignResult) -> None:
     assert happened["rings installed"] > len(result.outcomes)
 
 
-def test_ring_campaign_400_seeds_with_loss_small_windows_and_saturation() -> None:
+def sizes(per_commit: int, full: int) -> Any:
+    """The per-commit size, then the full size (slow) of one campaign."""
+    return pytest.mark.parametrize(
+        "seeds", [per_commit, pytest.param(full, marks=pytest.mark.slow)], ids=["commit", "full"]
+    )
+
+
+@sizes(200, 400)
+def test_ring_campaign_with_loss_small_windows_and_saturation(seeds: int) -> None:
     """Issue 2: 2-9 processors, up to 30% loss, duplication and reordering, no faults."""
     overrides = {"static_ring": True}
-    result = run_campaign(range(1, 401), overrides, with_faults=False, jobs=2)
-    assert len(result.outcomes) == 400
+    result = run_campaign(range(1, seeds + 1), overrides, with_faults=False, jobs=2)
+    assert len(result.outcomes) == seeds
     assert {o.nodes for o in result.outcomes} == set(range(2, 10))
-    assert sum(o.deliveries for o in result.outcomes) > 100_000
+    assert sum(o.deliveries for o in result.outcomes) > 250 * seeds
     assert_clean_and_proven(result, overrides, False, False)
 
 
-def test_fault_campaign_850_light_seeds_every_fault_mixed() -> None:
+@sizes(500, 850)
+def test_fault_campaign_light_seeds_every_fault_mixed(seeds: int) -> None:
     """Issue 3: crashes, restarts, partitions, one-way links, pauses, bursts, late joiners and
     slow receivers, on light workloads (the time goes to faults)."""
-    result = run_campaign(range(1, 851), {}, with_faults=True, light=True, jobs=2)
-    assert len(result.outcomes) == 850
+    result = run_campaign(range(1, seeds + 1), {}, with_faults=True, light=True, jobs=2)
+    assert len(result.outcomes) == seeds
     assert 16 in {o.nodes for o in result.outcomes}
     assert_clean_and_proven(result, {}, True, True)
     assert_faults_took_effect(result)
 
 
-def test_fault_campaign_150_full_workload_seeds_with_16_processor_rings() -> None:
+@sizes(100, 150)
+def test_fault_campaign_full_workload_seeds_with_16_processor_rings(seeds: int) -> None:
     """Full workloads (up to 600 messages/s per processor, 1 MiB messages, queues filled to
     TryAgain), 8 of them on 16 processors: liveness after the faults includes draining
     what the ring could not carry during them."""
-    result = run_campaign(range(10_001, 10_143), {}, with_faults=True, jobs=2)
+    result = run_campaign(range(10_001, 10_001 + seeds - 8), {}, with_faults=True, jobs=2)
     big = run_campaign(range(20_001, 20_009), {"nodes": 16}, with_faults=True, jobs=2)
     result.outcomes.extend(big.outcomes)
-    assert len(result.outcomes) == 150
+    assert len(result.outcomes) == seeds
     assert sum(o.nodes == 16 for o in result.outcomes) >= 8
     assert_clean_and_proven(result, {}, True, False)
     assert_faults_took_effect(result)
