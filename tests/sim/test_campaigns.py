@@ -68,7 +68,7 @@ def assert_faults_took_effect(result: CampaignResult) -> None:
     assert happened["rings installed"] > len(result.outcomes)
 
 
-def sizes(per_commit: int, full: int) -> Any:
+def sizes(per_commit: int, full: int) -> pytest.MarkDecorator:
     """The per-commit size, then the full size (slow) of one campaign."""
     return pytest.mark.parametrize(
         "seeds", [per_commit, pytest.param(full, marks=pytest.mark.slow)], ids=["commit", "full"]
