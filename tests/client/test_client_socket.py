@@ -56,6 +56,18 @@ def test_mcast_groups_reaches_members_only(daemon: Daemon) -> None:
         assert got == [b"to b", b"to both"]
 
 
+def test_a_zero_timeout_reads_what_has_arrived(daemon: Daemon) -> None:
+    """events(timeout=0) returns what the socket holds, not only what an earlier call read."""
+    with evs.Client(daemon.path) as a, evs.Client(daemon.path) as b:
+        b.join(["b"])
+        assert next(b.events(timeout=5)) == FIRST
+        a.mcast_groups(["b"], b"waiting in b's socket")
+        # Wait for b's socket to hold the delivery, without reading it through b.
+        assert select.select([b._sock], [], [], 5)[0]
+        got = [e.data for e in b.events(timeout=0) if isinstance(e, Delivery)]
+        assert got == [b"waiting in b's socket"]
+
+
 def test_dispatch_flags_and_callbacks(daemon: Daemon) -> None:
     seen: list[object] = []
     c = evs.Client(daemon.path, on_deliver=seen.append, on_confchg=seen.append)

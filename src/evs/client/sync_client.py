@@ -261,12 +261,20 @@ class Client:
             self._flagged = False
 
     def _wait(self, ready: Callable[[], bool], deadline: float | None) -> bool:
-        """Read until ``ready()`` or the connection ends; False if the deadline passed first."""
+        """Read until ``ready()`` or the connection ends; False if the deadline passed first.
+
+        A deadline already passed still reads what the socket holds once, so a zero timeout
+        means "what has arrived", not "what an earlier call happened to read"."""
         s = self._session
+        polled = False
         while not ready() and s.ended is None:
             left = _remaining(deadline)
             if left is not None and left <= 0:
-                return False
+                if polled or self._reading:
+                    return False
+                polled = True
+                self._read(0)
+                continue
             if self._reading:
                 self._cond.wait(left)
             else:
