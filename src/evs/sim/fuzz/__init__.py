@@ -1,7 +1,7 @@
 """Hostile but decodable datagrams for a live Totem processor: the protocol core's fuzzer.
 
 Theory of operation (docs/fuzzing.md has the whole story). ``harvest`` runs three small
-simulated clusters and keeps real datagrams of every type and pickled processors caught
+simulated clusters and keeps real datagrams of every type and frozen processors caught
 between two inputs in each membership state. A run (``fuzz``) is a sequence of rounds; each
 thaws one snapshot as its target and feeds it ``ROUND`` datagrams from a ``Forge``: made
 *fresh* for the target (its ring, its next hop and message numbers, its members) so that
@@ -15,6 +15,7 @@ datagram ``i`` of seed ``S`` is replayed exactly (``replay``) by re-running roun
 The modules, from the bytes up:
 
 * ``wire``: raw packing and reading of datagrams at docs/wire.md's offsets (no encoder);
+* ``freeze``: processors to bytes and back, for the pure and the compiled core alike;
 * ``harvest``: ``Snapshot``, ``Corpus`` and the harvest from simulated clusters;
 * ``probe``: every read of a processor's internals (the forge's ``Target`` view, the
   before/after ``Glance``, the state invariants of ``check_state``);

@@ -5,21 +5,22 @@ options drawn by ``draw_options`` from the fuzz seed: two with faults, so that J
 tokens and recovery's encapsulated mcasts are on the wire, and one without). A filter on the
 simulated wire sees every datagram once (a broadcast is one datagram, whatever its
 destinations) and keeps a seeded reservoir sample of each kind (``wire.KINDS``). The same
-filter pickles the sending processor, caught between two of its inputs, into a reservoir of
-*targets* per membership state. A ``Snapshot`` thaws into a private live ``Processor`` with
-its outputs drained, as a driver leaves it; a ``Corpus`` holds the lot. The harvest draws
-from the seed's "hostile harvest" stream only, so the same seed gives the same corpus.
+filter freezes the sending processor, caught between two of its inputs, into a reservoir of
+*targets* per membership state (``freeze``: a pickle that works for the mypyc-compiled core
+too). A ``Snapshot`` thaws into a private live ``Processor`` with its outputs drained, as a
+driver leaves it; a ``Corpus`` holds the lot. The harvest draws from the seed's "hostile
+harvest" stream only, so the same seed gives the same corpus.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from random import Random
 from typing import TypeVar
 
 from evs.sim.cluster import Cluster
+from evs.sim.fuzz.freeze import freeze, unfreeze
 from evs.sim.fuzz.wire import KINDS, kind_of
 from evs.sim.options import draw_options
 from evs.sim.rng import derive
@@ -42,7 +43,7 @@ class Snapshot:
 
     def thaw(self) -> Processor:
         """A private live copy with empty outputs (the driver drained them)."""
-        proc: Processor = pickle.loads(self.blob)
+        proc = unfreeze(self.blob)
         proc.outbox = []
         proc.events = []
         return proc
@@ -121,7 +122,7 @@ def _harvest_one(
             slot = states.slot(state)
             if slot is not None:
                 label = f"{tag} node {src} at {cluster.now:.1f} ms"
-                snap = Snapshot(label, state, cluster.now, pickle.dumps(proc))
+                snap = Snapshot(label, state, cluster.now, freeze(proc))
                 _place(corpus.targets.setdefault(state, []), slot, snap)
         return False
 
