@@ -12,7 +12,8 @@ of input reach it, each as a callback on the asyncio loop:
 After every input ``_after`` runs the same steps in the same order: hand the core windowed sends
 that waited for room in its send queue, send the datagrams the core
 produced (the driver has already persisted the ring sequence for any that need it), feed the
-core's events to the service (fan-out to handles), write the trace and the log lines, re-arm
+core's events to the service (fan-out to handles; with a trace, before the datagrams leave,
+so that no receiver logs a delivery before our send), write the trace and the log lines, re-arm
 the timer, schedule the loopback of self-addressed datagrams for the next loop turn, and let the
 IPC server write what the handles now have. Time is the loop's monotonic clock in milliseconds.
 
@@ -244,12 +245,17 @@ class Executive:
         if self.keys is not None and self.keys.outbox:
             self.keys.flush()
         sends, events = self.driver.take()
-        if events:
+        traced = self.trace is not None
+        if events and traced:
             # Before the datagrams leave: a receiver must not log a delivery before our send.
             self._record(self.service.feed(events))
         send = self._send
         for dest, data in sends:
             send(dest, data)
+        if events and not traced:
+            # Nothing is logged per message: the token and the visit's messages leave first,
+            # and the fan-out to the clients no longer delays the ring's rotation.
+            self._record(self.service.feed(events))
         at = self.driver.deadline()
         if at != self._timer_at:
             if self._timer is not None:

@@ -1,0 +1,72 @@
+"""The order of one executive step: when the datagrams leave against when clients get events.
+
+Without a trace the datagrams of a step (the token among them) leave before the service fans
+the step's events out to the clients, so the fan-out does not slow the ring's rotation. With a
+trace, the events are logged first: a receiver must never log a delivery before our send.
+Both rules are checked on a real ``Executive`` whose outputs are recorded, not sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evs.daemon.config_file import load_config, render_config
+from evs.daemon.executive import Executive
+from evs.totem.events import Notice
+from evs.trace.writer import TraceWriter
+
+
+@pytest.fixture
+def exe(tmp_path: Path) -> Iterator[Executive]:
+    text = render_config(
+        1,
+        {1: ("127.0.0.1", 5405), 2: ("127.0.0.2", 5405)},
+        socket=tmp_path / "evs.sock",
+        state_dir=tmp_path / "state",
+        cipher="none",
+    )
+    (tmp_path / "evs.toml").write_text(text)
+    executive = Executive(load_config(tmp_path / "evs.toml"), ipc=False)
+    loop = asyncio.new_event_loop()
+    executive._loop = loop  # the step needs a loop for its timer, never runs it
+    try:
+        yield executive
+    finally:
+        if executive.trace is not None:
+            executive.trace.close()
+        loop.close()
+        executive.state_dir.close()
+
+
+def record_step(exe: Executive) -> list[str]:
+    """Run one step with a datagram and an event to hand out; return what happened, in order."""
+    order: list[str] = []
+    exe.driver.sends.append((2, b"token"))
+    exe.driver.events.append(Notice("note", "an event for the service"))
+    exe._send = lambda dest, data: order.append(f"send {dest}")
+    record = exe._record
+
+    def recording(traced: Any) -> None:  # gets the service's fan-out of the step's events
+        order.append("events")
+        record(traced)
+
+    exe._record = recording  # type: ignore[method-assign]
+    exe._after()
+    return order
+
+
+def test_without_a_trace_the_datagrams_leave_before_the_fan_out(exe: Executive) -> None:
+    assert exe.trace is None
+    assert record_step(exe) == ["send 2", "events"]
+
+
+def test_with_a_trace_the_events_are_logged_before_the_datagrams_leave(
+    exe: Executive, tmp_path: Path
+) -> None:
+    exe.trace = TraceWriter(tmp_path / "trace.jsonl", append=False, validate=False)
+    assert record_step(exe) == ["events", "send 2"]
