@@ -21,36 +21,11 @@ from evs.totem.processor import Processor
 from evs.totem.timers import Timer
 from evs.types import Guarantee
 
+from .ring import ring_of_two, token_back
+
 CID = cluster_id_for("evs")
 #: One rotation of the test ring, ms.
 ROTATION = 1.0
-
-
-def ring_of_two(**cfg: object) -> Processor:
-    """Node 1 (the representative) of a static ring {1, 2}, after its first token visit."""
-    p = Processor(TotemConfig(**cfg), 1, static_members=(1, 2))  # type: ignore[arg-type]
-    p.start(0.0)
-    p.events.clear()
-    p.outbox.clear()
-    return p
-
-
-def token_back(p: Processor, **fields: object) -> OrfToken:
-    """The token as node 2 would return it to node 1 (one hop later, nothing changed)."""
-    tok = OrfToken(
-        sender=2,
-        ring_id=p.ring_id,
-        token_seq=p.ring.my_token_seq + 2,
-        seq=p.ring.my_high_seq_received,
-        aru=p.ring.my_aru,
-        aru_addr=0,
-        backlog=0,
-        fcc=0,
-        retrans_flg=False,
-    )
-    for key, value in fields.items():
-        setattr(tok, key, value)
-    return tok
 
 
 def tokens_to_successor(p: Processor) -> list[OrfToken]:
