@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from random import Random
 from typing import Any
 
 import pytest
 
-from evs._compiled import compiled_modules
 from evs.client.session import ClientSession
 from evs.crypto.frame import Keyring, Opener, Sealer
 from evs.daemon.config_file import ConfigFileError, load_config
@@ -29,20 +27,10 @@ from evs.fuzz_targets.sealed import behind_the_seal
 from evs.ipc.messages import SendCredit
 from evs.types import Guarantee
 
+from .planting import plant
+
 CORPUS = Path(__file__).parent / "corpus"
 MUTANTS = 40
-
-
-def plant_in_session(monkeypatch: pytest.MonkeyPatch, defect: Callable[..., bool]) -> None:
-    """Put ``defect`` in place of ClientSession._on_frame, which every frame read goes to.
-
-    Compiled (tools/compile.py), the session calls its own method directly, not through the
-    class attribute, so the defect would never run: this test of the oracle, which is Python
-    in both passes of scripts/check, runs in the pure pass only.
-    """
-    if "evs.client.session" in compiled_modules():
-        pytest.skip("replaces ClientSession._on_frame: compiled callers do not see that")
-    monkeypatch.setattr(ClientSession, "_on_frame", defect)
 
 
 def _files(sub: str) -> list[Path]:
@@ -140,7 +128,7 @@ def test_a_planted_session_defect_is_caught(monkeypatch: pytest.MonkeyPatch) -> 
             raise ValueError("planted")
         return real(self, frame)
 
-    plant_in_session(monkeypatch, broken)
+    plant(monkeypatch, ClientSession, "_on_frame", broken)
     with pytest.raises(ValueError, match="planted"):
         _session([(CORPUS / "session" / "credit-too-big.bin").read_bytes()])
 

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
 from random import Random
 from typing import Any
 
 import pytest
 
-from evs._compiled import compiled_modules
 from evs.cli.__main__ import main
 from evs.client.session import ClientSession
 from evs.crypto.frame import HEADER_SIZE, TAG_SIZE, Opener
@@ -54,20 +52,10 @@ from evs.totem.codec import decode as codec_decode
 from evs.totem.messages import Mcast
 from evs.types import Guarantee
 
+from .planting import plant
+
 #: Cases per target in CI (about 48,000 datagrams, 44,000 frames each way, 2,000 files).
 CI_CASES = {"open": 20_000, "ipc": 8000, "session": 8000, "config": 2000}
-
-
-def plant_in_session(monkeypatch: pytest.MonkeyPatch, defect: Callable[..., bool]) -> None:
-    """Put ``defect`` in place of ClientSession._on_frame, which every frame read goes to.
-
-    Compiled (tools/compile.py), the session calls its own method directly, not through the
-    class attribute, so the defect would never run: this test of the oracle, which is Python
-    in both passes of scripts/check, runs in the pure pass only.
-    """
-    if "evs.client.session" in compiled_modules():
-        pytest.skip("replaces ClientSession._on_frame: compiled callers do not see that")
-    monkeypatch.setattr(ClientSession, "_on_frame", defect)
 
 
 def _shown(report: Report) -> str:
@@ -196,7 +184,7 @@ def test_an_exception_out_of_the_client_session_is_found(
             raise ValueError("planted")
         return real(self, frame)
 
-    plant_in_session(monkeypatch, broken)
+    plant(monkeypatch, ClientSession, "_on_frame", broken)
     report = run_cases(TARGETS["session"], 1, 600)
     assert report.failure_counts["exception"] > 0
     index = report.failures[0].index
@@ -229,7 +217,7 @@ def test_a_hang_is_cut_by_the_watchdog_and_reported(monkeypatch: pytest.MonkeyPa
                 pass
         return real(self, frame)
 
-    plant_in_session(monkeypatch, looping)
+    plant(monkeypatch, ClientSession, "_on_frame", looping)
     report = run_cases(TARGETS["session"], 1, 300, watchdog_s=0.3, slow_s=0.2)
     assert report.failure_counts["hang"] == 1
     assert report.cases == 300

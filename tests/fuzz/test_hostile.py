@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from random import Random
-from typing import Any
 
 import pytest
 
-from evs._compiled import compiled_modules
 from evs.cli import fuzz as fuzz_cli
 from evs.cli.__main__ import main
 from evs.sim.fuzz import (
@@ -35,6 +32,8 @@ from evs.sim.fuzz import (
 from evs.totem import membership
 from evs.totem.codec import DecodeError, decode
 from evs.totem.messages import Mcast
+
+from .planting import plant
 
 #: Seeds of the CI run, and datagrams per seed (about 2 s each on a slow core).
 CI_SEEDS = (1, 2, 3)
@@ -207,25 +206,13 @@ def test_unmutated_fresh_traffic_walks_targets_through_membership(corpus: Corpus
 # ------------------------------------------------------------------------------ the oracle
 
 
-def plant(monkeypatch: pytest.MonkeyPatch, defect: Callable[[Any, float, Any], None]) -> None:
-    """Put ``defect`` in place of membership.on_merge_detect, where MERGE_DETECTs land.
-
-    Compiled (tools/compile.py), the processor calls on_merge_detect directly, not through the
-    module's attribute, so the defect would never run: these tests of the oracle, which is
-    Python in both passes of scripts/check, run in the pure pass only.
-    """
-    if "evs.totem.membership" in compiled_modules():
-        pytest.skip("replaces membership.on_merge_detect: compiled callers do not see that")
-    monkeypatch.setattr(membership, "on_merge_detect", defect)
-
-
 def test_an_exception_is_reported_with_a_replay_that_reproduces_it(
     corpus: Corpus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(p: object, now: float, msg: object) -> None:
         raise RuntimeError("planted")
 
-    plant(monkeypatch, broken)
+    plant(monkeypatch, membership, "on_merge_detect", broken)
     report = fuzz(5, 2 * ROUND, corpus=corpus, watchdog_s=WATCHDOG_S)
     assert report.datagrams == 2 * ROUND  # the run carries on after a failure
     assert report.exceptions > 0
@@ -249,7 +236,7 @@ def test_an_infinite_loop_is_a_reported_hang_not_a_stuck_run(
             while True:
                 pass
 
-    plant(monkeypatch, spins)
+    plant(monkeypatch, membership, "on_merge_detect", spins)
     started = time.perf_counter()
     report = fuzz(5, 2 * ROUND, corpus=corpus, watchdog_s=0.3)
     assert time.perf_counter() - started < 30.0
@@ -268,7 +255,7 @@ def test_a_slow_call_is_reported(corpus: Corpus, monkeypatch: pytest.MonkeyPatch
             while time.perf_counter() < until:
                 pass
 
-    plant(monkeypatch, slow)
+    plant(monkeypatch, membership, "on_merge_detect", slow)
     report = fuzz(5, 2 * ROUND, corpus=corpus, watchdog_s=WATCHDOG_S, slow_s=0.1)
     assert report.failure_counts["slow"] == 1
     assert report.slowest_ms >= 250.0
@@ -278,7 +265,7 @@ def test_a_broken_state_is_reported(corpus: Corpus, monkeypatch: pytest.MonkeyPa
     def corrupt(p: object, now: float, msg: object) -> None:
         p.ring.my_aru = p.ring.my_high_seq_received + 1  # type: ignore[attr-defined]
 
-    plant(monkeypatch, corrupt)
+    plant(monkeypatch, membership, "on_merge_detect", corrupt)
     report = fuzz(5, 2 * ROUND, corpus=corpus, watchdog_s=WATCHDOG_S)
     assert report.failure_counts["insane"] > 0
     assert "marks out of order" in report.failures[0].detail
@@ -295,7 +282,7 @@ def test_evs_fuzz_prints_a_summary_and_a_replay_command_on_failure(
 
     # The harvest runs honest clusters: plant the defect only where the fuzzer delivers.
     monkeypatch.setattr(fuzz_cli, "harvest", lambda seed, nodes: corpus)
-    plant(monkeypatch, broken)
+    plant(monkeypatch, membership, "on_merge_detect", broken)
     assert main(["fuzz", "--seed", "5", "--datagrams", "600", "--nodes", "3"]) == 1
     out = capsys.readouterr().out
     for line in ("datagrams: 600", "by message type:", "mutations:", "codec drops by reason:",
