@@ -230,5 +230,6 @@ def test_a_held_token_is_released_without_the_back_off_of_the_token_before() -> 
     assert p.ring.token_resends == 0
     p.outbox.clear()
     p.submit(now + 1.0, [b"g"], b"wake", Guarantee.AGREED)  # new data: release the held token
+    p.handle_timer(now + 1.0)  # the holder's visit with it, at once (tests/totem/test_held_token)
     assert len(tokens_to_successor(p)) == 1
     assert retransmit_due(p) - (now + 1.0) == pytest.approx(first)

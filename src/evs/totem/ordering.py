@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from evs.totem.messages import Mcast, RtrEntry
+from evs.totem.messages import Mcast, OrfToken, RtrEntry
 from evs.types import RingId
 
 __all__ = ["LOSS_MEMORY_VISITS", "OldRing", "RingOrdering"]
@@ -44,6 +44,7 @@ class RingOrdering:
 
     __slots__ = (
         "cancel_sent",
+        "held_token",
         "holding",
         "last_released",
         "loss_visits",
@@ -88,8 +89,10 @@ class RingOrdering:
         self.my_pbl = 0
         #: Visits for which each hole has been missing (miss_count_const).
         self.miss: dict[int, int] = {}
-        #: The representative is holding the token on an idle ring.
+        #: The representative is holding the token on an idle ring ...
         self.holding = False
+        #: ... and this is it, after the visit that decided to hold it (``holding`` only).
+        self.held_token: OrfToken | None = None
         #: A TOKEN_HOLD_CANCEL was sent for the current idle period.
         self.cancel_sent = False
         #: Token rotation as seen here (time between two busy visits): smoothed, and its mean

@@ -410,11 +410,13 @@ class Processor:
         ring.token_resends = 0  # a new token: its re-sends (and their back-off) start afresh
         if hold:
             ring.holding = True
+            ring.held_token = tok
             self.timers.cancel(Timer.TOKEN_RETRANSMIT)
             self.timers.arm(Timer.HOLD, now + cfg.hold_ms)
             self.stats["token held"] += 1
             return
         ring.holding = False
+        ring.held_token = None
         self.timers.cancel(Timer.HOLD)
         self.unicast(self.successor, data)
         if ring.loss_visits and cfg.token_copies_on_loss > 1:
@@ -472,19 +474,61 @@ class Processor:
             )
 
     def _release_held_token(self, now: float) -> None:
-        if not self.ring.holding or self.token_copy is None:
+        """Send the held token on; if this processor has messages queued, with them."""
+        ring = self.ring
+        if not ring.holding or self.token_copy is None:
             return
-        self.ring.holding = False
+        ring.holding = False
         self.timers.cancel(Timer.HOLD)
+        tok, ring.held_token = ring.held_token, None
+        if (
+            tok is not None
+            and tok.ring_id == self.ring_id
+            and self.state is MembState.OPERATIONAL
+            and self.packer.queued_messages()
+        ):
+            self._visit_held(now, tok)
+            return
         self.send_token_copy()
         self.timers.arm(Timer.TOKEN_RETRANSMIT, now + self.token_retransmit_timeout())
 
+    def _visit_held(self, now: float, tok: OrfToken) -> None:
+        """The holder's own messages leave with the held token, not a rotation later.
+
+        The token never left since our last visit, so a second visit now is the same as that
+        visit having had these messages already: stamp and send them, account for them in
+        the token's fcc, backlog and aru as the visit would have, and forward the token. The
+        safe-delivery marks (``my_last_aru``, ``my_prev_aru``) come only from received
+        tokens and stay as they are: this visit shows nothing about the other members.
+        """
+        cfg = self.config
+        ring = self.ring
+        allowed, backlog = self._fcc_calculate(tok)
+        if ring.last_released + cfg.sort_queue_slots - allowed - cfg.window_size < tok.seq:
+            allowed = 0
+        sent = self._send_new(tok, allowed)
+        tok.fcc = min(_U32_MAX, tok.fcc + sent)
+        tok.backlog = min(_U32_MAX, max(0, tok.backlog + backlog - ring.my_pbl))
+        ring.my_trc += sent
+        ring.my_pbl = backlog
+        if ring.my_aru < tok.aru or tok.aru_addr in (self.nodeid, 0):
+            tok.aru = ring.my_aru
+            tok.aru_addr = 0 if tok.aru == tok.seq else self.nodeid
+        self.stats["held token visits"] += 1
+        self._forward(now, tok)
+        self.deliver()
+
     def _request_token_release(self, now: float) -> None:
-        """New data on an idle ring: get the token moving again (protocol.md section 4.6)."""
+        """New data on an idle ring: get the token moving again (protocol.md section 4.6).
+
+        The holder itself sends its messages with the held token (``_visit_held``) when the
+        HOLD timer fires, armed for now: everything submitted before the driver next runs
+        the timers rides the same visit.
+        """
         ring = self.ring
         if ring.holding:
             ring.my_seq_unchanged = 0
-            self._release_held_token(now)
+            self.timers.arm(Timer.HOLD, now)
         elif ring.my_seq_unchanged >= self.config.seqno_unchanged_const and not ring.cancel_sent:
             ring.cancel_sent = True
             self.broadcast(encode(TokenHoldCancel(self.nodeid, self.ring_id), self.cluster_id))

@@ -1,0 +1,124 @@
+"""The representative's own messages leave with the token it holds (protocol.md section 4.6).
+
+On an idle ring the representative keeps the token. When its own application then sends, it
+makes a second visit with the held token instead of sending the token round empty and waiting
+a whole rotation for it: the messages are stamped from the token, counted in its fcc and aru,
+and the token leaves right behind them. Everything submitted before the driver next runs the
+timers rides that one visit. The safe-delivery marks still come only from tokens received, so
+a safe message of such a visit waits for two rotations like any other.
+"""
+
+from __future__ import annotations
+
+from evs.totem.codec import cluster_id_for, decode, encode
+from evs.totem.events import BROADCAST, Deliver
+from evs.totem.messages import Mcast, OrfToken, TokenHoldCancel
+from evs.totem.processor import Processor
+from evs.types import Guarantee
+
+from .ring import ring_of_two, token_back
+
+CID = cluster_id_for("evs")
+
+
+def held(**cfg: object) -> tuple[Processor, float]:
+    """Node 1 of an idle ring of two, holding the token; returns it and the time."""
+    p = ring_of_two(**cfg)
+    now = 1.0
+    while not p.ring.holding:
+        now += 1.0
+        p.receive(now, encode(token_back(p), CID))
+        assert now < 100.0, "an idle ring's representative holds the token"
+    p.outbox.clear()
+    p.events.clear()
+    return p, now
+
+
+def sent(p: Processor) -> list[tuple[str, int]]:
+    """What left, in order: ("mcast", seq) broadcasts and ("token", seq) to node 2."""
+    out = []
+    for dest, data in p.outbox:
+        msg = decode(data, CID)
+        if isinstance(msg, Mcast):
+            assert dest == BROADCAST
+            out.append(("mcast", msg.seq))
+        else:
+            assert isinstance(msg, OrfToken)
+            assert dest == 2
+            out.append(("token", msg.seq))
+    return out
+
+
+def last_token(p: Processor) -> OrfToken:
+    tok = decode(p.outbox[-1][1], CID)
+    assert isinstance(tok, OrfToken)
+    return tok
+
+
+def delivered(p: Processor) -> list[bytes]:
+    return [e.data for e in p.events if isinstance(e, Deliver)]
+
+
+def test_the_holders_message_leaves_with_the_held_token() -> None:
+    p, now = held()
+    seq, token_seq = p.ring.my_high_seq_received, p.ring.my_token_seq
+    p.submit(now, [b"g"], b"mine", Guarantee.AGREED)
+    assert p.outbox == []  # the visit waits for the timers, so a burst rides it together
+    assert p.next_deadline() == now
+    p.handle_timer(now)
+    assert sent(p) == [("mcast", seq + 1), ("token", seq + 1)]
+    tok = last_token(p)
+    assert (tok.aru, tok.aru_addr, tok.fcc) == (seq + 1, 0, 1)
+    assert tok.token_seq == token_seq + 1  # the hop the held visit counted, not another
+    assert not p.ring.holding
+    assert p.stats["held token visits"] == 1
+    assert delivered(p) == [b"mine"]  # agreed: delivered here as soon as it is stamped
+
+
+def test_everything_submitted_before_the_timer_rides_one_visit() -> None:
+    p, now = held(netmtu=576)
+    seq = p.ring.my_high_seq_received
+    for i in range(12):
+        p.submit(now, [b"g"], b"%d" % i * 100, Guarantee.AGREED)
+    p.handle_timer(now)
+    out = sent(p)
+    assert out[-1][0] == "token"
+    assert [k for k, _ in out].count("token") == 1
+    assert [s for k, s in out if k == "mcast"] == list(range(seq + 1, out[-1][1] + 1))
+    assert len(out) > 3  # 1,200 bytes and more at netmtu 576: several packets, one token
+    assert len(delivered(p)) == 12
+    assert p.stats["held token visits"] == 1
+
+
+def test_a_safe_message_of_the_holders_visit_still_waits_two_rotations() -> None:
+    p, now = held()
+    p.submit(now, [b"g"], b"safe", Guarantee.SAFE)
+    p.handle_timer(now)
+    assert delivered(p) == []
+    p.outbox.clear()
+    p.receive(now + 1.0, encode(token_back(p), CID))  # round once: node 2 has it
+    assert delivered(p) == []
+    p.receive(now + 2.0, encode(token_back(p), CID))  # and the token showed it twice
+    assert delivered(p) == [b"safe"]
+
+
+def test_a_hold_cancel_before_the_timer_still_takes_the_holders_messages() -> None:
+    p, now = held()
+    seq = p.ring.my_high_seq_received
+    p.submit(now, [b"g"], b"mine", Guarantee.AGREED)
+    p.receive(now, encode(TokenHoldCancel(2, p.ring_id), CID))
+    assert sent(p) == [("mcast", seq + 1), ("token", seq + 1)]
+    p.outbox.clear()
+    p.handle_timer(now)  # nothing left to do: the token is gone
+    assert p.outbox == []
+
+
+def test_a_hold_that_times_out_with_nothing_queued_sends_the_token_unchanged() -> None:
+    p, now = held()
+    seq = p.ring.my_high_seq_received
+    due = p.next_deadline()
+    assert due is not None
+    assert due > now
+    p.handle_timer(due)
+    assert sent(p) == [("token", seq)]
+    assert p.stats["held token visits"] == 0
