@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from evs.totem.codec import cluster_id_for, decode, encode
 from evs.totem.events import BROADCAST, Deliver
-from evs.totem.messages import Mcast, OrfToken, TokenHoldCancel
+from evs.totem.messages import Mcast, OrfToken, RtrEntry, TokenHoldCancel
 from evs.totem.processor import Processor
+from evs.totem.timers import Timer
 from evs.types import Guarantee
 
 from .ring import ring_of_two, token_back
@@ -122,3 +123,77 @@ def test_a_hold_that_times_out_with_nothing_queued_sends_the_token_unchanged() -
     p.handle_timer(due)
     assert sent(p) == [("token", seq)]
     assert p.stats["held token visits"] == 0
+
+
+def test_a_later_submit_does_not_put_the_visit_off() -> None:
+    p, now = held()
+    p.submit(now, [b"g"], b"a", Guarantee.AGREED)
+    p.submit(now + 5.0, [b"g"], b"b", Guarantee.AGREED)  # the driver ran late: still due now
+    assert p.timers.deadline(Timer.HOLD) == now
+    p.handle_timer(now + 5.0)
+    assert delivered(p) == [b"a", b"b"]
+
+
+def test_the_visit_keeps_an_aru_another_member_pulled_down() -> None:
+    """Node 2 lacks our last message, and we hold a token saying so: our visit must not
+    raise the aru over node 2's (a member missing a message would go unnoticed)."""
+    p, now = held()
+    p.submit(now, [b"g"], b"first", Guarantee.AGREED)
+    p.handle_timer(now)
+    last = p.ring.my_high_seq_received
+    lacking = {"aru": last - 1, "aru_addr": 2, "rtr_list": [RtrEntry(p.ring_id, last)]}
+    while not p.ring.holding:  # node 2 keeps asking for it; we re-send it and hold anyway
+        now += 1.0
+        p.outbox.clear()
+        p.receive(now, encode(token_back(p, **lacking), CID))
+        assert now < 200.0, "the representative holds a token whose aru node 2 set"
+    p.outbox.clear()
+    p.submit(now, [b"g"], b"mine", Guarantee.AGREED)
+    p.handle_timer(now)
+    tok = last_token(p)
+    assert tok.seq == last + 1
+    assert (tok.aru, tok.aru_addr) == (last - 1, 2)
+
+
+def test_the_next_visit_takes_the_held_visits_sends_out_of_fcc() -> None:
+    """fcc counts a rotation's packets: what our two visits added leaves it at our next one,
+    or the window would shrink by that much for good."""
+    p, now = held()
+    p.submit(now, [b"g"], b"mine", Guarantee.AGREED)
+    p.handle_timer(now)
+    assert last_token(p).fcc == 1
+    p.outbox.clear()
+    p.receive(now + 1.0, encode(token_back(p, fcc=1), CID))
+    assert last_token(p).fcc == 0
+
+
+def test_the_two_parts_of_a_visit_share_one_max_messages() -> None:
+    """A holding visit that re-sent packets leaves that much less for the second part."""
+    p, now = held(max_messages=3, netmtu=576)
+    p.submit(now, [b"g"], b"x" * 400, Guarantee.AGREED)
+    p.handle_timer(now)
+    last = p.ring.my_high_seq_received
+    ask = {"aru": last - 1, "aru_addr": 2, "rtr_list": [RtrEntry(p.ring_id, last)]}
+    fcc = last_token(p).fcc
+    while not p.ring.holding:  # one re-sent packet at each visit, then it holds anyway
+        now += 1.0
+        p.outbox.clear()
+        p.receive(now, encode(token_back(p, fcc=fcc, **ask), CID))  # node 2 sends nothing
+        tok = p.ring.held_token if p.ring.holding else last_token(p)
+        assert tok is not None
+        fcc = tok.fcc
+        assert now < 200.0, "the representative holds after re-sending"
+    assert p.ring.my_trc == 1
+    p.outbox.clear()
+    for i in range(6):
+        p.submit(now, [b"g"], b"%d" % i * 400, Guarantee.AGREED)  # one packet each
+    p.handle_timer(now)
+    kinds = [k for k, _ in sent(p)]
+    assert kinds.count("mcast") == 2  # 3 - 1: the third packet waits for the next visit
+    assert kinds[-1] == "token"  # (in copies: the ring showed loss)
+    # Back round: both parts (1 re-sent + 2 new) leave fcc, this visit's packets enter it.
+    fcc = last_token(p).fcc
+    assert fcc == 3
+    p.outbox.clear()
+    p.receive(now + 1.0, encode(token_back(p, fcc=fcc), CID))
+    assert last_token(p).fcc == [k for k, _ in sent(p)].count("mcast")

@@ -112,6 +112,7 @@ def enter_gather(
     p.enter_state(MembState.GATHER)
     p.orf_token_discard = True
     p.ring.holding = False
+    p.ring.held_token = None
     m.proc.add(p.nodeid)
     if fail_self:
         m.failed.add(p.nodeid)

@@ -504,6 +504,7 @@ class Processor:
         cfg = self.config
         ring = self.ring
         allowed, backlog = self._fcc_calculate(tok)
+        allowed = max(0, allowed - ring.my_trc)  # one visit's max_messages for both parts
         if ring.last_released + cfg.sort_queue_slots - allowed - cfg.window_size < tok.seq:
             allowed = 0
         sent = self._send_new(tok, allowed)
@@ -523,12 +524,15 @@ class Processor:
 
         The holder itself sends its messages with the held token (``_visit_held``) when the
         HOLD timer fires, armed for now: everything submitted before the driver next runs
-        the timers rides the same visit.
+        the timers rides the same visit. A later submit never pushes that visit back, or a
+        steady trickle of submits could keep the token held until the token timer fired.
         """
         ring = self.ring
         if ring.holding:
             ring.my_seq_unchanged = 0
-            self.timers.arm(Timer.HOLD, now)
+            due = self.timers.deadline(Timer.HOLD)
+            if due is None or due > now:
+                self.timers.arm(Timer.HOLD, now)
         elif ring.my_seq_unchanged >= self.config.seqno_unchanged_const and not ring.cancel_sent:
             ring.cancel_sent = True
             self.broadcast(encode(TokenHoldCancel(self.nodeid, self.ring_id), self.cluster_id))
