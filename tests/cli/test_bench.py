@@ -87,7 +87,14 @@ def test_a_paced_run_keeps_its_rate() -> None:
     assert 70 <= point["msgs_per_s"] <= 130, point
     (run,) = report["runs"]
     assert 100 <= run["sent"]["1"] <= 250  # 1.8 s of sending at 100/s, plus the drain's end
-    assert "each sender paced to 100 msgs/s" in table(report)
+    text = table(report)
+    assert "each sender paced to 100 msgs/s" in text
+    # "remote": the receivers on nodes that do not send, here node 2 alone (as corosync's lab)
+    (other,) = [rec for rec in run["receivers"] if rec["node"] == 2]
+    assert run["lat_p50_remote_ms"] == other["lat_p50_ms"]
+    assert point["lat_p50_remote_ms"] == other["lat_p50_ms"]
+    row = next(line for line in text.splitlines() if line.startswith("one "))
+    assert row.split()[6] == f"{other['lat_p50_ms']:.2f}"
 
 
 @pytest.mark.parametrize(
@@ -416,3 +423,5 @@ def test_table_shows_the_network_conditions_and_notes() -> None:
         "the rate caps, 40 held back, 7 dropped"
     ) in text
     assert "1 KiB, one sender: node 2: delivered nothing in the window" in text
+    row = next(line for line in text.splitlines() if line.startswith("one "))
+    assert row.split()[6] == "-"  # no remote p50 known for this point

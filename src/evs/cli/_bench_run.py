@@ -19,7 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkProcess
 from pathlib import Path
@@ -466,6 +466,8 @@ def _summarize_run(
     notes = _notes(results, counted=not a.count)
     rates = [p["msgs_per_s"] for p in per]
     msgs = statistics.median(rates) if rates else 0.0
+    # Receivers on nodes that send nothing: what the corosync lab reports as "remote".
+    remote = [p["lat_p50_ms"] for p in per if p["node"] not in senders and p["lat_samples"]]
     send_span = max(1e-9, t_stop - t0) if not a.count else None
     return {
         "label": label,
@@ -477,6 +479,7 @@ def _summarize_run(
         "min_receiver_msgs_per_s": round(min(rates), 1) if rates else 0.0,
         "lat_p50_ms": round(statistics.median(p["lat_p50_ms"] for p in per), 3) if per else 0,
         "lat_p99_ms": round(max(p["lat_p99_ms"] for p in per), 3) if per else 0,
+        "lat_p50_remote_ms": round(statistics.median(remote), 3) if remote else None,
         "sent": {str(k): v for k, v in sorted(sent.items())},
         "sender_mcast_us_mean": {
             str(k): round(busy[k] / sent[k] * 1e6, 1) if sent[k] else None for k in sorted(sent)
@@ -547,6 +550,7 @@ def _points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "MB_per_s": round(msgs * k[1] / 1e6, 3),
                 "lat_p50_ms": round(statistics.median(r["lat_p50_ms"] for r in rs), 3),
                 "lat_p99_ms": round(statistics.median(r["lat_p99_ms"] for r in rs), 3),
+                "lat_p50_remote_ms": _median_or_none(r.get("lat_p50_remote_ms") for r in rs),
                 "cpu_us_per_msg": {
                     k2: round(statistics.median(r["cpu_us_per_msg"][k2] for r in rs), 1)
                     for k2 in ("executives", "clients")
@@ -560,6 +564,11 @@ def _points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _median_or_none(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 3) if known else None
 
 
 def table(report: dict[str, Any]) -> str:
@@ -593,13 +602,16 @@ def table(report: dict[str, Any]) -> str:
         + f"load before {m['loadavg'][0]:.2f}, after {report['load_after'][0]:.2f}"
         + (" (PROFILED: figures are not comparable)" if p["profiled"] else ""),
         "",
-        f"{'senders':<8} {'size':>7} {'msgs/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'CPU us/msg':>14}  verified",
+        f"{'senders':<8} {'size':>7} {'msgs/s':>10} {'MB/s':>8} {'p50 ms':>8} {'remote':>7} "
+        f"{'p99 ms':>8} {'CPU us/msg':>14}  verified",
     ]
     for pt in report["points"]:
+        remote = pt.get("lat_p50_remote_ms")
         lines.append(
             f"{pt['senders']:<8} {size_label(pt['size']):>7} {pt['msgs_per_s']:>10,.0f} "
-            f"{pt['MB_per_s']:>8.2f} {pt['lat_p50_ms']:>8.2f} {pt['lat_p99_ms']:>8.2f} "
+            f"{pt['MB_per_s']:>8.2f} {pt['lat_p50_ms']:>8.2f} "
+            + (f"{remote:>7.2f} " if remote is not None else f"{'-':>7} ")
+            + f"{pt['lat_p99_ms']:>8.2f} "
             f"{pt['cpu_us_per_msg']['executives']:>7.0f}+{pt['cpu_us_per_msg']['clients']:<6.0f}  "
             + ("yes" if pt["verified"] else "NO")
         )
@@ -621,6 +633,8 @@ def table(report: dict[str, Any]) -> str:
         lines.append("")
     lines.append(
         "per receiver (median over receivers); p50: median of receivers, p99: worst receiver;\n"
+        "remote: p50 of the receivers on nodes that send nothing (the corosync lab's remote "
+        "p50; - when every node sends);\n"
         "CPU us/msg: CPU time of the executives + the clients per message delivered at one "
         "receiver;\nverified: FIFO, no gap/duplicate, payload bytes, same total order at every "
         "receiver"
