@@ -111,7 +111,6 @@ def enter_gather(
     m.gather_reason = reason
     p.enter_state(MembState.GATHER)
     p.orf_token_discard = True
-    p.ring.holding = False
     p.ring.held_token = None
     m.proc.add(p.nodeid)
     if fail_self:

@@ -45,7 +45,6 @@ class RingOrdering:
     __slots__ = (
         "cancel_sent",
         "held_token",
-        "holding",
         "last_released",
         "loss_visits",
         "miss",
@@ -89,9 +88,8 @@ class RingOrdering:
         self.my_pbl = 0
         #: Visits for which each hole has been missing (miss_count_const).
         self.miss: dict[int, int] = {}
-        #: The representative is holding the token on an idle ring ...
-        self.holding = False
-        #: ... and this is it, after the visit that decided to hold it (``holding`` only).
+        #: The token the representative holds on an idle ring, after the visit that decided
+        #: to hold it; None while the token moves.
         self.held_token: OrfToken | None = None
         #: A TOKEN_HOLD_CANCEL was sent for the current idle period.
         self.cancel_sent = False
@@ -106,6 +104,11 @@ class RingOrdering:
         #: Visits left during which the ring counts as lossy (the token goes out in
         #: ``token_copies_on_loss`` copies); renewed by every visit that sees loss.
         self.loss_visits = 0
+
+    @property
+    def holding(self) -> bool:
+        """The representative is holding the token on an idle ring."""
+        return self.held_token is not None
 
     def note_visit(self, now: float, *, busy: bool) -> None:
         """Sample the rotation at a token visit (TCP's smoothed round trip, Jacobson's gains).

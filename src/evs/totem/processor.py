@@ -353,22 +353,15 @@ class Processor:
             ring.loss_visits = LOSS_MEMORY_VISITS
         elif ring.loss_visits:
             ring.loss_visits -= 1
-        if ring.last_released + cfg.sort_queue_slots - allowed - cfg.window_size < tok.seq:
-            allowed = 0
+        allowed = self._within_sort_queue(tok, allowed)
         if operational:
             sent_new = self._send_new(tok, allowed)
         else:
             sent_new = recovery.send_queued(self, tok, allowed)
-        sent = sent_rtr + sent_new
-        tok.fcc = min(_U32_MAX, max(0, tok.fcc + sent - ring.my_trc))
-        tok.backlog = min(_U32_MAX, max(0, tok.backlog + backlog - ring.my_pbl))
-        ring.my_trc = sent
-        ring.my_pbl = backlog
+        self._account(tok, sent_rtr + sent_new, backlog)
         self.stats["mcast retransmitted"] += sent_rtr
 
-        if ring.my_aru < tok.aru or tok.aru_addr in (self.nodeid, 0):
-            tok.aru = ring.my_aru
-            tok.aru_addr = 0 if tok.aru == tok.seq else self.nodeid
+        self._set_aru(tok)
         if tok.aru == ring.my_prev_aru and tok.aru_addr != 0:
             ring.my_aru_count += 1
         else:
@@ -409,13 +402,11 @@ class Processor:
         self.timers.arm(Timer.TOKEN, now + cfg.token)
         ring.token_resends = 0  # a new token: its re-sends (and their back-off) start afresh
         if hold:
-            ring.holding = True
             ring.held_token = tok
             self.timers.cancel(Timer.TOKEN_RETRANSMIT)
             self.timers.arm(Timer.HOLD, now + cfg.hold_ms)
             self.stats["token held"] += 1
             return
-        ring.holding = False
         ring.held_token = None
         self.timers.cancel(Timer.HOLD)
         self.unicast(self.successor, data)
@@ -476,17 +467,12 @@ class Processor:
     def _release_held_token(self, now: float) -> None:
         """Send the held token on; if this processor has messages queued, with them."""
         ring = self.ring
-        if not ring.holding or self.token_copy is None:
+        tok = ring.held_token
+        if tok is None or self.token_copy is None:
             return
-        ring.holding = False
+        ring.held_token = None
         self.timers.cancel(Timer.HOLD)
-        tok, ring.held_token = ring.held_token, None
-        if (
-            tok is not None
-            and tok.ring_id == self.ring_id
-            and self.state is MembState.OPERATIONAL
-            and self.packer.queued_messages()
-        ):
+        if self.state is MembState.OPERATIONAL and self.packer.queued_messages():
             self._visit_held(now, tok)
             return
         self.send_token_copy()
@@ -501,23 +487,38 @@ class Processor:
         safe-delivery marks (``my_last_aru``, ``my_prev_aru``) come only from received
         tokens and stay as they are: this visit shows nothing about the other members.
         """
-        cfg = self.config
         ring = self.ring
         allowed, backlog = self._fcc_calculate(tok)
-        allowed = max(0, allowed - ring.my_trc)  # one visit's max_messages for both parts
-        if ring.last_released + cfg.sort_queue_slots - allowed - cfg.window_size < tok.seq:
-            allowed = 0
+        # One visit's max_messages for both parts.
+        allowed = self._within_sort_queue(tok, max(0, allowed - ring.my_trc))
         sent = self._send_new(tok, allowed)
-        tok.fcc = min(_U32_MAX, tok.fcc + sent)
-        tok.backlog = min(_U32_MAX, max(0, tok.backlog + backlog - ring.my_pbl))
-        ring.my_trc += sent
-        ring.my_pbl = backlog
-        if ring.my_aru < tok.aru or tok.aru_addr in (self.nodeid, 0):
-            tok.aru = ring.my_aru
-            tok.aru_addr = 0 if tok.aru == tok.seq else self.nodeid
+        self._account(tok, ring.my_trc + sent, backlog)  # both parts: one visit's share
+        self._set_aru(tok)
         self.stats["held token visits"] += 1
         self._forward(now, tok)
         self.deliver()
+
+    def _within_sort_queue(self, tok: OrfToken, allowed: int) -> int:
+        """``allowed``, or 0 if sending that many could outrun the others' sort queues."""
+        cfg = self.config
+        if self.ring.last_released + cfg.sort_queue_slots - allowed - cfg.window_size < tok.seq:
+            return 0
+        return allowed
+
+    def _account(self, tok: OrfToken, sent: int, backlog: int) -> None:
+        """Flow control: this visit's packets and backlog replace our last visit's share."""
+        ring = self.ring
+        tok.fcc = min(_U32_MAX, max(0, tok.fcc + sent - ring.my_trc))
+        tok.backlog = min(_U32_MAX, max(0, tok.backlog + backlog - ring.my_pbl))
+        ring.my_trc = sent
+        ring.my_pbl = backlog
+
+    def _set_aru(self, tok: OrfToken) -> None:
+        """Lower the token's aru to ours, or raise it if we were the one holding it down."""
+        my_aru = self.ring.my_aru
+        if my_aru < tok.aru or tok.aru_addr in (self.nodeid, 0):
+            tok.aru = my_aru
+            tok.aru_addr = 0 if my_aru == tok.seq else self.nodeid
 
     def _request_token_release(self, now: float) -> None:
         """New data on an idle ring: get the token moving again (protocol.md section 4.6).
