@@ -29,7 +29,6 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from typing import Any
 
 import uvloop
 
+from evs.cli._cluster import free_port
 from evs.daemon.config_file import load_config, render_config
 from evs.daemon.executive import Executive
 from evs.types import Guarantee
@@ -46,12 +46,6 @@ NODES = (1, 2, 3)
 #: How long the ring gets to form before the load starts, and the load before measuring.
 FORM_S = 3.0
 WARM_S = 1.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def executive(nodeid: int, port: int, base: Path) -> Executive:
