@@ -200,6 +200,8 @@ def test_each_send_error_counted_by_errno_name() -> None:
         "tx_datagrams": 0,
         "tx_bytes": 0,
         "tx_unknown_destination": 0,
+        "tx_gso_sends": 0,
+        "tx_gso_off": 0,
         "tx_error_ENOBUFS": 2,
         "tx_error_EAGAIN": 1,
         "tx_error_ECONNREFUSED": 1,
@@ -303,6 +305,10 @@ def test_udp_multicast_mode_in_a_network_namespace() -> None:
         "3": [[1, "hello"]],
         "4": [[1, "hello"]],
     }
+    assert result["runs_received"] == {"1": True, "2": True, "4": True}
+    c3 = result["counters"]["3"]
+    assert c3["tx_datagrams"] == 4
+    assert c3["tx_gso_sends"] + c3["tx_gso_off"] == 1  # segmented, or refused once
     c1 = result["counters"]["1"]
     assert c1["tx_datagrams"] == 1  # one sendto for the whole group
     assert c1["rx_own_echo"] == 1  # its own copy came back and was ignored

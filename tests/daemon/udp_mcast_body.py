@@ -2,7 +2,8 @@
 
 The caller has set up loopback for multicast. Four transports: nodes 1..3 on 127.0.0.1..3 and
 node 4, a second executive on 127.0.0.1 with its own unicast port. Node 1 multicasts once;
-node 4 unicasts the "token" to node 1. Prints what each received and its counters as JSON.
+node 4 unicasts the "token" to node 1; node 3 multicasts a corked run (one segmented send).
+Prints what each received and its counters as JSON.
 """
 
 from __future__ import annotations
@@ -43,14 +44,28 @@ async def main() -> dict[str, object]:
         transports[2].send(BROADCAST, b"marker")
         await inboxes[3].wait_count(2)
         await inboxes[1].wait_count(2)
+        # A corked run multicast by node 3 (one segmented send): every member gets the same
+        # datagrams in order, its own copy is ignored as before.
+        run = [bytes([i]) * 1000 for i in range(3)] + [b"tail"]
+        t3 = transports[3]
+        before = {n: len(inboxes[n].datagrams) for n in (1, 2, 4)}
+        t3.cork()
+        for data in run:
+            t3.send(BROADCAST, data)
+        t3.flush()
+        runs_received = {}
+        for n in (1, 2, 4):
+            got = await inboxes[n].wait_count(before[n] + len(run))
+            runs_received[str(n)] = [d for s, d in got if s == 3] == run
         assert t1._unicast is not None
         ttl = t1._unicast.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL)
         loop = t1._unicast.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP)
         return {
             "received": {
-                str(n): [[s, d.decode()] for s, d in inbox.datagrams if d != b"marker"]
+                str(n): [[s, d.decode()] for s, d in inbox.datagrams if d != b"marker" and s != 3]
                 for n, inbox in inboxes.items()
             },
+            "runs_received": runs_received,
             "counters": {str(n): t.counters for n, t in transports.items()},
             "ttl": ttl,
             "loop": loop,

@@ -3,11 +3,14 @@
 Theory of operation: ``NetLab(n)`` creates a bridge namespace and one namespace per node, each
 with a veth pair whose far end is enslaved to the bridge (no STP, no forwarding delay, no
 multicast snooping, so IP multicast floods like on a plain switch), an address 10.N.0.i/24
-and a multicast route on its link. Nothing is routed outside the lab. Faults are nftables
-tables in a node's namespace, on its *input* hook, so they act per receiver even for
-multicast: ``partition`` drops UDP from the nodes outside the receiver's side, ``loss`` drops a
-random share of UDP (optionally only that to one port) and counts what it dropped
-(``loss_dropped``), ``input_rules`` installs a caller's own rules. ``shape`` caps a node's link
+and a multicast route on its link. Each veth end carries one datagram per packet
+(``gso_max_segs 1``), as a wire does: a run sent with UDP segmentation is cut into its
+datagrams before it leaves the node, so faults, shaping and taps act on datagrams. Nothing is
+routed outside the lab. Faults are nftables tables in a node's namespace, on its *input*
+hook, so they act per receiver even for multicast: ``partition`` drops UDP from the nodes
+outside the receiver's side, ``loss`` drops a random share of UDP (optionally only that to one
+port) and counts what it dropped (``loss_dropped``), ``input_rules`` installs a caller's own
+rules. ``shape`` caps a node's link
 at a rate in both directions with a token bucket filter (tc ``tbf``) on each end of its veth
 pair, the node's and the bridge's, like a full-duplex switch port; ``shape_counters`` reads
 what those filters sent, delayed and dropped. ``exec_prefix(i)`` is the command prefix that
@@ -117,6 +120,12 @@ class NetLab:
                     *("peer", "name", f"v{i}", "netns", br),
                 ]
             )
+            # Like a wire, not like a pipe between containers: a veth passes a segmented UDP
+            # send (UDP_SEGMENT) through whole, so the loss rules, the shaper and a tap would
+            # see one packet for a whole run of datagrams. One segment per packet makes the
+            # kernel cut runs into datagrams before they leave the node.
+            _run(["ip", "-n", ns, "link", "set", f"e{i}", "gso_max_segs", "1"])
+            _run(["ip", "-n", br, "link", "set", f"v{i}", "gso_max_segs", "1"])
             _run(["ip", "-n", br, "link", "set", f"v{i}", "master", "br0"])
             _run(["ip", "-n", br, "link", "set", f"v{i}", "up"])
             _run(["ip", "-n", ns, "addr", "add", f"{self.addr(i)}/24", "dev", f"e{i}"])

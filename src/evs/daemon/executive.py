@@ -242,16 +242,21 @@ class Executive:
         assert loop is not None
         if self.windows.waiting:
             self.windows.drain()  # the step may have made room in the core's send queue
-        if self.keys is not None and self.keys.outbox:
-            self.keys.flush()
-        sends, events = self.driver.take()
-        traced = self.trace is not None
-        if events and traced:
-            # Before the datagrams leave: a receiver must not log a delivery before our send.
-            self._record(self.service.feed(events))
-        send = self._send
-        for dest, data in sends:
-            send(dest, data)
+        transport = self.transport
+        transport.cork()  # the step's datagrams leave together, in runs (udp.py)
+        try:
+            if self.keys is not None and self.keys.outbox:
+                self.keys.flush()
+            sends, events = self.driver.take()
+            traced = self.trace is not None
+            if events and traced:
+                # Before the datagrams leave: a receiver must not log a delivery before our send.
+                self._record(self.service.feed(events))
+            send = self._send
+            for dest, data in sends:
+                send(dest, data)
+        finally:
+            transport.flush()
         if events and not traced:
             # Nothing is logged per message: the token and the visit's messages leave first,
             # and the fan-out to the clients no longer delays the ring's rotation.

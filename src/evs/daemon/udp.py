@@ -20,6 +20,25 @@ mode or one ``sendto`` to the multicast group in "udp" mode. UDP is lossy and th
 retransmits, so a send error (ENOBUFS, EAGAIN on a full socket buffer, ECONNREFUSED,
 EHOSTUNREACH ...) drops the datagram and is counted by errno name; it is never raised.
 
+Batching (Linux UDP segmentation offload): between ``cork()`` and ``flush()`` (the executive
+brackets each step's output with them) ``send`` only queues. ``flush`` then sends each
+destination's queue in order, with one ``sendmsg`` per run of datagrams of one size (the last
+of a run may be shorter), the size given as UDP_SEGMENT: the kernel cuts the run back into the
+same datagrams, so the wire carries exactly what per-datagram ``sendto`` would have, for one
+trip through the socket layer and the network stack instead of one per datagram. A token
+visit's packets are all full-sized but the last, so a visit to one peer is mostly one call.
+A run holds at most ``GSO_SEGMENTS_MAX`` datagrams and ``GSO_BYTES_MAX`` bytes (the kernel's
+limits). Segmentation cannot cut a datagram larger than the link's MTU (a netmtu above it):
+the kernel refuses the run (EMSGSIZE, or EIO where the device cannot do it), and the transport
+then sends that run datagram by datagram and every later one too ("tx_gso_off" counts that),
+so nothing is lost to the attempt.
+
+Receiving with UDP_GRO: the sockets ask the kernel to hand over a run of same-sized datagrams
+from one source as one read (up to 64 KiB, with the datagram size in a control message); the
+transport cuts it back into the datagrams before anything else sees them. The receive buffer
+holds the largest such read, so nothing is cut short. Where the kernel has no UDP_GRO the
+socket option fails and every read is one datagram, as before.
+
 Sockets: one unicast socket bound to this node's address, ``nodes[nodeid]`` (its host must
 be ``bind``), receives the unicasts (the token) and sends everything, so peers always see a
 datagram come from the address the node list gives for its sender. In "udp" mode a second
@@ -56,6 +75,7 @@ import contextlib
 import errno
 import ipaddress
 import socket
+import struct
 import sys
 from collections.abc import Callable, Mapping
 from typing import Literal
@@ -73,6 +93,24 @@ DEFAULT_SOCKET_BUFFER = 4 << 20
 # Linux's SO_RCVBUFFORCE / SO_SNDBUFFORCE (asm-generic/socket.h); Python does not export them.
 _FORCE = {socket.SO_RCVBUF: 33, socket.SO_SNDBUF: 32} if sys.platform == "linux" else {}
 _MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0)
+#: Linux's UDP_SEGMENT and UDP_GRO (linux/udp.h); Python 3.11 does not export them.
+UDP_SEGMENT = 103
+UDP_GRO = 104
+_LINUX = sys.platform == "linux"
+#: Datagrams per segmented send: the kernel's UDP_MAX_SEGMENTS (64 before Linux 6.x; 128 now).
+GSO_SEGMENTS_MAX = 64
+#: Bytes per segmented send: one IP datagram's payload (65,535 - IP and UDP headers), rounded
+#: down.
+GSO_BYTES_MAX = 65000
+#: A segmented send refused with one of these means the path cannot segment: EMSGSIZE for a
+#: datagram over the link's MTU (measured), EINVAL, EIO, ENOPROTOOPT or EOPNOTSUPP for a device
+#: without checksum offload or a kernel without UDP_SEGMENT. A run is never over 64 KiB, so
+#: EMSGSIZE cannot mean a datagram too large to send at all.
+_GSO_REFUSED = frozenset(
+    {errno.EMSGSIZE, errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP}
+)
+#: Room for the UDP_GRO control message (an int).
+_GRO_CMSG_SPACE = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
 
 Address = tuple[str, int]
 OnDatagrams = Callable[[list[tuple[int, bytes]]], None]
@@ -97,9 +135,11 @@ class UdpTransport:
         netmtu: int = 1500,
         recv_buffer_size: int = RECV_BUFFER_SIZE,
         batch_max: int = BATCH_MAX,
+        offload: bool = True,
     ) -> None:
         """``port`` is the multicast group's port ("udp"); the unicast socket binds
-        ``nodes[nodeid]``, whose host must be ``bind``."""
+        ``nodes[nodeid]``, whose host must be ``bind``. ``offload=False`` turns off UDP
+        segmentation (sends) and UDP_GRO (reads)."""
         if mode not in ("udpu", "udp"):
             raise ValueError(f'mode must be "udpu" or "udp", got {mode!r}')
         if nodeid not in nodes or nodeid == BROADCAST:
@@ -132,6 +172,12 @@ class UdpTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unicast: socket.socket | None = None
         self._multicast: socket.socket | None = None
+        self._gso = offload and _LINUX
+        # GRO reads need room for a whole coalesced run; a smaller buffer (tests) reads singly.
+        self._gro_wanted = offload and _LINUX and recv_buffer_size >= RECV_BUFFER_SIZE
+        self._gro: set[socket.socket] = set()
+        self._corked = False
+        self._queued: dict[Address, list[bytes]] = {}
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "rx_datagrams",
@@ -146,6 +192,9 @@ class UdpTransport:
                 "tx_datagrams",
                 "tx_bytes",
                 "tx_unknown_destination",
+                "tx_gso_sends",
+                "tx_gso_off",
+                "rx_gro_reads",
                 "rcvbuf",
                 "sndbuf",
             ),
@@ -178,6 +227,8 @@ class UdpTransport:
                 if sock is not None:
                     self._loop.remove_reader(sock.fileno())
         self._loop = None
+        self._queued.clear()
+        self._corked = False
         self._close_sockets()
 
     def _close_sockets(self) -> None:
@@ -185,6 +236,7 @@ class UdpTransport:
             if sock is not None:
                 sock.close()
         self._unicast = self._multicast = None
+        self._gro.clear()
 
     def _open_unicast(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -197,6 +249,7 @@ class UdpTransport:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, self.ttl)
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
             _bind(sock, self.address, "unicast")
+            self._enable_gro(sock)
         except BaseException:
             sock.close()
             raise
@@ -219,10 +272,21 @@ class UdpTransport:
                     f"cannot join multicast group {self.mcast_addr} on the interface of "
                     f"{self.address[0]}: {exc.strerror}",
                 ) from None
+            self._enable_gro(sock)
         except BaseException:
             sock.close()
             raise
         return sock
+
+    def _enable_gro(self, sock: socket.socket) -> None:
+        """Ask for coalesced reads; a kernel without UDP_GRO leaves reads one datagram each."""
+        if not self._gro_wanted or not _GRO_CMSG_SPACE:
+            return
+        try:
+            sock.setsockopt(socket.IPPROTO_UDP, UDP_GRO, 1)
+        except OSError:
+            return
+        self._gro.add(sock)
 
     def _buffers(self, sock: socket.socket, *, send: bool = True) -> None:
         self.counters["rcvbuf"] = _set_buffer(sock, socket.SO_RCVBUF, self.rcvbuf)
@@ -237,17 +301,29 @@ class UdpTransport:
         by_address = self._by_address
         buffer, view, size = self._buffer, self._view, len(self._buffer)
         mtu_payload = self.netmtu - IP_UDP_OVERHEAD
+        gro = sock in self._gro
         batch: list[tuple[int, bytes]] = []
         rx_bytes = 0
-        for _ in range(self.batch_max):
+        segment = 0
+        reads = 0
+        while reads < self.batch_max and len(batch) < self.batch_max:
+            reads += 1
             try:
-                length, source = sock.recvfrom_into(buffer, 0, _MSG_TRUNC)
+                if gro:
+                    length, ancillary, flags, source = sock.recvmsg_into(
+                        (buffer,), _GRO_CMSG_SPACE, _MSG_TRUNC
+                    )
+                    segment = _gro_segment(ancillary)
+                    truncated = bool(flags & _MSG_TRUNC) or length > size
+                else:
+                    length, source = sock.recvfrom_into(buffer, 0, _MSG_TRUNC)
+                    truncated = length > size or (not _MSG_TRUNC and length == size)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:  # e.g. a queued ICMP error; the socket stays usable
                 _count_error(counters, "rx", exc)
                 continue
-            if length > size or (not _MSG_TRUNC and length == size):
+            if truncated:
                 counters["rx_truncated"] += 1
                 continue
             sender = by_address.get(source)
@@ -257,9 +333,18 @@ class UdpTransport:
             if sender == self.nodeid:
                 counters["rx_own_echo" if multicast else "rx_from_self"] += 1
                 continue
+            rx_bytes += length
+            if 0 < segment < length:
+                # One read, several datagrams of ``segment`` bytes (the last may be shorter).
+                counters["rx_gro_reads"] += 1
+                if segment > mtu_payload:
+                    last = length % segment
+                    counters["rx_over_mtu"] += length // segment + (last > mtu_payload)
+                for at in range(0, length, segment):
+                    batch.append((sender, bytes(view[at : min(at + segment, length)])))
+                continue
             if length > mtu_payload:
                 counters["rx_over_mtu"] += 1
-            rx_bytes += length
             batch.append((sender, bytes(view[:length])))
         counters["rx_wakeups"] += 1
         if not batch:
@@ -290,7 +375,35 @@ class UdpTransport:
             return
         self._sendto(data, unicast)
 
+    def cork(self) -> None:
+        """Queue what ``send`` is given until ``flush()`` (to send it in runs)."""
+        self._corked = True
+
+    def flush(self) -> None:
+        """Send what was queued since ``cork()``: per destination in order, in runs."""
+        self._corked = False
+        queued = self._queued
+        if not queued:
+            return
+        for address, datagrams in queued.items():
+            if len(datagrams) == 1 or not self._gso:
+                for data in datagrams:
+                    self._send_one(data, address)
+            else:
+                self._send_runs(datagrams, address)
+        queued.clear()
+
     def _sendto(self, data: bytes, address: Address) -> None:
+        if self._corked:
+            queue = self._queued.get(address)
+            if queue is None:
+                self._queued[address] = [data]
+            else:
+                queue.append(data)
+            return
+        self._send_one(data, address)
+
+    def _send_one(self, data: bytes, address: Address) -> None:
         sock = self._unicast
         if sock is None:
             raise RuntimeError("transport is not open")
@@ -301,6 +414,62 @@ class UdpTransport:
             return
         self.counters["tx_datagrams"] += 1
         self.counters["tx_bytes"] += sent
+
+    def _send_runs(self, datagrams: list[bytes], address: Address) -> None:
+        """Send ``datagrams`` in order, each run of one size (the last shorter) in one call."""
+        count = len(datagrams)
+        first = 0
+        while first < count:
+            segment = len(datagrams[first])
+            total = segment
+            end = first + 1
+            while end < count and end - first < GSO_SEGMENTS_MAX:
+                size = len(datagrams[end])
+                if size > segment or total + size > GSO_BYTES_MAX:
+                    break
+                total += size
+                end += 1
+                if size < segment:
+                    break  # only the last datagram of a run may be shorter
+            if end - first == 1 or not self._gso:
+                for data in datagrams[first:end]:
+                    self._send_one(data, address)
+            else:
+                self._send_run(datagrams[first:end], segment, total, address)
+            first = end
+
+    def _send_run(self, run: list[bytes], segment: int, total: int, address: Address) -> None:
+        sock = self._unicast
+        if sock is None:
+            raise RuntimeError("transport is not open")
+        counters = self.counters
+        try:
+            sent = sock.sendmsg(
+                run, [(socket.IPPROTO_UDP, UDP_SEGMENT, struct.pack("=H", segment))], 0, address
+            )
+        except OSError as exc:
+            if exc.errno in _GSO_REFUSED:
+                # This path cannot segment (say, a netmtu above the link's MTU): from now on
+                # every datagram goes alone, this run included.
+                self._gso = False
+                counters["tx_gso_off"] += 1
+                for data in run:
+                    self._send_one(data, address)
+                return
+            for _ in run:  # each datagram of the run is lost, as with one sendto each
+                _count_error(counters, "tx", exc)
+            return
+        counters["tx_gso_sends"] += 1
+        counters["tx_datagrams"] += len(run)
+        counters["tx_bytes"] += sent
+
+
+def _gro_segment(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """The datagram size of a coalesced read (0: the read is one datagram)."""
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_UDP and kind == UDP_GRO and len(data) >= 2:
+            return int.from_bytes(data[:4] if len(data) >= 4 else data[:2], sys.byteorder)
+    return 0
 
 
 def _bind(sock: socket.socket, address: Address, what: str) -> None:
