@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from evs.types import ConfigChange, Guarantee, RingId
 
@@ -54,9 +55,13 @@ class GatherReason(enum.Enum):
     PAUSE = "pause detected"
 
 
-@dataclass(frozen=True, slots=True)
-class Deliver:
-    """An application message delivered in the total order, in configuration ``ring_id``."""
+class Deliver(NamedTuple):
+    """An application message delivered in the total order, in configuration ``ring_id``.
+
+    A named tuple, not a frozen dataclass: one is built per message per processor, and a
+    frozen dataclass costs four times as much to build (0.53 against 0.12-0.18 us). It is as
+    immutable; unlike one, it compares equal to a plain tuple of the same values.
+    """
 
     sender: int
     groups: tuple[bytes, ...]
@@ -69,9 +74,10 @@ class Deliver:
     seq: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """The message ``number`` (returned by ``submit``) is now wholly on ring ``ring_id``."""
+class Sent(NamedTuple):
+    """The message ``number`` (returned by ``submit``) is now wholly on ring ``ring_id``.
+
+    A named tuple for the reason ``Deliver`` is one: one per message sent."""
 
     number: int
     ring_id: RingId

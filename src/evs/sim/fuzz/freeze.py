@@ -90,8 +90,8 @@ class _Freezer(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         cls = type(obj)
-        if cls.__module__ not in _HOT or isinstance(obj, (type, enum.Enum, BaseException)):
-            return NotImplemented
+        if cls.__module__ not in _HOT or isinstance(obj, (type, enum.Enum, BaseException, tuple)):
+            return NotImplemented  # named tuples (Mcast, Deliver, Sent) pickle as they are
         if dataclasses.is_dataclass(obj):
             fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
             return _build, (cls, fields)
