@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -84,6 +85,42 @@ def test_stream_in_any_pieces(batch: list[Frame], step: int) -> None:
         out.extend(dec)
     assert out == batch
     assert dec.buffered == 0
+
+
+def fused(dec: FrameDecoder) -> list[Frame]:
+    """What ``take_deliveries`` gives, deliveries wrapped back into notes for comparison."""
+    out: list[Frame] = []
+    while (frame := dec.take_deliveries(lambda d: out.append(DeliverNote(d)))) is not None:
+        out.append(frame)
+    return out
+
+
+@given(st.lists(frames, min_size=1, max_size=8), st.integers(1, 64))
+def test_take_deliveries_reads_the_stream_as_iteration_does(batch: list[Frame], step: int) -> None:
+    """The client's fused path: the same frames in the same order, in any pieces."""
+    wire = b"".join(encode(f) for f in batch)
+    dec = FrameDecoder()
+    out: list[Frame] = []
+    for i in range(0, len(wire), step):
+        dec.feed(wire[i : i + step])
+        out.extend(fused(dec))
+    assert out == batch
+    assert dec.buffered == 0
+
+
+@given(st.binary(max_size=300))
+def test_take_deliveries_on_garbage_agrees_with_iteration(junk: bytes) -> None:
+    def run(read: Callable[[FrameDecoder], list[Frame]]) -> tuple[list[Frame], str | None]:
+        dec = FrameDecoder()
+        got: list[Frame] = []
+        try:
+            dec.feed(junk)
+            got = read(dec)
+        except FrameError as exc:
+            return got, exc.reason
+        return got, None
+
+    assert run(fused) == run(list)
 
 
 SAMPLES: list[Frame] = [
@@ -234,6 +271,21 @@ def test_malformed_frames_say_why(wire: bytes, reason: str) -> None:
 
     with pytest.raises(FrameError, match=reason):
         frames()
+    # The same words from the client's fused path, after a good delivery in the same read.
+    good = encode(DeliverNote(Delivery(1, 2, (b"g",), b"ok", Guarantee.AGREED)))
+    dec = FrameDecoder()
+    dec.feed(good + wire)
+    taken: list[Delivery] = []
+    with pytest.raises(FrameError, match=reason):
+        fused_all(dec, taken)
+    assert [d.data for d in taken] == [b"ok"]
+    with pytest.raises(FrameError, match=reason):
+        dec.take_deliveries(taken.append)  # a broken stream stays broken
+
+
+def fused_all(dec: FrameDecoder, taken: list[Delivery]) -> None:
+    while dec.take_deliveries(taken.append) is not None:
+        pass
 
 
 def test_fast_made_deliveries_are_ordinary_frozen_deliveries() -> None:

@@ -206,12 +206,12 @@ class ClientSession:
                 self._end(NotConnected("the evs daemon closed the connection"))
             return
         try:
-            self._decoder.feed(data)
-            events = self._events
-            for frame in self._decoder:
-                if type(frame) is DeliverNote:  # most frames: no call, no isinstance chain
-                    events.append(frame.delivery)
-                elif not self._on_frame(frame):
+            decoder = self._decoder
+            decoder.feed(data)
+            append = self._events.append
+            # Deliveries go straight to the queue; any other frame comes back to be handled.
+            while (frame := decoder.take_deliveries(append)) is not None:
+                if not self._on_frame(frame):
                     return
         except FrameError as exc:
             self._end(NotConnected(f"the evs daemon sent a malformed frame: {exc.reason}"))

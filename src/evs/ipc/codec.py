@@ -30,7 +30,7 @@ UTF-8; the last field marked "rest" runs to the end of the frame):
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from evs.ipc.messages import (
     ConfChgNote,
@@ -586,6 +586,61 @@ class FrameDecoder:
 
     def __iter__(self) -> Iterator[Frame]:
         return self
+
+    def take_deliveries(self, append: Callable[[Delivery], object]) -> Frame | None:
+        """Decode whole frames, handing each DeliverNote's delivery to ``append`` (no note
+        object); stop at the first frame of another kind and return it, or return None when no
+        whole frame is left. The same checks and errors as iterating.
+
+        A client's hot path: nearly every frame it reads is a delivery, and one call per read
+        instead of one per frame takes a third off its decoding cost."""
+        if self._broken is not None:
+            raise self._broken
+        buf = self._buf
+        size = len(buf)
+        pos = self._pos
+        unpack_header = HEADER.unpack_from
+        header_size = HEADER.size
+        unpack_deliver = _DELIVER.unpack_from
+        deliver_size = _DELIVER.size
+        guarantee_of = _GUARANTEE_OF
+        frame_max = self._frame_max
+        shortest = header_size - 4
+        view = memoryview(buf)  # released before returning: feed() resizes the buffer
+        try:
+            while size - pos >= header_size:
+                length, kind, rid = unpack_header(buf, pos)
+                if length > frame_max or length < shortest:
+                    self._pos = pos
+                    self._check_length(length)
+                end = pos + 4 + length
+                if size < end:
+                    break
+                if kind != 128:
+                    self._pos = pos
+                    view.release()
+                    return next(self)
+                start = pos + header_size
+                if rid != 0:
+                    raise FrameError(f"notification DeliverNote with request id {rid}")
+                _check(start + deliver_size <= end, "frame ends inside DeliverNote")
+                nodeid, pid, g = unpack_deliver(buf, start)
+                guarantee = guarantee_of.get(g)
+                if guarantee is None:
+                    raise FrameError(f"unknown guarantee {g}")
+                groups, at = _groups_at(buf, start + deliver_size, end)
+                if end - at > DATA_MAX:
+                    raise FrameError(f"data of {end - at} bytes; the limit is {DATA_MAX}")
+                append(make_delivery(nodeid, pid, groups, bytes(view[at:end]), guarantee))
+                pos = end
+        except FrameError as exc:
+            view.release()
+            self._fail(exc)
+        view.release()
+        self._pos = pos
+        if size - pos >= 4:
+            self._check_length(_U32.unpack_from(buf, pos)[0])
+        return None
 
     def __next__(self) -> Frame:
         if self._broken is not None:
