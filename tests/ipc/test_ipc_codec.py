@@ -123,6 +123,68 @@ def test_take_deliveries_on_garbage_agrees_with_iteration(junk: bytes) -> None:
     assert run(fused) == run(list)
 
 
+def fused_mcasts(dec: FrameDecoder) -> list[Frame]:
+    """What ``take_mcasts`` gives, windowed sends wrapped back into Mcast frames."""
+    out: list[Frame] = []
+
+    def accept(groups: tuple[bytes, ...] | None, guarantee: Guarantee, data: bytes) -> bool:
+        out.append(Mcast(0, groups, guarantee, data))
+        return True
+
+    while (frame := dec.take_mcasts(accept)) is not None:
+        out.append(frame)
+    return out
+
+
+@given(st.lists(frames, min_size=1, max_size=8), st.integers(1, 64))
+def test_take_mcasts_reads_the_stream_as_iteration_does(batch: list[Frame], step: int) -> None:
+    """The executive's fused path: the same frames in the same order, in any pieces."""
+    wire = b"".join(encode(f) for f in batch)
+    dec = FrameDecoder()
+    out: list[Frame] = []
+    for i in range(0, len(wire), step):
+        dec.feed(wire[i : i + step])
+        out.extend(fused_mcasts(dec))
+    assert out == batch
+    assert dec.buffered == 0
+
+
+@given(st.binary(max_size=300))
+def test_take_mcasts_on_garbage_agrees_with_iteration(junk: bytes) -> None:
+    dec = FrameDecoder()
+    try:
+        dec.feed(junk)
+        expected: tuple[list[Frame], str | None] = (list(dec), None)
+    except FrameError as exc:
+        expected = ([], exc.reason)
+    dec = FrameDecoder()
+    try:
+        dec.feed(junk)
+        got: tuple[list[Frame], str | None] = (fused_mcasts(dec), None)
+    except FrameError as exc:
+        got = ([], exc.reason)
+    assert got == expected
+
+
+def test_a_refused_windowed_send_ends_the_call_after_it() -> None:
+    """``accept`` returning False stops at that frame; the next call starts after it."""
+    sends: list[Frame] = [Mcast(0, None, Guarantee.AGREED, bytes([i])) for i in range(4)]
+    dec = FrameDecoder()
+    dec.feed(b"".join(encode(f) for f in [*sends, Ok(9)]))
+    seen: list[bytes] = []
+
+    def refuse_second(groups: tuple[bytes, ...] | None, g: Guarantee, data: bytes) -> bool:
+        seen.append(data)
+        return data != b"\x01"
+
+    assert dec.take_mcasts(refuse_second) is None
+    assert seen == [b"\x00", b"\x01"]
+    assert dec.take_mcasts(refuse_second) == Ok(9)
+    assert seen == [b"\x00", b"\x01", b"\x02", b"\x03"]
+    assert dec.take_mcasts(refuse_second) is None
+    assert dec.buffered == 0
+
+
 SAMPLES: list[Frame] = [
     Hello(1, 1, 42),
     Join(2, (b"a", b"bb")),
@@ -281,6 +343,22 @@ def test_malformed_frames_say_why(wire: bytes, reason: str) -> None:
     assert [d.data for d in taken] == [b"ok"]
     with pytest.raises(FrameError, match=reason):
         dec.take_deliveries(taken.append)  # a broken stream stays broken
+    # And from the executive's, after a good windowed send in the same read.
+    sends: list[bytes] = []
+    dec = FrameDecoder()
+    dec.feed(encode(Mcast(0, None, Guarantee.AGREED, b"ok")) + wire)
+    with pytest.raises(FrameError, match=reason):
+        mcasts_all(dec, sends)
+    assert sends == [b"ok"]
+
+
+def mcasts_all(dec: FrameDecoder, sends: list[bytes]) -> None:
+    def accept(groups: tuple[bytes, ...] | None, g: Guarantee, data: bytes) -> bool:
+        sends.append(data)
+        return True
+
+    while dec.take_mcasts(accept) is not None:
+        pass
 
 
 def fused_all(dec: FrameDecoder, taken: list[Delivery]) -> None:

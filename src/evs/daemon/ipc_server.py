@@ -74,7 +74,7 @@ from evs.ipc.messages import (
 )
 from evs.runtime.send_window import SendWindows
 from evs.runtime.service import GROUP_NAME_MAX, GROUPS_PER_HANDLE_MAX, EvsService, Handle
-from evs.types import Delivery, Event
+from evs.types import Delivery, Event, Guarantee
 
 __all__ = [
     "CLIENT_QUEUE_BYTES",
@@ -300,6 +300,8 @@ class _Connection(asyncio.Protocol):
         self.out_bytes = 0
         self.paused = False
         self.closing = False
+        #: Windowed sends taken in the current read (``accept_windowed`` counts them).
+        self.windowed_taken = 0
         self._abort_timer: asyncio.TimerHandle | None = None
         self._rest: socket.socket | None = None
 
@@ -348,11 +350,23 @@ class _Connection(asyncio.Protocol):
         server = self.server
         handled = 0
         try:
-            self.decoder.feed(data)
-            for frame in self.decoder:
-                handled += 1
-                if not self.request(frame):
-                    break
+            decoder = self.decoder
+            decoder.feed(data)
+            if self.handle is None:  # Hello first: every frame through request()
+                for frame in decoder:
+                    handled += 1
+                    if not self.request(frame):
+                        break
+            else:
+                # Windowed sends go straight to the window; other frames come back here.
+                self.windowed_taken = 0
+                try:
+                    while (other := decoder.take_mcasts(self.accept_windowed)) is not None:
+                        handled += 1
+                        if not self.request(other):
+                            break
+                finally:
+                    handled += self.windowed_taken
         except FrameError as exc:
             key = "oversized frames" if exc.oversize else "malformed frames"
             server.counters[key] += 1
@@ -503,6 +517,27 @@ class _Connection(asyncio.Protocol):
         if start is None:
             return Error(rid, ErrorCode.ERROR, "this evs daemon cannot rotate keys")
         return RekeyReply(rid, json.dumps(start(frame.key, frame.members_only)))
+
+    def accept_windowed(
+        self, groups: tuple[bytes, ...] | None, guarantee: Guarantee, data: bytes
+    ) -> bool:
+        """``take_mcasts``'s callback: one windowed send, as ``windowed`` takes it."""
+        h = self.handle
+        assert h is not None  # only called once Hello made the handle
+        self.windowed_taken += 1
+        try:
+            self.server.host.windows.mcast(h, groups, data, guarantee, mcast_cost(len(data)))
+        except InvalidArgument as exc:
+            self.server.counters["windowed sends refused"] += 1
+            log.warning("IPC client pid %d: windowed send refused: %s", self.pid, exc)
+            self.disconnect(Error(0, ErrorCode.INVALID_ARGUMENT, f"a send was refused: {exc}"))
+            return False
+        except Exception as exc:  # a bug below us must not take the daemon down
+            self.server.counters["internal errors"] += 1
+            log.exception("IPC windowed send failed")
+            self.disconnect(Error(0, ErrorCode.ERROR, f"internal error of the evs daemon: {exc}"))
+            return False
+        return True
 
     def windowed(self, h: Handle, frame: Mcast) -> bool:
         """A windowed send: no reply; a refusal means the client broke the protocol."""

@@ -587,6 +587,68 @@ class FrameDecoder:
     def __iter__(self) -> Iterator[Frame]:
         return self
 
+    def take_mcasts(
+        self, accept: Callable[[tuple[bytes, ...] | None, Guarantee, bytes], bool]
+    ) -> Frame | None:
+        """Decode whole frames, handing each windowed Mcast (request id 0) to
+        ``accept(groups, guarantee, data)`` (no frame object; ``groups`` None: the joined
+        groups); stop at the first frame of another kind and return it, or return None when
+        no whole frame is left or ``accept`` returned False (the frame it refused is taken).
+        The same checks and errors as iterating.
+
+        The executive's hot path: nearly every frame a sending client writes is one of these."""
+        if self._broken is not None:
+            raise self._broken
+        buf = self._buf
+        size = len(buf)
+        pos = self._pos
+        unpack_header = HEADER.unpack_from
+        header_size = HEADER.size
+        unpack_mcast = _MCAST.unpack_from
+        mcast_size = _MCAST.size
+        guarantee_of = _GUARANTEE_OF
+        frame_max = self._frame_max
+        shortest = header_size - 4
+        view = memoryview(buf)  # released before returning: feed() resizes the buffer
+        try:
+            while size - pos >= header_size:
+                length, kind, rid = unpack_header(buf, pos)
+                if length > frame_max or length < shortest:
+                    self._pos = pos
+                    self._check_length(length)
+                end = pos + 4 + length
+                if size < end:
+                    break
+                if kind != 4 or rid != 0:
+                    self._pos = pos
+                    view.release()
+                    return next(self)
+                start = pos + header_size
+                _check(start + mcast_size <= end, "frame ends inside Mcast")
+                flags, g = unpack_mcast(buf, start)
+                if flags & ~_MCAST_JOINED:
+                    raise FrameError(f"unknown Mcast flags {flags:#x}")
+                groups, at = _groups_at(buf, start + mcast_size, end)
+                if flags:
+                    _check(not groups, "Mcast to the joined groups names groups")
+                guarantee = guarantee_of.get(g)
+                if guarantee is None:
+                    raise FrameError(f"unknown guarantee {g}")
+                if end - at > DATA_MAX:
+                    raise FrameError(f"data of {end - at} bytes; the limit is {DATA_MAX}")
+                pos = end
+                self._pos = pos  # ``accept`` may look at the decoder (a refusal ends the read)
+                if not accept(None if flags else groups, guarantee, bytes(view[at:end])):
+                    break
+        except FrameError as exc:
+            view.release()
+            self._fail(exc)
+        view.release()
+        self._pos = pos
+        if size - pos >= 4:
+            self._check_length(_U32.unpack_from(buf, pos)[0])
+        return None
+
     def take_deliveries(self, append: Callable[[Delivery], object]) -> Frame | None:
         """Decode whole frames, handing each DeliverNote's delivery to ``append`` (no note
         object); stop at the first frame of another kind and return it, or return None when no
