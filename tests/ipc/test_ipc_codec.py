@@ -166,6 +166,31 @@ def test_take_mcasts_on_garbage_agrees_with_iteration(junk: bytes) -> None:
     assert got == expected
 
 
+@pytest.mark.parametrize("announced", [FRAME_MAX + 1, 3])
+def test_fused_paths_refuse_a_bad_length_after_a_good_frame(announced: int) -> None:
+    """A bad length announced in mid-read is a FrameError, and the stream stays broken (the
+    fuzzers found it once as a BufferError: the buffer was cleared under a live view)."""
+    bad = codec.HEADER.pack(announced, 128, 0)
+    note = encode(DeliverNote(Delivery(1, 2, (b"g",), b"ok", Guarantee.AGREED)))
+    send = encode(Mcast(0, None, Guarantee.AGREED, b"ok"))
+    taken: list[Delivery] = []
+    dec = FrameDecoder()
+    dec.feed(note + bad)
+    with pytest.raises(FrameError):
+        fused_all(dec, taken)
+    assert [d.data for d in taken] == [b"ok"]
+    assert dec.buffered == 0
+    with pytest.raises(FrameError):
+        dec.feed(b"more")
+    sends: list[bytes] = []
+    dec = FrameDecoder()
+    dec.feed(send + bad)
+    with pytest.raises(FrameError):
+        mcasts_all(dec, sends)
+    assert sends == [b"ok"]
+    assert dec.buffered == 0
+
+
 def test_a_refused_windowed_send_ends_the_call_after_it() -> None:
     """``accept`` returning False stops at that frame; the next call starts after it."""
     sends: list[Frame] = [Mcast(0, None, Guarantee.AGREED, bytes([i])) for i in range(4)]

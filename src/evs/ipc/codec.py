@@ -614,6 +614,7 @@ class FrameDecoder:
             while size - pos >= header_size:
                 length, kind, rid = unpack_header(buf, pos)
                 if length > frame_max or length < shortest:
+                    view.release()  # _fail() clears the buffer: no view may be left on it
                     self._pos = pos
                     self._check_length(length)
                 end = pos + 4 + length
@@ -673,6 +674,7 @@ class FrameDecoder:
             while size - pos >= header_size:
                 length, kind, rid = unpack_header(buf, pos)
                 if length > frame_max or length < shortest:
+                    view.release()  # _fail() clears the buffer: no view may be left on it
                     self._pos = pos
                     self._check_length(length)
                 end = pos + 4 + length
