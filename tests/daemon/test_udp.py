@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
-import os
-import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from udp_helpers import TIMEOUT, Inbox, free_port, opened
+from udp_helpers import Inbox, free_port, opened, run_in_namespace
 
 from evs.daemon.udp import BROADCAST, UdpTransport
 
@@ -268,36 +263,11 @@ def test_constructor_refuses_bad_arguments(kwargs: dict[str, Any], message: str)
 # ----------------------------------------------------------------------- "udp" (multicast)
 
 
-def _namespace_skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "multicast on loopback needs a private network namespace: run as root"
-    for tool in ("unshare", "ip"):
-        if shutil.which(tool) is None:
-            return f"multicast test needs `{tool}` (util-linux / iproute2) on PATH"
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        return f"cannot create a network namespace: {probe.stderr.decode().strip()}"
-    return None
-
-
 def test_udp_multicast_mode_in_a_network_namespace() -> None:
-    reason = _namespace_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    script = (
-        "ip link set lo up && ip link set lo multicast on && "
-        "ip route add 224.0.0.0/4 dev lo && "
-        f'exec "{sys.executable}" "{HERE / "udp_mcast_body.py"}"'
+    result = run_in_namespace(
+        "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo",
+        "udp_mcast_body.py",
     )
-    done = subprocess.run(
-        ["unshare", "-n", "sh", "-c", script],
-        capture_output=True,
-        timeout=TIMEOUT * 4,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([SRC, str(HERE)])},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    result = json.loads(done.stdout)
     # Node 1 multicast once; nodes 2, 3 and 4 (a second executive on 127.0.0.1) got it.
     assert result["received"] == {
         "1": [[4, "token"]],

@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import os
-import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from udp_helpers import TIMEOUT, Inbox, free_port, opened
+from udp_helpers import Inbox, free_port, opened, run_in_namespace
 
 from evs.daemon.udp import BROADCAST, GSO_BYTES_MAX, GSO_SEGMENTS_MAX, UDP_SEGMENT, UdpTransport
 
@@ -206,24 +202,7 @@ def test_offload_off_sends_one_datagram_per_call() -> None:
 
 def test_a_link_mtu_below_the_datagrams_falls_back_in_a_namespace() -> None:
     """The kernel itself refuses to segment 3000-byte datagrams over a 1500-byte link."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("needs root, unshare and ip for a private network namespace")
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot create a network namespace: {probe.stderr.decode().strip()}")
-    script = (
-        "ip link set lo up && ip link set lo mtu 1500 && "
-        f'exec "{sys.executable}" "{HERE / "udp_offload_body.py"}"'
-    )
-    done = subprocess.run(
-        ["unshare", "-n", "sh", "-c", script],
-        capture_output=True,
-        timeout=TIMEOUT * 4,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([SRC, str(HERE)])},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    result = json.loads(done.stdout)
+    result = run_in_namespace("ip link set lo up && ip link set lo mtu 1500", "udp_offload_body.py")
     assert result["same"] is True  # every datagram arrived whole and in order
     assert result["tx_gso_off"] == 1
     assert result["tx_gso_sends"] == 0

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from evs.daemon.udp import UdpTransport
 
@@ -70,3 +79,38 @@ def opened(transports: list[UdpTransport]) -> Iterator[list[UdpTransport]]:
     finally:
         for t in transports:
             t.close()
+
+
+HERE = Path(__file__).resolve().parent
+SRC = str(HERE.parents[1] / "src")
+
+
+def namespace_skip_reason() -> str | None:
+    """Why a private network namespace cannot be made here, or None."""
+    if os.geteuid() != 0:
+        return "this test needs a private network namespace: run as root"
+    for tool in ("unshare", "ip"):
+        if shutil.which(tool) is None:
+            return f"this test needs `{tool}` (util-linux / iproute2) on PATH"
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        return f"cannot create a network namespace: {probe.stderr.decode().strip()}"
+    return None
+
+
+def run_in_namespace(setup: str, body: str) -> Any:
+    """Run ``body`` (a script beside this file) in a new network namespace after the shell
+    commands ``setup``; skip if no namespace can be made; return the JSON it prints."""
+    reason = namespace_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    script = f'{setup} && exec "{sys.executable}" "{HERE / body}"'
+    done = subprocess.run(
+        ["unshare", "-n", "sh", "-c", script],
+        capture_output=True,
+        timeout=TIMEOUT * 4,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([SRC, str(HERE)])},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return json.loads(done.stdout)

@@ -95,34 +95,6 @@ def fused(dec: FrameDecoder) -> list[Frame]:
     return out
 
 
-@given(st.lists(frames, min_size=1, max_size=8), st.integers(1, 64))
-def test_take_deliveries_reads_the_stream_as_iteration_does(batch: list[Frame], step: int) -> None:
-    """The client's fused path: the same frames in the same order, in any pieces."""
-    wire = b"".join(encode(f) for f in batch)
-    dec = FrameDecoder()
-    out: list[Frame] = []
-    for i in range(0, len(wire), step):
-        dec.feed(wire[i : i + step])
-        out.extend(fused(dec))
-    assert out == batch
-    assert dec.buffered == 0
-
-
-@given(st.binary(max_size=300))
-def test_take_deliveries_on_garbage_agrees_with_iteration(junk: bytes) -> None:
-    def run(read: Callable[[FrameDecoder], list[Frame]]) -> tuple[list[Frame], str | None]:
-        dec = FrameDecoder()
-        got: list[Frame] = []
-        try:
-            dec.feed(junk)
-            got = read(dec)
-        except FrameError as exc:
-            return got, exc.reason
-        return got, None
-
-    assert run(fused) == run(list)
-
-
 def fused_mcasts(dec: FrameDecoder) -> list[Frame]:
     """What ``take_mcasts`` gives, windowed sends wrapped back into Mcast frames."""
     out: list[Frame] = []
@@ -136,34 +108,42 @@ def fused_mcasts(dec: FrameDecoder) -> list[Frame]:
     return out
 
 
+#: The fused paths: the client's (deliveries) and the executive's (windowed sends).
+FUSED = pytest.mark.parametrize("read", [fused, fused_mcasts], ids=["deliveries", "mcasts"])
+
+
+@FUSED
 @given(st.lists(frames, min_size=1, max_size=8), st.integers(1, 64))
-def test_take_mcasts_reads_the_stream_as_iteration_does(batch: list[Frame], step: int) -> None:
-    """The executive's fused path: the same frames in the same order, in any pieces."""
+def test_fused_paths_read_the_stream_as_iteration_does(
+    read: Callable[[FrameDecoder], list[Frame]], batch: list[Frame], step: int
+) -> None:
+    """The same frames in the same order, in any pieces."""
     wire = b"".join(encode(f) for f in batch)
     dec = FrameDecoder()
     out: list[Frame] = []
     for i in range(0, len(wire), step):
         dec.feed(wire[i : i + step])
-        out.extend(fused_mcasts(dec))
+        out.extend(read(dec))
     assert out == batch
     assert dec.buffered == 0
 
 
+@FUSED
 @given(st.binary(max_size=300))
-def test_take_mcasts_on_garbage_agrees_with_iteration(junk: bytes) -> None:
-    dec = FrameDecoder()
-    try:
-        dec.feed(junk)
-        expected: tuple[list[Frame], str | None] = (list(dec), None)
-    except FrameError as exc:
-        expected = ([], exc.reason)
-    dec = FrameDecoder()
-    try:
-        dec.feed(junk)
-        got: tuple[list[Frame], str | None] = (fused_mcasts(dec), None)
-    except FrameError as exc:
-        got = ([], exc.reason)
-    assert got == expected
+def test_fused_paths_on_garbage_agree_with_iteration(
+    read: Callable[[FrameDecoder], list[Frame]], junk: bytes
+) -> None:
+    def run(read: Callable[[FrameDecoder], list[Frame]]) -> tuple[list[Frame], str | None]:
+        dec = FrameDecoder()
+        got: list[Frame] = []
+        try:
+            dec.feed(junk)
+            got = read(dec)
+        except FrameError as exc:
+            return got, exc.reason
+        return got, None
+
+    assert run(read) == run(list)
 
 
 @pytest.mark.parametrize("announced", [FRAME_MAX + 1, 3])

@@ -597,58 +597,27 @@ class FrameDecoder:
         The same checks and errors as iterating.
 
         The executive's hot path: nearly every frame a sending client writes is one of these."""
-        if self._broken is not None:
-            raise self._broken
         buf = self._buf
-        size = len(buf)
-        pos = self._pos
-        unpack_header = HEADER.unpack_from
-        header_size = HEADER.size
         unpack_mcast = _MCAST.unpack_from
         mcast_size = _MCAST.size
         guarantee_of = _GUARANTEE_OF
-        frame_max = self._frame_max
-        shortest = header_size - 4
-        view = memoryview(buf)  # released before returning: feed() resizes the buffer
-        try:
-            while size - pos >= header_size:
-                length, kind, rid = unpack_header(buf, pos)
-                if length > frame_max or length < shortest:
-                    view.release()  # _fail() clears the buffer: no view may be left on it
-                    self._pos = pos
-                    self._check_length(length)
-                end = pos + 4 + length
-                if size < end:
-                    break
-                if kind != 4 or rid != 0:
-                    self._pos = pos
-                    view.release()
-                    return next(self)
-                start = pos + header_size
-                _check(start + mcast_size <= end, "frame ends inside Mcast")
-                flags, g = unpack_mcast(buf, start)
-                if flags & ~_MCAST_JOINED:
-                    raise FrameError(f"unknown Mcast flags {flags:#x}")
-                groups, at = _groups_at(buf, start + mcast_size, end)
-                if flags:
-                    _check(not groups, "Mcast to the joined groups names groups")
-                guarantee = guarantee_of.get(g)
-                if guarantee is None:
-                    raise FrameError(f"unknown guarantee {g}")
-                if end - at > DATA_MAX:
-                    raise FrameError(f"data of {end - at} bytes; the limit is {DATA_MAX}")
-                pos = end
-                self._pos = pos  # ``accept`` may look at the decoder (a refusal ends the read)
-                if not accept(None if flags else groups, guarantee, bytes(view[at:end])):
-                    break
-        except FrameError as exc:
-            view.release()
-            self._fail(exc)
-        view.release()
-        self._pos = pos
-        if size - pos >= 4:
-            self._check_length(_U32.unpack_from(buf, pos)[0])
-        return None
+
+        def take(view: memoryview, start: int, end: int) -> bool:
+            _check(start + mcast_size <= end, "frame ends inside Mcast")
+            flags, g = unpack_mcast(buf, start)
+            if flags & ~_MCAST_JOINED:
+                raise FrameError(f"unknown Mcast flags {flags:#x}")
+            groups, at = _groups_at(buf, start + mcast_size, end)
+            if flags:
+                _check(not groups, "Mcast to the joined groups names groups")
+            guarantee = guarantee_of.get(g)
+            if guarantee is None:
+                raise FrameError(f"unknown guarantee {g}")
+            if end - at > DATA_MAX:
+                raise FrameError(f"data of {end - at} bytes; the limit is {DATA_MAX}")
+            return accept(None if flags else groups, guarantee, bytes(view[at:end]))
+
+        return self._take_hot(4, take)
 
     def take_deliveries(self, append: Callable[[Delivery], object]) -> Frame | None:
         """Decode whole frames, handing each DeliverNote's delivery to ``append`` (no note
@@ -657,6 +626,31 @@ class FrameDecoder:
 
         A client's hot path: nearly every frame it reads is a delivery, and one call per read
         instead of one per frame takes a third off its decoding cost."""
+        buf = self._buf
+        unpack_deliver = _DELIVER.unpack_from
+        deliver_size = _DELIVER.size
+        guarantee_of = _GUARANTEE_OF
+
+        def take(view: memoryview, start: int, end: int) -> bool:
+            _check(start + deliver_size <= end, "frame ends inside DeliverNote")
+            nodeid, pid, g = unpack_deliver(buf, start)
+            guarantee = guarantee_of.get(g)
+            if guarantee is None:
+                raise FrameError(f"unknown guarantee {g}")
+            groups, at = _groups_at(buf, start + deliver_size, end)
+            if end - at > DATA_MAX:
+                raise FrameError(f"data of {end - at} bytes; the limit is {DATA_MAX}")
+            append(make_delivery(nodeid, pid, groups, bytes(view[at:end]), guarantee))
+            return True
+
+        return self._take_hot(128, take)
+
+    def _take_hot(self, kind: int, take: Callable[[memoryview, int, int], bool]) -> Frame | None:
+        """The loop of ``take_mcasts`` and ``take_deliveries``: each whole frame of ``kind``
+        with request id 0 goes to ``take(view, body start, end)``, which returns False to stop
+        (None is returned, that frame consumed); any other frame is decoded as iterating would
+        (a DeliverNote with a request id is refused there) and returned; None when no whole
+        frame is left."""
         if self._broken is not None:
             raise self._broken
         buf = self._buf
@@ -664,15 +658,12 @@ class FrameDecoder:
         pos = self._pos
         unpack_header = HEADER.unpack_from
         header_size = HEADER.size
-        unpack_deliver = _DELIVER.unpack_from
-        deliver_size = _DELIVER.size
-        guarantee_of = _GUARANTEE_OF
         frame_max = self._frame_max
         shortest = header_size - 4
         view = memoryview(buf)  # released before returning: feed() resizes the buffer
         try:
             while size - pos >= header_size:
-                length, kind, rid = unpack_header(buf, pos)
+                length, frame_kind, rid = unpack_header(buf, pos)
                 if length > frame_max or length < shortest:
                     view.release()  # _fail() clears the buffer: no view may be left on it
                     self._pos = pos
@@ -680,23 +671,15 @@ class FrameDecoder:
                 end = pos + 4 + length
                 if size < end:
                     break
-                if kind != 128:
+                if frame_kind != kind or rid != 0:
                     self._pos = pos
                     view.release()
                     return next(self)
                 start = pos + header_size
-                if rid != 0:
-                    raise FrameError(f"notification DeliverNote with request id {rid}")
-                _check(start + deliver_size <= end, "frame ends inside DeliverNote")
-                nodeid, pid, g = unpack_deliver(buf, start)
-                guarantee = guarantee_of.get(g)
-                if guarantee is None:
-                    raise FrameError(f"unknown guarantee {g}")
-                groups, at = _groups_at(buf, start + deliver_size, end)
-                if end - at > DATA_MAX:
-                    raise FrameError(f"data of {end - at} bytes; the limit is {DATA_MAX}")
-                append(make_delivery(nodeid, pid, groups, bytes(view[at:end]), guarantee))
                 pos = end
+                self._pos = pos  # ``take`` may look at the decoder (a refusal ends the read)
+                if not take(view, start, end):
+                    break
         except FrameError as exc:
             view.release()
             self._fail(exc)
