@@ -475,7 +475,7 @@ class _Connection(asyncio.Protocol):
                 reply = Ok(rid)
             elif isinstance(frame, Mcast):
                 if rid == 0:
-                    return self.windowed(h, frame)
+                    return self.accept_windowed(frame.groups, frame.guarantee, frame.data)
                 service.mcast(h, frame.groups, frame.data, frame.guarantee)
                 reply = Ok(rid)
             elif isinstance(frame, MembershipGet):
@@ -521,7 +521,9 @@ class _Connection(asyncio.Protocol):
     def accept_windowed(
         self, groups: tuple[bytes, ...] | None, guarantee: Guarantee, data: bytes
     ) -> bool:
-        """``take_mcasts``'s callback: one windowed send, as ``windowed`` takes it."""
+        """One windowed send (``take_mcasts``'s callback, and ``request``'s for those that
+        come in the read that carried Hello): no reply; a refusal means the client broke the
+        protocol and ends the connection."""
         h = self.handle
         assert h is not None  # only called once Hello made the handle
         self.windowed_taken += 1
@@ -536,19 +538,6 @@ class _Connection(asyncio.Protocol):
             self.server.counters["internal errors"] += 1
             log.exception("IPC windowed send failed")
             self.disconnect(Error(0, ErrorCode.ERROR, f"internal error of the evs daemon: {exc}"))
-            return False
-        return True
-
-    def windowed(self, h: Handle, frame: Mcast) -> bool:
-        """A windowed send: no reply; a refusal means the client broke the protocol."""
-        try:
-            self.server.host.windows.mcast(
-                h, frame.groups, frame.data, frame.guarantee, mcast_cost(len(frame.data))
-            )
-        except InvalidArgument as exc:
-            self.server.counters["windowed sends refused"] += 1
-            log.warning("IPC client pid %d: windowed send refused: %s", self.pid, exc)
-            self.disconnect(Error(0, ErrorCode.INVALID_ARGUMENT, f"a send was refused: {exc}"))
             return False
         return True
 
