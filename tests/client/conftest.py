@@ -32,10 +32,16 @@ class FakeHost:
     """A ServiceHost whose core delivers each submitted message at once, to this node."""
 
     def __init__(
-        self, *, handle_queue_bytes: int = HANDLE_QUEUE_BYTES, send_window: int = SEND_WINDOW
+        self,
+        *,
+        handle_queue_bytes: int = HANDLE_QUEUE_BYTES,
+        send_window: int = SEND_WINDOW,
+        reader_hold_ms: float = 0.0,
     ) -> None:
         self.nodeid = 1
-        self.service = EvsService(1, self.submit, handle_queue_bytes=handle_queue_bytes)
+        self.service = EvsService(
+            1, self.submit, handle_queue_bytes=handle_queue_bytes, reader_hold_ms=reader_hold_ms
+        )
         self.windows = SendWindows(self.service, send_window)
         self.server: IpcServer | None = None
         #: submit raises TryAgain while set (a full send queue).
@@ -59,6 +65,8 @@ class FakeHost:
 
     def step(self, events: list[CoreEvent]) -> None:
         """One step of the runtime: the core's events to the service, then the server pumps."""
+        if self.service.readers_due:  # as the executive does; the give-up timer is not here
+            self.service.check_readers(time.monotonic() * 1000.0)
         if not self.full:
             self.windows.drain()
         events = self.queued + events

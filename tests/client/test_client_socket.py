@@ -412,6 +412,65 @@ def test_a_client_that_never_reads_gets_goodbye(sock_path: Path) -> None:
         d.stop()
 
 
+def _hold_until_blocked(d: Daemon, lazy: evs.Client, sender: evs.Client) -> int:
+    """Fill ``lazy``'s queues from ``sender`` until the node holds the sender; how many went."""
+    lazy.join(["g"])
+    for i in range(1000):  # 4 MB at most: far past every bound below if nothing held
+        try:
+            sender.mcast_groups(["g"], b"%06d" % i + bytes(4090), timeout=0.5)
+        except evs.TryAgain:
+            assert d.run(lambda: d.host.service.sends_held)
+            assert d.counter("overflow disconnects") == 0
+            return i
+    raise AssertionError("the sender was never held for its node's lagging reader")
+
+
+def _holding_daemon(sock_path: Path) -> Daemon:
+    host = FakeHost(handle_queue_bytes=64 << 10, send_window=16 << 10, reader_hold_ms=60000)
+    return Daemon(sock_path, host, client_queue_bytes=64 << 10)
+
+
+def test_a_held_sender_goes_on_as_soon_as_the_lagging_reader_reads(sock_path: Path) -> None:
+    """The fake host runs no step on its own: only the reader's drained socket
+    (``resume_writing``) can end the hold and send the sender its credit."""
+    d = _holding_daemon(sock_path)
+    try:
+        with evs.Client(sock_path) as lazy, evs.Client(sock_path) as sender:
+            sent = _hold_until_blocked(d, lazy, sender)
+            got: list[bytes] = []
+            for e in lazy.events(timeout=5):
+                if isinstance(e, Delivery):
+                    got.append(e.data[:6])
+                    if len(got) == sent:
+                        break
+            assert got == [b"%06d" % i for i in range(sent)]
+            sender.mcast_groups(["g"], b"after", timeout=5)
+            assert not d.run(lambda: d.host.service.sends_held)
+            for e in lazy.events(timeout=5):
+                if isinstance(e, Delivery):
+                    assert e.data == b"after"
+                    break
+    finally:
+        d.stop()
+
+
+def test_a_held_sender_goes_on_when_the_lagging_reader_disconnects(sock_path: Path) -> None:
+    d = _holding_daemon(sock_path)
+    try:
+        with evs.Client(sock_path) as sender:
+            lazy = evs.Client(sock_path)
+            _hold_until_blocked(d, lazy, sender)
+            lazy.close()
+            sender.mcast_groups(["g"], b"after", timeout=5)
+            # (Closing, the library lets the executive drain what it still had: the held
+            # sends may fill the closing reader's queues once more before its end is seen.)
+            wait_until(lambda: not d.run(lambda: d.host.service.sends_held))
+            assert d.run(lambda: len(d.host.service.handles)) == 1
+            assert d.counter("overflow disconnects") == 0
+    finally:
+        d.stop()
+
+
 def test_a_slow_reader_gets_everything_in_order_once_it_reads(sock_path: Path) -> None:
     """Events wait in the handle while the transport is full, and flow again on drain."""
     d = Daemon(sock_path, client_queue_bytes=8 << 10)

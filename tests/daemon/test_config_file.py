@@ -64,6 +64,7 @@ def test_minimal_file_takes_every_default(tmp_path: Path) -> None:
     assert c.ipc.allowed_uids == c.ipc.allowed_gids == ()
     assert c.ipc.client_queue_bytes == 8 << 20
     assert c.ipc.send_window_bytes == 1 << 20
+    assert c.ipc.reader_hold_ms == 1000
     assert c.crypto.cipher == "chacha20-poly1305"  # wire security unless a file says "none"
     assert c.crypto.key_file == Path("/etc/evs/authkey")
     assert c.logging.level == "info"
@@ -121,6 +122,7 @@ allowed_uids = [1000, 1001]
 allowed_gids = [50]
 client_queue_bytes = 131072
 send_window_bytes = 65536
+reader_hold_ms = 250
 
 [crypto]
 cipher = "none"
@@ -152,6 +154,7 @@ dir = "/var/lib/x"
     assert (c.ipc.allowed_uids, c.ipc.allowed_gids) == ((1000, 1001), (50,))
     assert c.ipc.client_queue_bytes == 131072
     assert c.ipc.send_window_bytes == 65536
+    assert c.ipc.reader_hold_ms == 250
     assert c.crypto.key_file == Path("/etc/x/key")
     assert (c.logging.level, c.logging.file) == ("debug", Path("/var/log/evs.log"))
     assert c.trace_path == Path("/var/log/evs.trace")
@@ -311,6 +314,8 @@ def test_own_node_refusals(tmp_path: Path, text: str, expected: str) -> None:
         ),
         ("ipc", "allowed_gids = 5", "ipc.allowed_gids: must be a list of integers, got an integer"),
         ("ipc", "send_window_bytes = 100", "ipc.send_window_bytes"),
+        ("ipc", "reader_hold_ms = -1", "ipc.reader_hold_ms"),
+        ("ipc", "reader_hold_ms = 60001", "ipc.reader_hold_ms"),
         (
             "ipc",
             "client_queue_bytes = 100000",

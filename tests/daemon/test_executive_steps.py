@@ -70,3 +70,35 @@ def test_with_a_trace_the_events_are_logged_before_the_datagrams_leave(
 ) -> None:
     exe.trace = TraceWriter(tmp_path / "trace.jsonl", append=False, validate=False)
     assert record_step(exe) == ["events", "send 2"]
+
+
+def test_the_ipc_section_reaches_the_service_and_the_server(tmp_path: Path) -> None:
+    """``[ipc] client_queue_bytes`` bounds both the handle's queue and the socket's buffer
+    (it once reached only the handle), and ``reader_hold_ms`` the service's hold."""
+    text = render_config(
+        1,
+        {1: ("127.0.0.1", 5405)},
+        socket=tmp_path / "evs.sock",
+        state_dir=tmp_path / "state",
+        cipher="none",
+    )
+    text = text.replace("[ipc]\n", "[ipc]\nclient_queue_bytes = 2097152\nreader_hold_ms = 70\n")
+    (tmp_path / "evs.toml").write_text(text)
+    executive = Executive(load_config(tmp_path / "evs.toml"))
+
+    async def run() -> tuple[int, int, float]:
+        await executive.start()
+        try:
+            assert executive.server is not None
+            return (
+                executive.server.client_queue_bytes,
+                executive.service.handle_queue_bytes,
+                executive.service.reader_hold_ms,
+            )
+        finally:
+            await executive.stop(graceful=False)
+
+    try:
+        assert asyncio.run(run()) == (2 << 20, 2 << 20, 70)
+    finally:
+        executive.state_dir.close()

@@ -57,6 +57,7 @@ class LocalCluster:
         lab: NetLab | None = None,
         profile_dir: Path | None = None,
         cipher: str = DEFAULT_CIPHER,
+        extra_ipc: str = "",
     ) -> None:
         self.root = root
         self.cipher = cipher
@@ -90,7 +91,7 @@ class LocalCluster:
                 + (f'mcast_addr = "{mcast_addr}"\n' if mode == "udp" else "")
                 + (f"netmtu = {netmtu}\n" if netmtu is not None else "")
                 + f"\n{node_list}\n"
-                f'[ipc]\nsocket = "{d / "evs.sock"}"\n\n'
+                f'[ipc]\nsocket = "{d / "evs.sock"}"\n{extra_ipc}\n'
                 f'[state]\ndir = "{d / "state"}"\n\n'
                 f"{crypto}\n"
                 f'[logging]\nlevel = "info"\nfile = "{d / "evs.log"}"\n\n'

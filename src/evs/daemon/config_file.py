@@ -63,6 +63,8 @@ DEFAULT_SOCKET_BUFFER = 4 << 20
 #: Bytes of undelivered events one IPC client may have queued before it is disconnected.
 DEFAULT_CLIENT_QUEUE_BYTES = 8 << 20
 DEFAULT_SEND_WINDOW_BYTES = 1 << 20
+#: Longest hold of a node's client sends while one of its clients catches up (ms).
+DEFAULT_READER_HOLD_MS = 1000
 _NODEID_MAX = (1 << 32) - 1  # node ids are u32 on the wire, 0 means "every node"
 _BUFFER_RANGE = (4096, 1 << 30)
 _LEVELS = ("debug", "info", "warning", "error")
@@ -122,6 +124,9 @@ class IpcSection:
     client_queue_bytes: int = DEFAULT_CLIENT_QUEUE_BYTES
     #: Bytes of messages one client may stream before the executive has taken them.
     send_window_bytes: int = DEFAULT_SEND_WINDOW_BYTES
+    #: How long this node's client sends may wait for a client that is more than half its
+    #: queue behind (``EvsService.check_readers``); 0 never waits.
+    reader_hold_ms: int = DEFAULT_READER_HOLD_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +339,14 @@ def _build(file: str, base: Path, doc: dict[str, Any]) -> DaemonConfig:
 
     ipc = table(
         "ipc",
-        ("socket", "allowed_uids", "allowed_gids", "client_queue_bytes", "send_window_bytes"),
+        (
+            "socket",
+            "allowed_uids",
+            "allowed_gids",
+            "client_queue_bytes",
+            "send_window_bytes",
+            "reader_hold_ms",
+        ),
     )
     ipc_section = IpcSection(
         socket=ipc.required_path("socket", DEFAULT_SOCKET, base),
@@ -346,6 +358,7 @@ def _build(file: str, base: Path, doc: dict[str, Any]) -> DaemonConfig:
         send_window_bytes=ipc.integer(
             "send_window_bytes", DEFAULT_SEND_WINDOW_BYTES, 4096, 1 << 30
         ),
+        reader_hold_ms=ipc.integer("reader_hold_ms", DEFAULT_READER_HOLD_MS, 0, 60000),
     )
     if ipc_section.client_queue_bytes < totem_cfg.max_message_size:
         raise ipc.fail(

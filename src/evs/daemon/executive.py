@@ -69,6 +69,7 @@ class Executive:
             max_message_size=totem.max_message_size,
             handle_queue_bytes=cfg.ipc.client_queue_bytes,
             traced=bool(cfg.trace_path),
+            reader_hold_ms=cfg.ipc.reader_hold_ms,
         )
         self.windows = SendWindows(self.service, cfg.ipc.send_window_bytes)
         try:
@@ -120,6 +121,8 @@ class Executive:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        #: Wakes ``_after`` when a hold of the sends for a local reader gives up.
+        self._hold_timer: asyncio.TimerHandle | None = None
         self._loopback_scheduled = False
         self._started_at = 0.0
         self.stopped = asyncio.Event()
@@ -143,6 +146,7 @@ class Executive:
                 ipc.socket,
                 allowed_uids=ipc.allowed_uids,
                 allowed_gids=ipc.allowed_gids,
+                client_queue_bytes=ipc.client_queue_bytes,
             )
             await self.server.start()
         log.info(
@@ -175,6 +179,9 @@ class Executive:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
         if self.server is not None:
             await self.server.close()
         self.transport.close()
@@ -240,6 +247,9 @@ class Executive:
     def _after(self) -> None:
         loop = self._loop
         assert loop is not None
+        service = self.service
+        if service.readers_due:
+            self._check_readers(loop)
         if self.windows.waiting:
             self.windows.drain()  # the step may have made room in the core's send queue
         transport = self.transport
@@ -274,6 +284,20 @@ class Executive:
             self.server.pump()
         for observer in self.observers:
             observer()
+
+    def _check_readers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hold or release this node's client sends for a lagging local reader (service)."""
+        until = self.service.check_readers(self.now())
+        timer = self._hold_timer
+        if timer is not None and (until is None or timer.when() != until / 1000.0):
+            timer.cancel()
+            timer = self._hold_timer = None
+        if until is not None and timer is None:
+            self._hold_timer = loop.call_at(until / 1000.0, self._on_hold_timer)
+
+    def _on_hold_timer(self) -> None:
+        self._hold_timer = None
+        self._after()
 
     def _record(self, traced: list[Traced]) -> None:
         trace = self.trace
@@ -384,6 +408,7 @@ class Executive:
                 "messages": proc.packer.queued_messages(),
                 "bytes": proc.packer.queued_bytes(),
                 "held_for_room": self.windows.waiting,
+                "held_for_readers": self.service.sends_held,
             },
             "transport": {
                 "mode": self.cfg.transport.mode,

@@ -15,9 +15,12 @@ Back-pressure both ways: the server takes events from a handle only while the cl
 transport buffer is under ``client_queue_bytes``; the rest waits in the handle's queue (bounded
 by the service) until the transport drains (``resume_writing``). A client that never reads
 therefore fills its handle queue, the service marks it overflowed, and the server says Goodbye
-with the reason and disconnects it; the ring never waits. A malformed or oversized frame or a
-disconnect in mid-frame is counted in ``counters`` and ends only that connection. The handle is
-closed however the connection ends.
+with the reason and disconnects it; the ring never waits. A client that only lags is waited
+for by its own node (``EvsService.check_readers``, run by the host at every step): the server
+asks the host for a step as soon as such a client's socket drains or its connection ends, so
+held senders go on at once. A malformed or oversized frame or a disconnect in mid-frame is
+counted in ``counters`` and ends only that connection. The handle is closed however the
+connection ends.
 
 Use from the daemon (the host owns the service, the core and the loop)::
 
@@ -170,6 +173,8 @@ class IpcServer:
         self._by_handle: dict[int, _Connection] = {}
         self._dirty: set[_Connection] = set()
         self._all_gone: asyncio.Event | None = None
+        #: ``close`` has begun: connections ending now are not news for the host.
+        self.stopping = False
 
     @property
     def clients(self) -> int:
@@ -224,6 +229,7 @@ class IpcServer:
 
     async def close(self, reason: str = "the evs daemon is shutting down") -> None:
         """Stop listening, say Goodbye to every client, wait for them (bounded), remove the file."""
+        self.stopping = True
         if self._server is not None:
             self._server.close()
         for conn in list(self._conns):
@@ -401,6 +407,8 @@ class _Connection(asyncio.Protocol):
             self._abort_timer.cancel()
         self.release_handle()
         self.server._forget(self)
+        if self.service.sends_held and not self.server.stopping:
+            self.server.host.after_request()  # the reader held for may be this one
 
     def _read_rest(self) -> bytes:
         """What is still in the socket (after a failed write the transport stops reading)."""
@@ -454,6 +462,10 @@ class _Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.paused = False
         self.flush()
+        if self.service.sends_held:
+            # The client read: its queue shrank. The host re-checks now rather than at the
+            # ring's next step, which may be a token hold away when only this node sends.
+            self.server.host.after_request()
 
     # ---------------------------------------------------------------- requests
 

@@ -7,9 +7,11 @@ counts ``evs.ipc.messages.mcast_cost``, which its client counts alike). Within
 it the executive accepts every message: it is checked at once (groups resolved, size, guarantee;
 a refusal means the client broke its own library's checks), then handed to the core, or, if the
 core's send queue is full, kept here in arrival order across all handles and handed over as
-soon as the queue has room (``drain``, run by the I/O layer before each step). The window's
-bytes go back to the client (``take_credits``) only when the core has the message, so what
-waits here per handle never exceeds the window, and a client that sends past it is refused.
+soon as the queue has room (``drain``, run by the I/O layer before each step); while the
+service holds this node's sends for a lagging local reader (``sends_held``) they wait here
+too. The window's bytes go back to the client (``take_credits``) only when the core has the
+message, so what waits here per handle never exceeds the window, and a client that sends past
+it is refused.
 
 Nothing accepted is dropped: the messages of a handle that closes still go to the core, in
 their place. Order per handle is kept because a handle's new message never overtakes a waiting
@@ -79,7 +81,7 @@ class SendWindows:
                 f"the client sent past its send window: {held} bytes were waiting at the "
                 f"executive and a message costing {cost} came; the window is {self.window} bytes"
             )
-        if not self._waiting:
+        if not self._waiting and not service.sends_held:
             try:
                 service.submit_checked(h, names, body, g, room_again=False)
             except TryAgain:
@@ -94,6 +96,8 @@ class SendWindows:
     def drain(self) -> int:
         """Hand waiting messages to the core while it takes them; how many it took."""
         waiting = self._waiting
+        if self.service.sends_held:
+            return 0  # a local reader is catching up (EvsService.check_readers)
         submit = self.service.submit_checked
         taken = 0
         while waiting:

@@ -27,6 +27,15 @@ core does not carry:
 - Back-pressure. ``mcast`` raises ``TryAgain`` when the core's send queue is full and records
   the handle as waiting; once the core reports a message wholly on the ring (``Sent``) the
   waiting handles are listed in ``room_again`` so a blocked sender retries without polling.
+- Local readers first (``reader_hold_ms``, off by default here; the executive turns it on).
+  A handle more than half its queue behind makes the node hold its own clients' sends
+  (``sends_held``: TryAgain, and ``SendWindows`` keeps windowed sends) until every handle is
+  back under a quarter; a reader that lags on a loaded machine then catches up instead of
+  being cut off, at the cost of this node's senders waiting, as a TCP writer waits for its
+  reader. The ring itself never waits: other nodes keep sending. A hold lasts at most
+  ``reader_hold_ms``: then the handles still behind are no longer waited for (until they
+  catch up) and the queue bound applies to them as before. ``check_readers`` decides, with
+  the caller's clock; ``_push`` only flags that a handle crossed the mark.
 """
 
 from __future__ import annotations
@@ -189,6 +198,7 @@ class EvsService:
         max_message_size: int = 1 << 20,
         handle_queue_bytes: int = HANDLE_QUEUE_BYTES,
         traced: bool = True,
+        reader_hold_ms: float = 0.0,
     ) -> None:
         self.nodeid = nodeid
         #: Name every message (``nodeid:incarnation:counter``) and return its deliveries and
@@ -200,6 +210,18 @@ class EvsService:
         #: Largest application payload (the core's limit less the service header).
         self.max_data = max_message_size - SIZE
         self.handle_queue_bytes = handle_queue_bytes
+        #: Longest hold of this node's sends for a lagging local reader (0: never hold).
+        self.reader_hold_ms = reader_hold_ms
+        #: A handle past this many queued bytes starts a hold; under ``_hold_low`` it is caught up.
+        self._hold_high = handle_queue_bytes // 2 if reader_hold_ms > 0 else 1 << 62
+        self._hold_low = handle_queue_bytes // 4
+        #: This node's client sends wait (TryAgain / held in ``SendWindows``) for a local reader.
+        self.sends_held = False
+        #: Some handle crossed ``_hold_high`` since the last ``check_readers``.
+        self.readers_behind = False
+        self._hold_since = 0.0
+        #: Handles a hold gave up on (it lasted ``reader_hold_ms``), until they catch up.
+        self._not_waited: set[int] = set()
         self.handles: dict[int, Handle] = {}
         self._next_handle = 1
         self._counter = 0
@@ -225,6 +247,8 @@ class EvsService:
             "foreign messages dropped": 0,
             "sends held for room": 0,
             "held sends the core refused": 0,
+            "send holds for local readers": 0,
+            "local readers no longer waited for": 0,
         }
 
     # ------------------------------------------------------------------ handles
@@ -334,6 +358,11 @@ class EvsService:
         counter = self._counter
         payload = _HEADER.pack(_VERSION, 0, h.pid, self.incarnation, counter) + data
         try:
+            if self.sends_held:
+                raise TryAgain(
+                    "this node holds its clients' sends while one of its clients catches up "
+                    "with its deliveries"
+                )
             number = self._submit(names, payload, guarantee)
         except TryAgain:
             self.counters["try again"] += 1
@@ -447,6 +476,8 @@ class EvsService:
         h.events.append(ev)
         h.queued_bytes += _cost(ev)
         self._ready[h.id] = h
+        if h.queued_bytes > self._hold_high:
+            self.readers_behind = True
         if h.queued_bytes > self.handle_queue_bytes:
             h.overflowed = (
                 f"the client did not read its events: {h.queued_bytes} bytes were waiting, "
@@ -455,11 +486,63 @@ class EvsService:
             self.counters["handles overflowed"] += 1
 
     def _wake_waiting(self) -> None:
+        if self.sends_held:
+            return  # they would only get TryAgain again; the hold's end wakes them
         for h in self._room:
             h.waiting_room = False
         # _room stays listed until take_room_again; new TryAgains append again.
 
     # ------------------------------------------------------------------ for the I/O layer
+
+    @property
+    def readers_due(self) -> bool:
+        """``check_readers`` has something to decide (else it would return None at once)."""
+        return self.readers_behind or self.sends_held or bool(self._not_waited)
+
+    def check_readers(self, now: float) -> float | None:
+        """Start or end the hold of this node's sends (see the module docstring); ``now`` in
+        ms. Returns when the current hold gives up (call again then), or None if not held.
+
+        Cheap unless a handle crossed half its queue, a hold is on, or a reader was given up
+        on: the caller may run it after every step."""
+        if not self.readers_due:
+            return None
+        self.readers_behind = False
+        low = self._hold_low
+        not_waited = self._not_waited
+        lagging: list[Handle] = []
+        for h in self.handles.values():
+            if h.overflowed is not None:
+                not_waited.discard(h.id)
+                continue
+            q = h.queued_bytes
+            if h.id in not_waited:
+                if q <= low:
+                    not_waited.discard(h.id)
+            elif q > low and (self.sends_held or q > self._hold_high):
+                lagging.append(h)
+        if not_waited:
+            not_waited.intersection_update(self.handles)
+        if not lagging:
+            if self.sends_held:
+                self._release()
+            return None
+        if not self.sends_held:
+            self.sends_held = True
+            self._hold_since = now
+            self.counters["send holds for local readers"] += 1
+        deadline = self._hold_since + self.reader_hold_ms
+        if now < deadline:  # (a timer at the deadline may fire a hair early: check again)
+            return deadline
+        for h in lagging:
+            not_waited.add(h.id)
+            self.counters["local readers no longer waited for"] += 1
+        self._release()
+        return None
+
+    def _release(self) -> None:
+        self.sends_held = False
+        self._wake_waiting()
 
     def take_ready(self) -> list[Handle]:
         """Handles that got events (or overflowed) since the last call."""
