@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from evs.cli._cluster import free_port
 from evs.daemon.config_file import load_config, render_config
 from evs.daemon.executive import Executive
 from evs.totem.events import Notice
@@ -77,7 +78,7 @@ def test_the_ipc_section_reaches_the_service_and_the_server(tmp_path: Path) -> N
     (it once reached only the handle), and ``reader_hold_ms`` the service's hold."""
     text = render_config(
         1,
-        {1: ("127.0.0.1", 5405)},
+        {1: ("127.0.0.1", free_port())},
         socket=tmp_path / "evs.sock",
         state_dir=tmp_path / "state",
         cipher="none",

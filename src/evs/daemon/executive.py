@@ -165,6 +165,15 @@ class Executive:
                 "port %d can disturb the ring, and anyone on the path can read every message",
                 self.cfg.transport.port,
             )
+        queue_max = self.proc.config.queue_bytes_max
+        if self.cfg.ipc.reader_hold_ms and self.cfg.ipc.client_queue_bytes < 2 * queue_max:
+            log.warning(
+                "[ipc] client_queue_bytes (%d) is under twice [totem] queue_bytes_max (%d): "
+                "what the core still holds when a lagging client makes this node hold its "
+                "sends can cut that client off anyway",
+                self.cfg.ipc.client_queue_bytes,
+                queue_max,
+            )
         self.driver.start(self.now())
         self._after()
 
@@ -179,11 +188,12 @@ class Executive:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._hold_timer is not None:
-            self._hold_timer.cancel()
-            self._hold_timer = None
         if self.server is not None:
-            await self.server.close()
+            await self.server.close()  # (its clients' last requests may still run steps)
+        for timer in (self._timer, self._hold_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._hold_timer = None
         self.transport.close()
         if self.trace is not None:
             self.trace.close()

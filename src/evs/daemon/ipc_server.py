@@ -462,7 +462,7 @@ class _Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.paused = False
         self.flush()
-        if self.service.sends_held:
+        if self.service.sends_held and not self.closing and not self.server.stopping:
             # The client read: its queue shrank. The host re-checks now rather than at the
             # ring's next step, which may be a token hold away when only this node sends.
             self.server.host.after_request()

@@ -213,7 +213,7 @@ class EvsService:
         #: Longest hold of this node's sends for a lagging local reader (0: never hold).
         self.reader_hold_ms = reader_hold_ms
         #: A handle past this many queued bytes starts a hold; under ``_hold_low`` it is caught up.
-        self._hold_high = handle_queue_bytes // 2 if reader_hold_ms > 0 else 1 << 62
+        self._hold_high = handle_queue_bytes // 2 if reader_hold_ms > 0 else handle_queue_bytes
         self._hold_low = handle_queue_bytes // 4
         #: This node's client sends wait (TryAgain / held in ``SendWindows``) for a local reader.
         self.sends_held = False
@@ -476,14 +476,14 @@ class EvsService:
         h.events.append(ev)
         h.queued_bytes += _cost(ev)
         self._ready[h.id] = h
-        if h.queued_bytes > self._hold_high:
+        if h.queued_bytes > self._hold_high:  # (the queue bound itself when holds are off)
             self.readers_behind = True
-        if h.queued_bytes > self.handle_queue_bytes:
-            h.overflowed = (
-                f"the client did not read its events: {h.queued_bytes} bytes were waiting, "
-                f"the limit is {self.handle_queue_bytes} bytes"
-            )
-            self.counters["handles overflowed"] += 1
+            if h.queued_bytes > self.handle_queue_bytes:
+                h.overflowed = (
+                    f"the client did not read its events: {h.queued_bytes} bytes were waiting, "
+                    f"the limit is {self.handle_queue_bytes} bytes"
+                )
+                self.counters["handles overflowed"] += 1
 
     def _wake_waiting(self) -> None:
         if self.sends_held:
@@ -507,11 +507,23 @@ class EvsService:
         on: the caller may run it after every step."""
         if not self.readers_due:
             return None
-        self.readers_behind = False
+        if self.reader_hold_ms <= 0:
+            self.readers_behind = False  # (set by an overflow: nothing to hold for)
+            return None
         low = self._hold_low
         not_waited = self._not_waited
+        handles = self.handles
+        if not (self.readers_behind or self.sends_held):
+            # Only readers given up on to follow: look at them alone (this runs every step
+            # while one lags between a quarter and its bound).
+            for hid in list(not_waited):
+                h = handles.get(hid)
+                if h is None or h.overflowed is not None or h.queued_bytes <= low:
+                    not_waited.discard(hid)
+            return None
+        self.readers_behind = False
         lagging: list[Handle] = []
-        for h in self.handles.values():
+        for h in handles.values():
             if h.overflowed is not None:
                 not_waited.discard(h.id)
                 continue
@@ -522,7 +534,7 @@ class EvsService:
             elif q > low and (self.sends_held or q > self._hold_high):
                 lagging.append(h)
         if not_waited:
-            not_waited.intersection_update(self.handles)
+            not_waited.intersection_update(handles)
         if not lagging:
             if self.sends_held:
                 self._release()
