@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,8 @@ def test_tiny_run_reports_and_verifies() -> None:
     assert run["senders"] == "one"
     assert run["verified"] is True
     assert run["violations"] == []
+    # Executive counters that moved during the run (none of these in a healthy tiny run).
+    assert run["executives"] == {}
     sent = run["sent"]["1"]
     assert sent > 0
     assert len(run["receivers"]) == 2
@@ -425,3 +428,53 @@ def test_table_shows_the_network_conditions_and_notes() -> None:
     assert "1 KiB, one sender: node 2: delivered nothing in the window" in text
     row = next(line for line in text.splitlines() if line.startswith("one "))
     assert row.split()[6] == "-"  # no remote p50 known for this point
+
+
+def test_a_killed_run_takes_its_executives_and_namespaces_with_it() -> None:
+    """SIGTERM (kill, timeout) ends a run as Ctrl-C does: the finally that stops the
+    executives and deletes the lab's namespaces runs (it once did not, and a killed run's
+    executives loaded every later measurement)."""
+    why = lab_available(("ip",))
+    if why:
+        pytest.skip(why)
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    argv = [sys.executable, "-m", "evs.cli", "bench", "--netns", "--nodes", "2", "--sizes"]
+    argv += ["64", "--senders", "one", "--seconds", "60", "--cipher", "none"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    prefix = f"evs{proc.pid % 100_000}-"
+    try:
+        daemons: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(daemons) < 2:  # both executives running in the run's namespaces
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run's executives never started"
+            time.sleep(0.1)
+            daemons = [
+                int(pid)
+                for n in (1, 2)
+                for pid in subprocess.run(
+                    ["ip", "netns", "pids", f"{prefix}n{n}"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout.split()
+            ]
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert b"interrupted by SIGTERM" in err
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    assert prefix not in left.stdout
+    for pid in daemons:
+        assert not Path(f"/proc/{pid}").exists() or b"zombie" in _status(pid), pid
+
+
+def _status(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/status").read_bytes().lower()
+    except OSError:
+        return b"zombie"

@@ -4,7 +4,9 @@ Theory of operation: ``Bench`` owns the cluster (and the lab with ``--netns``), 
 client processes of each run with the ``fork`` start method (the coordinator has no threads
 and no open client, so forking is safe and costs milliseconds, where ``spawn`` would re-import
 the library per process), steers them over pipes, and aggregates what they report. It never
-holds a client itself: its own CPU use is a progress line four times a second.
+holds a client across a fork: it only asks each executive for its counters before and after
+a run's window (``executives`` in the report), and its own CPU use is otherwise a progress
+line four times a second.
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ __all__ = ["Bench", "BenchError", "size_label", "table"]
 
 #: Seconds for the receivers of a run to see the full ring.
 READY_S = 90.0
+#: Executive counters a run reports (``executives``) when they moved during it: why a run's
+#: figures are what they are, e.g. a sender held for its node's lagging receiver.
+EXEC_COUNTERS = (
+    "send holds for local readers",
+    "local readers no longer waited for",
+    "ipc overflow disconnects",
+)
 
 
 class BenchError(Exception):
@@ -254,6 +263,7 @@ class Bench:
                 _, conn = self._fork(sender_main, spec)
                 send[key] = conn
         _expect(send, "ready", READY_S, "sender")
+        exec0 = self._exec_counters()
         daemon_cpu0 = _cpu_seconds([cluster.pid(n) for n in self.ids])
         net0 = self._net_counters()
         t0 = time.monotonic() + 0.3
@@ -358,8 +368,37 @@ class Bench:
         )
         if net0 is not None and net1 is not None:
             run["network"] = {k: net1[k] - net0[k] for k in net0}
+        exec1 = self._exec_counters()
+        moved = {
+            str(n): {k: v - exec0[n][k] for k, v in c.items() if v != exec0[n][k]}
+            for n, c in exec1.items()
+            if n in exec0
+        }
+        run["executives"] = {n: c for n, c in moved.items() if c}
+        for n, c in run["executives"].items():
+            holds = c.get("send holds for local readers", 0)
+            if holds:
+                run["notes"].append(
+                    f"node {n} held its senders {holds} times for a lagging local receiver"
+                )
         run["notes"] = stalls + run["notes"]
         return run
+
+    def _exec_counters(self) -> dict[int, dict[str, int]]:
+        """``EXEC_COUNTERS`` of every executive that answers (a status request each)."""
+        from evs.client.sync_client import Client  # noqa: PLC0415 - see the module docstring
+        from evs.errors import EvsError  # noqa: PLC0415
+
+        assert self.cluster is not None
+        out: dict[int, dict[str, int]] = {}
+        for n in self.ids:
+            try:
+                with Client(self.cluster.socket(n)) as c:
+                    counters = c.status()["counters"]
+            except (EvsError, OSError, KeyError, TypeError):
+                continue  # the run's other figures say what happened to that executive
+            out[n] = {k: int(counters.get(k, 0)) for k in EXEC_COUNTERS}
+        return out
 
     def _net_counters(self) -> dict[str, int] | None:
         """What the lab's loss rules and rate caps did so far, summed over every node."""

@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
+from types import FrameType
 from typing import Any
 
 from evs.crypto.names import CIPHERS, DEFAULT_CIPHER
@@ -309,6 +311,10 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def run(args: argparse.Namespace) -> int:
     why = _check_args(args)
     if why:
@@ -317,16 +323,25 @@ def run(args: argparse.Namespace) -> int:
     from evs.cli._bench_run import Bench, BenchError, table  # noqa: PLC0415
 
     bench = Bench(args, parse_sizes(args.sizes))
+    # kill/timeout (SIGTERM) and a closed terminal (SIGHUP) end the run like Ctrl-C does, so
+    # that its executives, clients and lab namespaces go with it (they once outlived a killed
+    # run and loaded the next measurements).
+    previous = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         report = bench.run()
     except BenchError as exc:
         print(f"evs bench: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\nevs bench: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        by = f" by {exc.args[0]}" if exc.args else ""
+        print(
+            f"\nevs bench: interrupted{by}; its executives and namespaces are gone", file=sys.stderr
+        )
         return 130
     finally:
         bench.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if args.json:
         import json  # noqa: PLC0415
 
