@@ -9,12 +9,13 @@ transport sends a step's datagrams in runs and reads them coalesced where the ke
 How: two network namespaces joined by a veth pair (MTU 1500), a receiver in one and a sender
 in the other, each a child process; the sender sends ``--count`` datagrams of ``--size``
 bytes one per ``sendto`` or in runs of N per ``sendmsg``; the receiver reads with or without
-UDP_GRO. Each prints its CPU time (user + system) per datagram. ``wire`` rows set
-``gso_max_segs 1`` on the veth, so the kernel cuts each run into datagrams before it leaves (as
-``evs bench --netns`` does; a physical NIC without segmentation offload behaves alike). Root
-only; the namespaces are removed at the end.
+UDP_GRO; last, one ``sendto`` per ``--big`` datagram, which the kernel cuts into IP fragments
+(what a ``netmtu`` of 9000 costs on 1500-byte links). Each prints its CPU time (user + system)
+per datagram. ``wire`` rows set ``gso_max_segs 1`` on the veth, so the kernel cuts each run
+into datagrams before it leaves (as ``evs bench --netns`` does; a physical NIC without
+segmentation offload behaves alike). Root only; the namespaces are removed at the end.
 
-    .venv/bin/python benchmarks/udp_batching.py [--count 200000] [--size 1472]
+    .venv/bin/python benchmarks/udp_batching.py [--count 200000] [--size 1472] [--big 8972]
 """
 
 from __future__ import annotations
@@ -109,6 +110,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200_000)
     parser.add_argument("--size", type=int, default=1472, help="datagram bytes (<= 1472)")
+    parser.add_argument(
+        "--big",
+        type=int,
+        default=8972,
+        help="also one sendto per datagram of this many bytes, which the kernel cuts into IP "
+        "fragments for the 1500-byte link (a netmtu of 9000 on such links); 0: skip",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -120,35 +128,41 @@ def main() -> None:
         return
     if os.geteuid() != 0:
         sys.exit("udp_batching: needs root (it builds two network namespaces)")
-    me = [sys.executable, __file__, "--count", str(args.count), "--size", str(args.size)]
     print(f"{args.count} datagrams of {args.size} B over a veth pair; CPU us per datagram")
     print(f"{'link':5} {'send':10} {'read':6} {'sender':>7} {'receiver':>9} {'reads':>8}")
     try:
         for wire in (False, True):
             _lab(wire)
-            for run in (1, 8, 32):
-                for gro in (False, True):
-                    read = "gro" if gro else "single"
-                    rx = subprocess.Popen(
-                        ["ip", "netns", "exec", NS[1], *me, "--child", "recv", read],
-                        stdout=subprocess.PIPE,
-                        text=True,
-                    )
-                    time.sleep(0.3)  # the receiver binds first
-                    tx = subprocess.run(
-                        ["ip", "netns", "exec", NS[0], *me, "--child", "send", str(run)],
-                        capture_output=True,
-                        text=True,
-                        check=True,
-                    )
-                    out, _ = rx.communicate(timeout=120)
-                    rx_us, got, calls = out.split()
-                    how = "sendto" if run == 1 else f"runs of {run}"
-                    print(
-                        f"{'wire' if wire else 'veth':5} {how:10} {read:6} "
-                        f"{float(tx.stdout):7.2f} {float(rx_us):9.2f} {calls:>8} "
-                        f"({got} datagrams arrived)"
-                    )
+            cases = [(run, gro, args.size) for run in (1, 8, 32) for gro in (False, True)]
+            if args.big:
+                cases.append((1, False, args.big))
+            for run, gro, size in cases:
+                read = "gro" if gro else "single"
+                count = args.count if size == args.size else max(1, args.count // 5)
+                child = [sys.executable, __file__, "--count", str(count), "--size", str(size)]
+                child.append("--child")
+                rx = subprocess.Popen(
+                    ["ip", "netns", "exec", NS[1], *child, "recv", read],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                time.sleep(0.3)  # the receiver binds first
+                tx = subprocess.run(
+                    ["ip", "netns", "exec", NS[0], *child, "send", str(run)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                out, _ = rx.communicate(timeout=120)
+                rx_us, got, calls = out.split()
+                how = "sendto" if run == 1 else f"runs of {run}"
+                if size != args.size:
+                    how = f"{size} B"
+                print(
+                    f"{'wire' if wire else 'veth':5} {how:10} {read:6} "
+                    f"{float(tx.stdout):7.2f} {float(rx_us):9.2f} {calls:>8} "
+                    f"({got} datagrams arrived)"
+                )
     finally:
         _teardown()
 
