@@ -79,6 +79,7 @@ def test_status_send_listen_and_signals(make_cluster: Callable[..., LocalCluster
     text = run_evs("status", "--socket", cluster.socket(2))
     assert text.returncode == 0
     assert "node 2: operational" in text.stdout
+    assert "send queue: 0 messages (0 bytes) in the core, 0 held for room\n" in text.stdout
 
     listener = subprocess.Popen(
         [*EVS, "listen", "chat", "--count", "2", "--socket", cluster.socket(1)],

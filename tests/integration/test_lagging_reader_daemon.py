@@ -17,6 +17,7 @@ from apptrace import wait_until
 
 import evs
 from evs.cli._cluster import LocalCluster
+from evs.cli.status import format_status
 
 SIZE = 4096
 EXTRA_TOTEM = "max_message_size = 65536\nqueue_bytes_max = 65536\n"
@@ -96,6 +97,7 @@ def test_a_lagging_reader_holds_its_nodes_sender_and_then_gets_everything(
         assert held, "the sender never waited for its node's lagging reader"
         st = sender.status()
         assert st["send_queue"]["held_for_readers"] is True
+        assert "sends are held while a lagging local client catches up" in format_status(st)
         assert st["send_queue"]["held_for_room"] > 0  # its window's sends wait at the executive
         c = counters(sender)
         assert c["send holds for local readers"] >= 1, c

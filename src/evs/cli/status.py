@@ -63,6 +63,15 @@ def format_status(st: dict[str, Any], *, verbose: bool = False) -> str:
                 )
             if rotation.get("refused"):
                 lines.append(f"key rotation refused: {rotation['refused']}")
+    sq = st.get("send_queue")
+    if sq:
+        line = (
+            f"send queue: {sq.get('messages', 0)} messages ({sq.get('bytes', 0)} bytes) in the "
+            f"core, {sq.get('held_for_room', 0)} held for room"
+        )
+        if sq.get("held_for_readers"):
+            line += "; this node's sends are held while a lagging local client catches up"
+        lines.append(line)
     peers = st.get("peers") or {}
     if peers:
         lines.append(
