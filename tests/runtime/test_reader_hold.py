@@ -6,6 +6,9 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from evs.errors import TryAgain
 from evs.runtime.send_window import SendWindows
@@ -185,3 +188,133 @@ def test_a_closed_or_muted_reader_ends_the_hold() -> None:
     s2.close_handle(reader2)
     assert s2.check_readers(1.0) is None
     assert not held(s2)
+
+
+# ---------------------------------------------------------------------- stateful property
+
+
+class HoldMachine(RuleBasedStateMachine):
+    """Random lags, reads, sends, closes, a core queue that fills, and clock steps against the
+    hold's promises: every accepted send reaches the core once, in each handle's order; a hold
+    never outlasts ``reader_hold_ms`` by a check; without a hold (and with room in the core)
+    nothing waits in the window; a handle's queue stays within its bound unless cut off."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.core = OrderCore()
+        self.s = EvsService(
+            1, self.core.submit, handle_queue_bytes=QUEUE, reader_hold_ms=HOLD_MS, traced=False
+        )
+        self.s.feed([ConfigChange(R1, False, (1, 2), (), (1, 2))])
+        self.w = SendWindows(self.s, 4_000)
+        self.now = 0.0
+        self.accepted: dict[int, list[int]] = {}  # pid -> message numbers, in acceptance order
+        self.next_number = 0
+        self.open: list[Handle] = []
+
+    @initialize()
+    def first_reader(self) -> None:
+        self.open_handle()
+
+    @rule()
+    def open_handle(self) -> None:
+        if len(self.open) < 4:
+            h = self.s.open_handle(pid=100 + len(self.accepted))
+            self.s.join(h, ["g"])
+            self.accepted[h.pid] = []
+            self.open.append(h)
+
+    @rule(i=st.integers(0, 3))
+    def close_handle(self, i: int) -> None:
+        if len(self.open) > 1:
+            self.s.close_handle(self.open.pop(i % len(self.open)))
+
+    @rule(count=st.integers(1, 6))
+    def remote_traffic(self, count: int) -> None:
+        remote(self.s, count)
+
+    @rule(i=st.integers(0, 3), n=st.integers(0, 8))
+    def read(self, i: int, n: int) -> None:
+        self.open[i % len(self.open)].take_events(n)
+
+    @rule(i=st.integers(0, 3), windowed=st.booleans())
+    def send(self, i: int, windowed: bool) -> None:
+        h = self.open[i % len(self.open)]
+        data = b"%08d" % self.next_number
+        if windowed:
+            if self.w.held(h) + 1000 > self.w.window:
+                return  # the library would wait for credit
+            self.w.mcast(h, ["g"], data, A, 1000)
+        else:
+            if self.w.waiting:
+                return  # a sync send must not overtake held windowed ones of its handle
+            try:
+                self.s.mcast(h, ["g"], data, A)
+            except TryAgain:
+                return
+        self.accepted[h.pid].append(self.next_number)
+        self.next_number += 1
+
+    @rule(ms=st.sampled_from([0.0, 1.0, 50.0, HOLD_MS / 2, HOLD_MS]))
+    def step(self, ms: float) -> None:
+        """One executive step: time passes, the hold is decided, the window drains."""
+        self.now += ms
+        until = self.s.check_readers(self.now)
+        if until is not None:
+            assert self.s.sends_held
+            assert self.now < until <= self.now + HOLD_MS
+        self.w.drain()
+        if not self.s.sends_held and not self.core.full:
+            assert self.w.waiting == 0  # nothing waits for a hold that is over
+
+    @rule(full=st.booleans())
+    def core_queue(self, full: bool) -> None:
+        """The core's send queue fills or gets room (windowed sends then wait for it too)."""
+        self.core.full = full
+
+    @invariant()
+    def queues_within_bounds(self) -> None:
+        for h in self.open:
+            assert h.overflowed is not None or h.queued_bytes <= QUEUE
+
+    @invariant()
+    def sends_reach_the_core_once_in_order(self) -> None:
+        got = self.core.by_pid()
+        for pid, numbers in self.accepted.items():
+            sent = got.get(pid, [])
+            assert sent == numbers[: len(sent)]  # a prefix, in order, no duplicate
+
+    def teardown(self) -> None:
+        # A hold that starts now ends within one hold's time: then everything accepted has
+        # reached the core.
+        self.core.full = False
+        for _ in range(2):
+            self.s.check_readers(self.now)
+            self.w.drain()
+            self.now += HOLD_MS
+        assert self.core.by_pid() == {p: n for p, n in self.accepted.items() if n}
+
+
+class OrderCore:
+    """Takes every submit unless ``full``, remembering each message's sender pid and number."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[int, int]] = []
+        self.full = False
+
+    def submit(self, groups: Sequence[bytes], data: bytes, guarantee: Guarantee) -> int:
+        if self.full:
+            raise TryAgain("full")
+        _, _, pid, _, _ = HEADER.unpack_from(data)
+        self.got.append((pid, int(data[SIZE:])))
+        return len(self.got)
+
+    def by_pid(self) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = {}
+        for pid, number in self.got:
+            out.setdefault(pid, []).append(number)
+        return out
+
+
+TestHoldMachine = HoldMachine.TestCase
+TestHoldMachine.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
