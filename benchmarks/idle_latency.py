@@ -1,0 +1,70 @@
+"""Send-to-deliver latency on one node's own client, the ring idle between messages or not.
+
+Why: at low load pyevs's latency is a few process wake-ups (client, executive, executive,
+client) more than protocol; on a virtual machine a wake-up after an idle stretch costs far
+more than one on a busy CPU. This separates the two: real executives on loopback
+(``LocalCluster``, crypto off), a client on node 1 sends one 64-byte message and waits until
+a client on node 1 delivers it, then sleeps ``--gap`` seconds; it prints the median and the
+90th percentile of the round, and the median time of the ``mcast_groups`` call alone.
+
+    .venv/bin/python benchmarks/idle_latency.py [--nodes 1] [--gap 0.05] [--count 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import struct
+import tempfile
+import time
+from pathlib import Path
+
+import evs
+from evs.cli._cluster import LocalCluster
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--gap", type=float, default=0.05, help="seconds between messages")
+    parser.add_argument("--count", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="evs-idle-") as root:
+        cluster = LocalCluster(Path(root), nodes=args.nodes, cipher="none")
+        try:
+            for n in cluster.ids:
+                cluster.start(n)
+            with evs.Client(cluster.socket(1)) as rx, evs.Client(cluster.socket(1)) as tx:
+                rx.join(["g"])
+                deadline = time.monotonic() + 20
+                while len(tx.membership_get().members) != args.nodes:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("idle_latency: the ring did not form in 20 s")
+                    time.sleep(0.05)
+                time.sleep(1.0)  # past the ring's first configuration changes
+                rounds: list[float] = []
+                calls: list[float] = []
+                for i in range(args.count):
+                    t0 = time.monotonic()
+                    tx.mcast_groups(["g"], struct.pack("!I", i) + bytes(60))
+                    calls.append(time.monotonic() - t0)
+                    for e in rx.events(timeout=5):
+                        if isinstance(e, evs.Delivery):
+                            break
+                    else:
+                        raise SystemExit(f"idle_latency: message {i} not delivered in 5 s")
+                    rounds.append(time.monotonic() - t0)
+                    time.sleep(args.gap)
+        finally:
+            cluster.stop_all()
+    rounds.sort()
+    print(
+        f"{args.nodes} node(s), {args.gap * 1000:g} ms between messages, {args.count} messages: "
+        f"p50 {statistics.median(rounds) * 1e6:.0f} us, "
+        f"p90 {rounds[int(0.9 * (len(rounds) - 1))] * 1e6:.0f} us, "
+        f"mcast call p50 {statistics.median(calls) * 1e6:.0f} us"
+    )
+
+
+if __name__ == "__main__":
+    main()
