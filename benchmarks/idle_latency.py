@@ -6,13 +6,18 @@ more than one on a busy CPU. This separates the two: real executives on loopback
 (``LocalCluster``, crypto off), a client on node 1 sends one 64-byte message and waits until
 a client on node 1 delivers it, then sleeps ``--gap`` seconds; it prints the median and the
 90th percentile of the round, and the median time of the ``mcast_groups`` call alone.
+``--raw`` measures the floor instead: a bare 70-byte round trip over a socketpair to a forked
+process waiting in ``epoll``, with the same sleeps.
 
-    .venv/bin/python benchmarks/idle_latency.py [--nodes 1] [--gap 0.05] [--count 200]
+    .venv/bin/python benchmarks/idle_latency.py [--nodes 1] [--gap 0.05] [--count 200] [--raw]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import select
+import socket
 import statistics
 import struct
 import tempfile
@@ -23,12 +28,50 @@ import evs
 from evs.cli._cluster import LocalCluster
 
 
+def raw(gap: float, count: int) -> None:
+    """The floor: a round trip between two processes, no pyevs code on the path."""
+    a, b = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # the echoing peer
+        a.close()
+        ep = select.epoll()
+        ep.register(b.fileno(), select.EPOLLIN)
+        while True:
+            ep.poll()
+            data = b.recv(100)
+            if not data:
+                os._exit(0)
+            b.send(data)
+    b.close()
+    sends: list[float] = []
+    rounds: list[float] = []
+    for _ in range(count):
+        time.sleep(gap)
+        t0 = time.perf_counter()
+        a.sendall(bytes(70))
+        t1 = time.perf_counter()
+        a.recv(100)
+        sends.append(t1 - t0)
+        rounds.append(time.perf_counter() - t0)
+    a.close()
+    os.waitpid(pid, 0)
+    print(
+        f"raw socketpair, {gap * 1000:g} ms between messages, {count} messages: round trip "
+        f"p50 {statistics.median(rounds) * 1e6:.0f} us, "
+        f"send p50 {statistics.median(sends) * 1e6:.0f} us"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--gap", type=float, default=0.05, help="seconds between messages")
     parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--raw", action="store_true", help="the bare socket round trip only")
     args = parser.parse_args()
+    if args.raw:
+        raw(args.gap, args.count)
+        return
     with tempfile.TemporaryDirectory(prefix="evs-idle-") as root:
         cluster = LocalCluster(Path(root), nodes=args.nodes, cipher="none")
         try:
