@@ -17,20 +17,29 @@ what those filters sent, delayed and dropped. ``exec_prefix(i)`` is the command 
 runs a program inside node ``i`` (``ip netns exec`` execs it, so the pid is the program's).
 Unix sockets live in the file system, not in a network namespace, so clients outside the lab
 reach the executives' IPC sockets directly. ``close()`` deletes every namespace it made (also
-at interpreter exit).
+at interpreter exit). A lab whose process was killed outright never closes: each lab records
+its owner (pid and start time) in ``OWNER_DIR``, and every new lab first removes the
+namespaces, and kills the processes in them, of any recorded owner that is gone
+(``reap_stale_labs``), so a killed run's executives do not load the next measurement.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["LabError", "NetLab", "lab_available"]
+__all__ = ["OWNER_DIR", "LabError", "NetLab", "lab_available", "reap_stale_labs"]
+
+#: One ``<prefix>.owner`` file per live lab: "<pid> <start time>" of the process that made it.
+OWNER_DIR = Path("/run/evs-lab")
 
 
 class LabError(RuntimeError):
@@ -63,6 +72,54 @@ def _json(args: Sequence[str]) -> Any:
         raise LabError(f"{' '.join(args)}: not JSON: {out[:200]!r}") from None
 
 
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of process ``pid`` (tells a reused pid apart), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None  # field 22 of proc(5)
+
+
+def _ip_out(args: list[str]) -> str:
+    """What an ``ip`` command printed; empty if it failed."""
+    return subprocess.run(args, capture_output=True, text=True, check=False).stdout
+
+
+def reap_stale_labs() -> list[str]:
+    """Delete the namespaces of labs whose owner process is gone, killing what runs in them;
+    returns the namespaces removed. Labs without an owner file (older ones) are left alone."""
+    try:
+        owners = sorted(OWNER_DIR.glob("*.owner"))
+    except OSError:
+        return []
+    removed: list[str] = []
+    listed: list[str] | None = None
+    for path in owners:
+        try:
+            pid, start = path.read_text().split()
+            alive = _start_time(int(pid)) == start
+        except (OSError, ValueError):
+            continue  # being written, or not ours to judge
+        if alive:
+            continue
+        prefix = path.name.removesuffix(".owner") + "-"
+        if listed is None:
+            out = _ip_out(["ip", "netns", "list"])
+            listed = [line.split()[0] for line in out.splitlines() if line.strip()]
+        for ns in listed:
+            if not ns.startswith(prefix):
+                continue
+            for p in _ip_out(["ip", "netns", "pids", ns]).split():
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(p), signal.SIGKILL)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+            removed.append(ns)
+        path.unlink(missing_ok=True)
+    return removed
+
+
 class NetLab:
     """``n`` nodes on one bridge, each in its own network namespace."""
 
@@ -75,6 +132,13 @@ class NetLab:
         self.prefix = prefix or f"evs{tag}"
         self.net = net if net is not None else 100 + tag % 100
         self._made: list[str] = []
+        reap_stale_labs()
+        self._owner: Path | None = OWNER_DIR / f"{self.prefix}.owner"
+        try:
+            OWNER_DIR.mkdir(parents=True, exist_ok=True)
+            self._owner.write_text(f"{os.getpid()} {_start_time(os.getpid())}")
+        except OSError:
+            self._owner = None  # no record: only this process's close() cleans up
         atexit.register(self.close)
         try:
             self._build()
@@ -250,3 +314,6 @@ class NetLab:
         for ns in reversed(self._made):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         self._made.clear()
+        if self._owner is not None:
+            self._owner.unlink(missing_ok=True)
+            self._owner = None

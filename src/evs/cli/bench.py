@@ -32,8 +32,11 @@ sequence numbers, header CRC, sender id, body bytes, and a rolling hash of the w
 sequence compared across receivers). Any violation, lost message or configuration change
 during a run makes the command exit 1 and say why.
 
+Ctrl-C, SIGTERM and SIGHUP stop a run and remove its executives, clients and namespaces (exit
+130); after a SIGKILL the next lab removes them (``evs.cli._lab.reap_stale_labs``).
+
 Exit codes: 0 measured and verified; 1 a verification failed; 2 bad arguments or the cluster
-could not be started. The module imports nothing heavy at load time (the CLI imports every
+could not be started; 130 interrupted. The module imports nothing heavy at load time (the CLI imports every
 command's parser); the cluster, multiprocessing and the client load in ``run``.
 """
 
