@@ -36,8 +36,8 @@ Ctrl-C, SIGTERM and SIGHUP stop a run and remove its executives, clients and nam
 130); after a SIGKILL the next lab removes them (``evs.cli._lab.reap_stale_labs``).
 
 Exit codes: 0 measured and verified; 1 a verification failed; 2 bad arguments or the cluster
-could not be started; 130 interrupted. The module imports nothing heavy at load time (the CLI imports every
-command's parser); the cluster, multiprocessing and the client load in ``run``.
+could not be started; 130 interrupted. The module imports nothing heavy at load time (the CLI
+imports every command's parser); the cluster, multiprocessing and the client load in ``run``.
 """
 
 from __future__ import annotations
