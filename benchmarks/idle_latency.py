@@ -28,6 +28,39 @@ import evs
 from evs.cli._cluster import LocalCluster
 
 
+def wait_for_ring(tx: evs.Client, nodes: int, who: str) -> None:
+    """Until ``tx``'s configuration has ``nodes`` members (20 s at most), then 1 s more: past
+    the ring's first configuration changes."""
+    deadline = time.monotonic() + 20
+    while len(tx.membership_get().members) != nodes:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{who}: the ring did not form in 20 s")
+        time.sleep(0.05)
+    time.sleep(1.0)
+
+
+def ping(
+    tx: evs.Client, rx: evs.Client, count: int, gap: float, who: str
+) -> tuple[list[float], list[float]]:
+    """``count`` rounds of: ``tx`` sends one 64-byte message to group g, ``rx`` (joined to g)
+    delivers it, then ``gap`` seconds of sleep. Returns each round's send-to-deliver time and
+    each ``mcast_groups`` call's time, in seconds."""
+    rounds: list[float] = []
+    calls: list[float] = []
+    for i in range(count):
+        t0 = time.monotonic()
+        tx.mcast_groups(["g"], struct.pack("!I", i) + bytes(60))
+        calls.append(time.monotonic() - t0)
+        for e in rx.events(timeout=5):
+            if isinstance(e, evs.Delivery):
+                break
+        else:
+            raise SystemExit(f"{who}: message {i} not delivered in 5 s")
+        rounds.append(time.monotonic() - t0)
+        time.sleep(gap)
+    return rounds, calls
+
+
 def raw(gap: float, count: int) -> None:
     """The floor: a round trip between two processes, no pyevs code on the path."""
     a, b = socket.socketpair()
@@ -79,25 +112,8 @@ def main() -> None:
                 cluster.start(n)
             with evs.Client(cluster.socket(1)) as rx, evs.Client(cluster.socket(1)) as tx:
                 rx.join(["g"])
-                deadline = time.monotonic() + 20
-                while len(tx.membership_get().members) != args.nodes:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("idle_latency: the ring did not form in 20 s")
-                    time.sleep(0.05)
-                time.sleep(1.0)  # past the ring's first configuration changes
-                rounds: list[float] = []
-                calls: list[float] = []
-                for i in range(args.count):
-                    t0 = time.monotonic()
-                    tx.mcast_groups(["g"], struct.pack("!I", i) + bytes(60))
-                    calls.append(time.monotonic() - t0)
-                    for e in rx.events(timeout=5):
-                        if isinstance(e, evs.Delivery):
-                            break
-                    else:
-                        raise SystemExit(f"idle_latency: message {i} not delivered in 5 s")
-                    rounds.append(time.monotonic() - t0)
-                    time.sleep(args.gap)
+                wait_for_ring(tx, args.nodes, "idle_latency")
+                rounds, calls = ping(tx, rx, args.count, args.gap, "idle_latency")
         finally:
             cluster.stop_all()
     rounds.sort()

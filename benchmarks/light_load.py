@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import struct
 import tempfile
 import time
 from pathlib import Path
+
+from idle_latency import ping, wait_for_ring  # (benchmarks/ is on the path as the script's dir)
 
 import evs
 from evs.cli._cluster import LocalCluster
@@ -58,25 +59,10 @@ def main() -> None:
                 evs.Client(cluster.socket(args.src)) as tx,
             ):
                 rx.join(["g"])
-                deadline = time.monotonic() + 20
-                while len(tx.membership_get().members) != 3:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("light_load: the ring did not form in 20 s")
-                    time.sleep(0.05)
-                time.sleep(1.0)
+                wait_for_ring(tx, 3, "light_load")
                 cpu0 = sum(_cpu_s(cluster.pid(n)) for n in cluster.ids)
                 t0 = time.monotonic()
-                rounds: list[float] = []
-                for i in range(args.count):
-                    start = time.monotonic()
-                    tx.mcast_groups(["g"], struct.pack("!I", i) + bytes(60))
-                    for e in rx.events(timeout=5):
-                        if isinstance(e, evs.Delivery):
-                            break
-                    else:
-                        raise SystemExit(f"light_load: message {i} not delivered in 5 s")
-                    rounds.append(time.monotonic() - start)
-                    time.sleep(args.gap)
+                rounds, _ = ping(tx, rx, args.count, args.gap, "light_load")
                 elapsed = time.monotonic() - t0
                 cpu = sum(_cpu_s(cluster.pid(n)) for n in cluster.ids) - cpu0
         finally:
