@@ -150,6 +150,42 @@ def test_fileno_readable_exactly_when_events_wait(daemon: Daemon) -> None:
         assert not readable(c)
 
 
+def test_fileno_asked_for_late_is_readable_for_events_read_before(daemon: Daemon) -> None:
+    """The descriptor is made at the first fileno() call: it must show what was read before."""
+    with evs.Client(daemon.path) as c:
+        c.join(["g"])
+        c.mcast_joined(b"x")
+        c.membership_get()  # the configuration and the delivery are in the session buffer now
+        assert select.select([c], [], [], 0)[0]
+        assert c.dispatch(DispatchFlags.ALL) == 2
+        assert not select.select([c], [], [], 0)[0]
+
+
+def test_events_keep_their_bytes_across_reads_of_the_shared_buffer(daemon: Daemon) -> None:
+    """Reads reuse one buffer: an event from an earlier read must not change with later ones."""
+    big = bytes(range(256)) * 800  # 200 KiB, most of a read
+    with evs.Client(daemon.path) as c, evs.Client(daemon.path) as sender:
+        c.join(["g"])
+        sender.mcast_groups(["g"], big)
+        sender.mcast_groups(["g"], b"small")
+        got: list[Delivery] = []
+        for e in c.events(timeout=5):
+            if isinstance(e, Delivery):
+                got.append(e)
+                if len(got) == 2:
+                    break
+        for i in range(20):  # more reads into the same buffer
+            sender.mcast_groups(["g"], bytes([i]) * 1000)
+        later: list[Delivery] = []
+        for e in c.events(timeout=5):
+            if isinstance(e, Delivery):
+                later.append(e)
+                if len(later) == 20:
+                    break
+        assert [d.data for d in got] == [big, b"small"]
+        assert [d.data for d in later] == [bytes([i]) * 1000 for i in range(20)]
+
+
 def test_a_full_send_window_says_try_again_and_credit_wakes_a_blocked_sender(
     sock_path: Path,
 ) -> None:

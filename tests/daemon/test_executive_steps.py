@@ -19,6 +19,7 @@ from evs.cli._cluster import free_port
 from evs.daemon.config_file import load_config, render_config
 from evs.daemon.executive import Executive
 from evs.totem.events import Notice
+from evs.totem.timers import Timer
 from evs.trace.writer import TraceWriter
 
 
@@ -71,6 +72,25 @@ def test_with_a_trace_the_events_are_logged_before_the_datagrams_leave(
 ) -> None:
     exe.trace = TraceWriter(tmp_path / "trace.jsonl", append=False, validate=False)
     assert record_step(exe) == ["events", "send 2"]
+
+
+def test_a_timer_already_due_fires_within_the_step_and_its_datagram_leaves_with_it(
+    exe: Executive,
+) -> None:
+    """E.g. the held token a client's message just asked for: it leaves in the step that took
+    the message, not a loop turn later (after the step's replies to the clients)."""
+    proc = exe.driver.proc
+    proc.token_copy, proc.token_copy_dest = b"the token", 2
+    proc.timers.arm(Timer.TOKEN_RETRANSMIT, exe.now() - 1.0)
+    sent: list[tuple[int, bytes]] = []
+    exe._send = lambda dest, data: sent.append((dest, data))
+    exe._after()
+    assert sent == [(2, b"the token")]
+    assert proc.stats["token retransmitted"] == 1
+    # Re-armed for later, and the loop's timer follows the new deadline.
+    at = proc.next_deadline()
+    assert at is not None and at > exe.now()
+    assert exe._timer_at == at
 
 
 def test_the_ipc_section_reaches_the_service_and_the_server(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ of input reach it, each as a callback on the asyncio loop:
 - client requests through the IPC server, which calls ``after_request`` once per batch.
 
 After every input ``_after`` runs the same steps in the same order: hand the core windowed sends
-that waited for room in its send queue, send the datagrams the core
+that waited for room in its send queue, fire the core's timers if one is due already (a message
+submitted while this node holds the idle token asks for the token's visit "now": it leaves in
+this step rather than a loop turn later, behind the replies to clients), send the datagrams the core
 produced (the driver has already persisted the ring sequence for any that need it), feed the
 core's events to the service (fan-out to handles; with a trace, before the datagrams leave,
 so that no receiver logs a delivery before our send), write the trace and the log lines, re-arm
@@ -262,12 +264,19 @@ class Executive:
             self._check_readers(loop)
         if self.windows.waiting:
             self.windows.drain()  # the step may have made room in the core's send queue
+        driver = self.driver
+        at = driver.deadline()
+        if at is not None and at <= self.now():
+            # Due already (e.g. the held token, for a message just submitted): fire it in this
+            # step, so its datagrams leave with this step's and before its replies to clients,
+            # not one loop turn later.
+            driver.timer(self.now())
         transport = self.transport
         transport.cork()  # the step's datagrams leave together, in runs (udp.py)
         try:
             if self.keys is not None and self.keys.outbox:
                 self.keys.flush()
-            sends, events = self.driver.take()
+            sends, events = driver.take()
             traced = self.trace is not None
             if events and traced:
                 # Before the datagrams leave: a receiver must not log a delivery before our send.
