@@ -92,7 +92,9 @@ BATCH_MAX = 512
 DEFAULT_SOCKET_BUFFER = 4 << 20
 # Linux's SO_RCVBUFFORCE / SO_SNDBUFFORCE (asm-generic/socket.h); Python does not export them.
 _FORCE = {socket.SO_RCVBUF: 33, socket.SO_SNDBUF: 32} if sys.platform == "linux" else {}
-_MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0)
+#: A plain int: ``socket.MSG_TRUNC`` is an IntFlag member, and ``flags & member`` builds a new
+#: enum value through the enum machinery, about a microsecond on every read.
+_MSG_TRUNC = int(getattr(socket, "MSG_TRUNC", 0))
 #: Linux's UDP_SEGMENT and UDP_GRO (linux/udp.h); Python 3.11 does not export them.
 UDP_SEGMENT = 103
 UDP_GRO = 104
