@@ -1,7 +1,8 @@
 """The order of one executive step: when the datagrams leave against when clients get events.
 
 Without a trace the datagrams of a step (the token among them) leave before the service fans
-the step's events out to the clients, so the fan-out does not slow the ring's rotation. With a
+the step's events out to the clients, so the fan-out does not slow the ring's rotation; but a
+light step (no multicast of ours, a few events: low load) hands the events out first. With a
 trace, the events are logged first: a receiver must never log a delivery before our send.
 Both rules are checked on a real ``Executive`` whose outputs are recorded, not sent.
 """
@@ -17,8 +18,8 @@ import pytest
 
 from evs.cli._cluster import free_port
 from evs.daemon.config_file import load_config, render_config
-from evs.daemon.executive import Executive
-from evs.totem.events import Notice
+from evs.daemon.executive import FEED_FIRST_MAX, Executive
+from evs.totem.events import BROADCAST, Notice
 from evs.totem.timers import Timer
 from evs.trace.writer import TraceWriter
 
@@ -45,12 +46,24 @@ def exe(tmp_path: Path) -> Iterator[Executive]:
         executive.state_dir.close()
 
 
-def record_step(exe: Executive) -> list[str]:
-    """Run one step with a datagram and an event to hand out; return what happened, in order."""
+def record_step(
+    exe: Executive, sends: tuple[int, ...] = (2,), events: int = 1, server: bool = False
+) -> list[str]:
+    """Run one step with datagrams to ``sends`` and ``events`` events to hand out (with an
+    IPC server if ``server``); return what happened, in order."""
     order: list[str] = []
-    exe.driver.sends.append((2, b"token"))
-    exe.driver.events.append(Notice("note", "an event for the service"))
+    for dest in sends:
+        exe.driver.sends.append((dest, b"token" if dest != BROADCAST else b"message"))
+    for _ in range(events):
+        exe.driver.events.append(Notice("note", "an event for the service"))
     exe._send = lambda dest, data: order.append(f"send {dest}")
+    if server:
+
+        class Server:
+            def pump(self) -> None:
+                order.append("pump")
+
+        exe.server = Server()  # type: ignore[assignment]
     record = exe._record
 
     def recording(traced: Any) -> None:  # gets the service's fan-out of the step's events
@@ -65,6 +78,28 @@ def record_step(exe: Executive) -> list[str]:
 def test_without_a_trace_the_datagrams_leave_before_the_fan_out(exe: Executive) -> None:
     assert exe.trace is None
     assert record_step(exe) == ["send 2", "events"]
+
+
+def test_a_light_step_gives_the_clients_their_events_before_the_token_leaves(
+    exe: Executive,
+) -> None:
+    """Low load: a token visit that multicasts nothing of ours and hands out a few events."""
+    assert record_step(exe, (2,), FEED_FIRST_MAX, server=True) == [
+        "events",
+        "pump",
+        "send 2",
+        "pump",
+    ]
+
+
+def test_a_step_with_our_multicast_or_many_events_still_sends_first(exe: Executive) -> None:
+    assert record_step(exe, (BROADCAST, 2), 1, server=True) == [
+        "send 0",
+        "send 2",
+        "events",
+        "pump",
+    ]
+    assert record_step(exe, (2,), FEED_FIRST_MAX + 1, server=True) == ["send 2", "events", "pump"]
 
 
 def test_with_a_trace_the_events_are_logged_before_the_datagrams_leave(

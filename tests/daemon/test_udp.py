@@ -89,6 +89,37 @@ def test_batches_are_bounded_for_fairness() -> None:
     run(body())
 
 
+def _record_flush(t: UdpTransport, sends: list[tuple[int, bytes]]) -> list[tuple[str, list[bytes]]]:
+    """Cork, send, flush; return each destination's datagrams in the order they went out."""
+    out: list[tuple[str, list[bytes]]] = []
+    t._send_one = lambda data, address: out.append((address[0], [data]))  # type: ignore[method-assign]
+    t._send_runs = lambda datagrams, address: out.append((address[0], list(datagrams)))  # type: ignore[method-assign]
+    t.cork()
+    for dest, data in sends:
+        t.send(dest, data)
+    t.flush()
+    return out
+
+
+def test_a_light_step_sends_the_token_successor_its_copy_last() -> None:
+    """One message and the token (low load): the peer that only needs the message has it
+    before the successor, whose wake-up could otherwise hold the rest of the step up."""
+    (t1, _, _), _ = ring(free_port(HOSTS))
+    assert _record_flush(t1, [(BROADCAST, b"m"), (2, b"token")]) == [
+        ("127.0.0.3", [b"m"]),
+        ("127.0.0.2", [b"m", b"token"]),
+    ]
+
+
+def test_a_loaded_step_keeps_the_order_datagrams_came_in() -> None:
+    (t1, _, _), _ = ring(free_port(HOSTS))
+    assert _record_flush(t1, [(BROADCAST, b"m1"), (BROADCAST, b"m2"), (2, b"token")]) == [
+        ("127.0.0.2", [b"m1", b"m2", b"token"]),
+        ("127.0.0.3", [b"m1", b"m2"]),
+    ]
+    assert _record_flush(t1, [(3, b"alone")]) == [("127.0.0.3", [b"alone"])]
+
+
 def test_unknown_sources_are_dropped_and_counted() -> None:
     async def body() -> None:
         port = free_port(HOSTS)

@@ -19,6 +19,14 @@ so that no receiver logs a delivery before our send), write the trace and the lo
 the timer, schedule the loopback of self-addressed datagrams for the next loop turn, and let the
 IPC server write what the handles now have. Time is the loop's monotonic clock in milliseconds.
 
+One exception to "datagrams first": a light step, one that multicasts nothing of ours and hands
+out at most ``FEED_FIRST_MAX`` events (a low-load token visit that delivers a message), gives
+the clients their events before the token leaves. On a machine with few CPUs the process the
+token wakes often runs at once on ours, so whatever we do after sending waits for its whole
+step; at low load the clients' deliveries are the point and the token's rotation is not. A
+loaded step (many events, or our own multicasts) still sends first, so throughput keeps the
+ring's speed (measured neutral; docs/benchmarks.md).
+
 With wire security on, a ``KeyManager`` (``evs.daemon.rekey``) rides along: it hears the
 service's internal messages and configuration changes, its messages wait in its outbox for room
 in the core's send queue (flushed at the start of every step), and ``rekey`` starts a rotation.
@@ -43,12 +51,15 @@ from evs.errors import EvsError
 from evs.runtime.driver import Driver
 from evs.runtime.send_window import SendWindows
 from evs.runtime.service import EvsService, Traced
-from evs.totem.events import Deliver, GatherEntered, Notice, Sent
+from evs.totem.events import BROADCAST, Deliver, GatherEntered, Notice, Sent
 from evs.totem.processor import Processor
 from evs.trace.writer import TraceWriter, confchg_event, deliver_event, restart_event, send_event
 from evs.types import ConfigChange
 
 __all__ = ["Executive"]
+
+#: A step that only passes the token on hands out at most this many events before it does.
+FEED_FIRST_MAX = 4
 
 log = logging.getLogger("evs.daemon")
 
@@ -281,12 +292,24 @@ class Executive:
             if events and traced:
                 # Before the datagrams leave: a receiver must not log a delivery before our send.
                 self._record(self.service.feed(events))
+            server = self.server
+            light = (
+                server is not None
+                and not traced
+                and 0 < len(events) <= FEED_FIRST_MAX
+                and all(dest != BROADCAST for dest, _ in sends)
+            )
+            if light:
+                # A light step that multicasts nothing of ours: our clients first (see above).
+                self._record(self.service.feed(events))
+                assert server is not None
+                server.pump()
             send = self._send
             for dest, data in sends:
                 send(dest, data)
         finally:
             transport.flush()
-        if events and not traced:
+        if events and not traced and not light:
             # Nothing is logged per message: the token and the visit's messages leave first,
             # and the fan-out to the clients no longer delays the ring's rotation.
             self._record(self.service.feed(events))

@@ -28,7 +28,12 @@ same datagrams, so the wire carries exactly what per-datagram ``sendto`` would h
 trip through the socket layer and the network stack instead of one per datagram. A token
 visit's packets are all full-sized but the last, so a visit to one peer is mostly one call.
 A run holds at most ``GSO_SEGMENTS_MAX`` datagrams and ``GSO_BYTES_MAX`` bytes (the kernel's
-limits). Segmentation cannot cut a datagram larger than the link's MTU (a netmtu above it):
+limits). Destinations go in the order their first datagram came, except in a light step (at
+most one multicast to every peer plus a unicast, i.e. a low-load token visit that carries one
+message): there the unicast's peer (the token's successor) goes last, so the others have the
+message before the successor wakes. Measured on two CPUs: the woken successor often runs on
+the sender's CPU at once, and the copies still to send then waited for its whole step.
+Segmentation cannot cut a datagram larger than the link's MTU (a netmtu above it):
 the kernel refuses the run (EMSGSIZE, or EIO where the device cannot do it), and the transport
 then sends that run datagram by datagram and every later one too ("tx_gso_off" counts that),
 so nothing is lost to the attempt.
@@ -169,6 +174,8 @@ class UdpTransport:
         self.batch_max = batch_max
         self._by_address = {addr: n for n, addr in self.nodes.items()}
         self._peers = [addr for n, addr in sorted(self.nodes.items()) if n != nodeid]
+        #: The most datagrams of a light step: one multicast to every peer and a token.
+        self._light_step = len(self._peers) + 1
         self._buffer = bytearray(recv_buffer_size)
         self._view = memoryview(self._buffer)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -376,6 +383,10 @@ class UdpTransport:
             self.counters["tx_unknown_destination"] += 1
             return
         self._sendto(data, unicast)
+        if self._corked:
+            queued = self._queued
+            if len(queued) > 1 and sum(map(len, queued.values())) <= self._light_step:
+                queued[unicast] = queued.pop(unicast)  # a light step: the token's peer last
 
     def cork(self) -> None:
         """Queue what ``send`` is given until ``flush()`` (to send it in runs)."""
