@@ -124,7 +124,8 @@ def test_a_timer_already_due_fires_within_the_step_and_its_datagram_leaves_with_
     assert proc.stats["token retransmitted"] == 1
     # Re-armed for later, and the loop's timer follows the new deadline.
     at = proc.next_deadline()
-    assert at is not None and at > exe.now()
+    assert at is not None
+    assert at > exe.now()
     assert exe._timer_at == at
 
 
