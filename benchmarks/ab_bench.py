@@ -35,7 +35,7 @@ def bench(tree: Path, args: argparse.Namespace) -> dict[Key, tuple[float, bool]]
     cmd = [
         sys.executable, "-m", "evs.cli", "bench", "--netns", "--senders", args.senders,
         "--sizes", args.sizes, "--reps", "1", "--seconds", str(args.seconds),
-        "--netmtu", str(args.netmtu), "--cipher", "none", "--json",
+        "--netmtu", str(args.netmtu), "--cipher", args.cipher, "--json",
     ]  # fmt: skip
     if args.rate:
         cmd += ["--rate", str(args.rate)]
@@ -70,6 +70,7 @@ def main() -> int:
     parser.add_argument("--senders", choices=("one", "all", "both"), default="one")
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--netmtu", type=int, default=1500)
+    parser.add_argument("--cipher", default="none", help="evs bench --cipher (default: none)")
     parser.add_argument("--json", type=Path, help="write every run's figures here")
     args = parser.parse_args()
     if not 1 <= args.pairs <= 50 or not 1 <= args.seconds <= 60 or not 0 <= args.rate <= 10**6:
