@@ -18,10 +18,11 @@ import pytest
 
 from evs.cli._cluster import free_port
 from evs.daemon.config_file import load_config, render_config
-from evs.daemon.executive import FEED_FIRST_MAX, Executive
-from evs.totem.events import BROADCAST, Notice
+from evs.daemon.executive import FEED_FIRST_BYTES, FEED_FIRST_MAX, Executive
+from evs.totem.events import BROADCAST, Deliver, Notice
 from evs.totem.timers import Timer
 from evs.trace.writer import TraceWriter
+from evs.types import Guarantee, RingId
 
 
 @pytest.fixture
@@ -92,6 +93,17 @@ def test_a_light_step_gives_the_clients_their_events_before_the_token_leaves(
     ]
 
 
+def test_a_step_delivering_a_large_message_still_sends_first(exe: Executive) -> None:
+    order = record_step(exe, (2,), 0, server=True)
+    assert order == ["send 2", "pump"]
+    big = Deliver(1, (b"g",), bytes(FEED_FIRST_BYTES + 1), Guarantee.AGREED, RingId(1, 4))
+    exe.driver.sends.append((2, b"token"))
+    exe.driver.events.append(big)
+    order.clear()
+    exe._after()
+    assert order == ["send 2", "events", "pump"]
+
+
 def test_a_step_with_our_multicast_or_many_events_still_sends_first(exe: Executive) -> None:
     assert record_step(exe, (BROADCAST, 2), 1, server=True) == [
         "send 0",
@@ -109,24 +121,44 @@ def test_with_a_trace_the_events_are_logged_before_the_datagrams_leave(
     assert record_step(exe) == ["events", "send 2"]
 
 
-def test_a_timer_already_due_fires_within_the_step_and_its_datagram_leaves_with_it(
+def test_the_held_tokens_visit_fires_within_the_step_other_due_timers_wait_for_the_loop(
     exe: Executive,
 ) -> None:
-    """E.g. the held token a client's message just asked for: it leaves in the step that took
-    the message, not a loop turn later (after the step's replies to the clients)."""
+    """A message for an idle ring's holder asks for the held token's visit "now": it leaves
+    in the step that took the message, not a loop turn later behind the replies to clients.
+    Any other due timer keeps the loop's order (a token waiting in the socket is read before
+    a token-loss timeout fires)."""
     proc = exe.driver.proc
     proc.token_copy, proc.token_copy_dest = b"the token", 2
-    proc.timers.arm(Timer.TOKEN_RETRANSMIT, exe.now() - 1.0)
+    due = exe.now() - 1.0
     sent: list[tuple[int, bytes]] = []
     exe._send = lambda dest, data: sent.append((dest, data))
+    proc.timers.arm(Timer.TOKEN_RETRANSMIT, due)
+    exe._after()
+    assert sent == []
+    assert exe._timer_at == due  # the loop fires it
+    proc.timers.cancel(Timer.TOKEN_RETRANSMIT)
+    proc.ring.held_token = object()  # type: ignore[assignment]
+    proc.timers.arm(Timer.HOLD, due)
     exe._after()
     assert sent == [(2, b"the token")]
-    assert proc.stats["token retransmitted"] == 1
-    # Re-armed for later, and the loop's timer follows the new deadline.
-    at = proc.next_deadline()
-    assert at is not None
-    assert at > exe.now()
-    assert exe._timer_at == at
+    assert proc.ring.held_token is None
+    assert proc.timers.deadline(Timer.HOLD) is None
+
+
+def test_a_light_step_whose_fan_out_fails_still_sends_the_token(exe: Executive) -> None:
+    class Server:
+        def pump(self) -> None:
+            raise RuntimeError("a fan-out bug")
+
+    exe.server = Server()  # type: ignore[assignment]
+    sent: list[int] = []
+    exe._send = lambda dest, data: sent.append(dest)
+    exe.driver.sends.append((2, b"token"))
+    exe.driver.events.append(Notice("note", "an event for the service"))
+    with pytest.raises(RuntimeError, match="fan-out"):
+        exe._after()
+    assert sent == [2]
 
 
 def test_the_ipc_section_reaches_the_service_and_the_server(tmp_path: Path) -> None:

@@ -10,22 +10,23 @@ of input reach it, each as a callback on the asyncio loop:
 - client requests through the IPC server, which calls ``after_request`` once per batch.
 
 After every input ``_after`` runs the same steps in the same order: hand the core windowed sends
-that waited for room in its send queue, fire the core's timers if one is due already (a message
-submitted while this node holds the idle token asks for the token's visit "now": it leaves in
-this step rather than a loop turn later, behind the replies to clients), send the datagrams the core
+that waited for room in its send queue, fire the held token's visit if it is due (a message
+submitted while this node holds the idle token asks for that visit "now": it leaves in this
+step rather than a loop turn later, behind the replies to clients), send the datagrams the core
 produced (the driver has already persisted the ring sequence for any that need it), feed the
 core's events to the service (fan-out to handles; with a trace, before the datagrams leave,
 so that no receiver logs a delivery before our send), write the trace and the log lines, re-arm
 the timer, schedule the loopback of self-addressed datagrams for the next loop turn, and let the
 IPC server write what the handles now have. Time is the loop's monotonic clock in milliseconds.
 
-One exception to "datagrams first": a light step, one that multicasts nothing of ours and hands
-out at most ``FEED_FIRST_MAX`` events (a low-load token visit that delivers a message), gives
-the clients their events before the token leaves. On a machine with few CPUs the process the
-token wakes often runs at once on ours, so whatever we do after sending waits for its whole
-step; at low load the clients' deliveries are the point and the token's rotation is not. A
-loaded step (many events, or our own multicasts) still sends first, so throughput keeps the
-ring's speed (measured neutral; docs/benchmarks.md).
+One exception to "datagrams first": a light step, one that broadcasts nothing and hands out at
+most ``FEED_FIRST_MAX`` events carrying at most ``FEED_FIRST_BYTES`` of messages (a low-load
+token visit that delivers a small message), gives the clients their events before the token
+leaves. On a machine with few CPUs the process the token wakes often runs at once on ours, so
+whatever we do after sending waits for its whole step; at low load the clients' deliveries are
+the point and the token's rotation is not. A loaded step (many events, large messages, or any
+broadcast) still sends first, so throughput keeps the ring's speed (measured neutral;
+docs/benchmarks.md).
 
 With wire security on, a ``KeyManager`` (``evs.daemon.rekey``) rides along: it hears the
 service's internal messages and configuration changes, its messages wait in its outbox for room
@@ -51,15 +52,22 @@ from evs.errors import EvsError
 from evs.runtime.driver import Driver
 from evs.runtime.send_window import SendWindows
 from evs.runtime.service import EvsService, Traced
-from evs.totem.events import BROADCAST, Deliver, GatherEntered, Notice, Sent
+from evs.totem.events import BROADCAST, CoreEvent, Deliver, GatherEntered, Notice, Sent
 from evs.totem.processor import Processor
 from evs.trace.writer import TraceWriter, confchg_event, deliver_event, restart_event, send_event
 from evs.types import ConfigChange
 
 __all__ = ["Executive"]
 
-#: A step that only passes the token on hands out at most this many events before it does.
+#: A step that only passes the token on hands out at most this many events, of at most this
+#: many bytes of messages, before it does.
 FEED_FIRST_MAX = 4
+FEED_FIRST_BYTES = 4096
+
+
+def _delivered_bytes(events: list[CoreEvent]) -> int:
+    return sum(len(ev.data) for ev in events if isinstance(ev, Deliver))
+
 
 log = logging.getLogger("evs.daemon")
 
@@ -276,12 +284,13 @@ class Executive:
         if self.windows.waiting:
             self.windows.drain()  # the step may have made room in the core's send queue
         driver = self.driver
-        at = driver.deadline()
-        if at is not None and at <= self.now():
-            # Due already (e.g. the held token, for a message just submitted): fire it in this
-            # step, so its datagrams leave with this step's and before its replies to clients,
-            # not one loop turn later.
-            driver.timer(self.now())
+        now = self.now()
+        if driver.hold_due(now):
+            # The held token's visit, for a message just submitted: in this step, so it leaves
+            # before the replies to clients, not one loop turn later. (Only this timer: the
+            # others keep the loop's order, e.g. a token waiting in the socket before a
+            # token-loss timeout.)
+            driver.timer(now)
         transport = self.transport
         transport.cork()  # the step's datagrams leave together, in runs (udp.py)
         try:
@@ -298,15 +307,18 @@ class Executive:
                 and not traced
                 and 0 < len(events) <= FEED_FIRST_MAX
                 and all(dest != BROADCAST for dest, _ in sends)
+                and _delivered_bytes(events) <= FEED_FIRST_BYTES
             )
-            if light:
-                # A light step that multicasts nothing of ours: our clients first (see above).
-                self._record(self.service.feed(events))
-                assert server is not None
-                server.pump()
-            send = self._send
-            for dest, data in sends:
-                send(dest, data)
+            try:
+                if light:
+                    # A light step that broadcasts nothing: our clients first (see above).
+                    self._record(self.service.feed(events))
+                    assert server is not None
+                    server.pump()
+            finally:  # the token leaves even if the fan-out failed
+                send = self._send
+                for dest, data in sends:
+                    send(dest, data)
         finally:
             transport.flush()
         if events and not traced and not light:

@@ -28,10 +28,11 @@ same datagrams, so the wire carries exactly what per-datagram ``sendto`` would h
 trip through the socket layer and the network stack instead of one per datagram. A token
 visit's packets are all full-sized but the last, so a visit to one peer is mostly one call.
 A run holds at most ``GSO_SEGMENTS_MAX`` datagrams and ``GSO_BYTES_MAX`` bytes (the kernel's
-limits). Destinations go in the order their first datagram came, except in a light step (at
-most one multicast to every peer plus a unicast, i.e. a low-load token visit that carries one
-message): there the unicast's peer (the token's successor) goes last, so the others have the
-message before the successor wakes. Measured on two CPUs: the woken successor often runs on
+limits). Destinations go in the order their first datagram came, except in a light step (a
+unicast and at most as many other datagrams as there are peers, e.g. in "udpu" mode one
+multicast to every peer: a low-load token visit that carries one message): there the
+unicast's peer (the token's successor) goes last, so the others have the message before the
+successor wakes. Measured on two CPUs: the woken successor often runs on
 the sender's CPU at once, and the copies still to send then waited for its whole step.
 Segmentation cannot cut a datagram larger than the link's MTU (a netmtu above it):
 the kernel refuses the run (EMSGSIZE, or EIO where the device cannot do it), and the transport

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 from evs.totem.events import BROADCAST, CoreEvent, PersistRingSeq
 from evs.totem.processor import Processor
+from evs.totem.timers import Timer
 from evs.types import Guarantee
 
 __all__ = ["BROADCAST", "Driver"]
@@ -85,6 +86,11 @@ class Driver:
     def deadline(self) -> float | None:
         """When ``timer`` must next be called (None: no timer armed)."""
         return self.proc.next_deadline()
+
+    def hold_due(self, now: float) -> bool:
+        """Whether the held token's visit is due: a message came for an idle ring's holder."""
+        at = self.proc.timers.deadline(Timer.HOLD)
+        return at is not None and at <= now
 
     def take(self) -> tuple[list[tuple[int, bytes]], list[CoreEvent]]:
         """Everything produced since the last call: datagrams to send, then core events."""
