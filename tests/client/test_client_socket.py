@@ -161,6 +161,17 @@ def test_fileno_asked_for_late_is_readable_for_events_read_before(daemon: Daemon
         assert not select.select([c], [], [], 0)[0]
 
 
+def _deliveries(c: evs.Client, count: int) -> list[Delivery]:
+    """The next ``count`` deliveries (fewer if none comes for 5 s)."""
+    got: list[Delivery] = []
+    for e in c.events(timeout=5):
+        if isinstance(e, Delivery):
+            got.append(e)
+            if len(got) == count:
+                break
+    return got
+
+
 def test_events_keep_their_bytes_across_reads_of_the_shared_buffer(daemon: Daemon) -> None:
     """Reads reuse one buffer: an event from an earlier read must not change with later ones."""
     big = bytes(range(256)) * 800  # 200 KiB, most of a read
@@ -168,20 +179,10 @@ def test_events_keep_their_bytes_across_reads_of_the_shared_buffer(daemon: Daemo
         c.join(["g"])
         sender.mcast_groups(["g"], big)
         sender.mcast_groups(["g"], b"small")
-        got: list[Delivery] = []
-        for e in c.events(timeout=5):
-            if isinstance(e, Delivery):
-                got.append(e)
-                if len(got) == 2:
-                    break
+        got = _deliveries(c, 2)
         for i in range(20):  # more reads into the same buffer
             sender.mcast_groups(["g"], bytes([i]) * 1000)
-        later: list[Delivery] = []
-        for e in c.events(timeout=5):
-            if isinstance(e, Delivery):
-                later.append(e)
-                if len(later) == 20:
-                    break
+        later = _deliveries(c, 20)
         assert [d.data for d in got] == [big, b"small"]
         assert [d.data for d in later] == [bytes([i]) * 1000 for i in range(20)]
 
