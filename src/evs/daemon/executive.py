@@ -334,8 +334,8 @@ class Executive:
         if self.driver.loopback and not self._loopback_scheduled:
             self._loopback_scheduled = True
             loop.call_soon(self._on_loopback)
-        if self.server is not None:
-            self.server.pump()
+        if server is not None:
+            server.pump()
         for observer in self.observers:
             observer()
 

@@ -22,22 +22,21 @@ EHOSTUNREACH ...) drops the datagram and is counted by errno name; it is never r
 
 Batching (Linux UDP segmentation offload): between ``cork()`` and ``flush()`` (the executive
 brackets each step's output with them) ``send`` only queues. ``flush`` then sends each
-destination's queue in order, with one ``sendmsg`` per run of datagrams of one size (the last
-of a run may be shorter), the size given as UDP_SEGMENT: the kernel cuts the run back into the
-same datagrams, so the wire carries exactly what per-datagram ``sendto`` would have, for one
-trip through the socket layer and the network stack instead of one per datagram. A token
-visit's packets are all full-sized but the last, so a visit to one peer is mostly one call.
-A run holds at most ``GSO_SEGMENTS_MAX`` datagrams and ``GSO_BYTES_MAX`` bytes (the kernel's
-limits). Destinations go in the order their first datagram came, except in a light step (a
-unicast and at most as many other datagrams as there are peers, e.g. in "udpu" mode one
-multicast to every peer: a low-load token visit that carries one message): there the
-unicast's peer (the token's successor) goes last, so the others have the message before the
-successor wakes. Measured on two CPUs: the woken successor often runs on
-the sender's CPU at once, and the copies still to send then waited for its whole step.
-Segmentation cannot cut a datagram larger than the link's MTU (a netmtu above it):
-the kernel refuses the run (EMSGSIZE, or EIO where the device cannot do it), and the transport
-then sends that run datagram by datagram and every later one too ("tx_gso_off" counts that),
-so nothing is lost to the attempt.
+destination's queue in order, with one ``sendmsg`` per run of datagrams of one size (the last of
+a run may be shorter), the size given as UDP_SEGMENT: the kernel cuts the run back into the same
+datagrams, so the wire carries exactly what per-datagram ``sendto`` would have, for one trip
+through the socket layer and the network stack instead of one per datagram. A token visit's
+packets are all full-sized but the last, so a visit to one peer is mostly one call. A run holds
+at most ``GSO_SEGMENTS_MAX`` datagrams and ``GSO_BYTES_MAX`` bytes (the kernel's limits).
+Destinations go in the order their first datagram came, except in a light step (a unicast and at
+most as many other datagrams as there are peers, e.g. in "udpu" mode one multicast to every
+peer: a low-load token visit that carries one message): there the unicast's peer (the token's
+successor) goes last, so the others have the message before the successor wakes. Measured on two
+CPUs: the woken successor often runs on the sender's CPU at once, and the copies still to send
+then waited for its whole step. Segmentation cannot cut a datagram larger than the link's MTU (a
+netmtu above it): the kernel refuses the run (EMSGSIZE, or EIO where the device cannot do it),
+and the transport then sends that run datagram by datagram and every later one too ("tx_gso_off"
+counts that), so nothing is lost to the attempt.
 
 Receiving with UDP_GRO: the sockets ask the kernel to hand over a run of same-sized datagrams
 from one source as one read (up to 64 KiB, with the datagram size in a control message); the
