@@ -1119,10 +1119,11 @@ class Cluster:
         """Expected time for the ring to carry every live processor's queued packets.
 
         A rotation carries at most ``window_size`` packets, each processor at most
-        ``max_messages`` per visit (shared by backlog), and the sort queue lets the ring run at
-        most ``(sort_queue_slots - window - max_messages) / lag`` packets a rotation (see
-        below). While ``k`` processors still have a backlog, a rotation carries the least of
-        ``window``, ``k x max_messages`` and that, about evenly; so the smallest backlog drains
+        ``max_messages`` per visit (shared by backlog) unless it is the only one with a backlog
+        (then the window), and the sort queue lets the ring run at most ``(sort_queue_slots -
+        window - per visit) / lag`` packets a rotation (see below). While ``k`` processors
+        still have a backlog, a rotation carries the least of ``window``, ``k x max_messages``
+        (the window for ``k = 1``) and that, about evenly; so the smallest backlog drains
         first, then the next with one processor fewer sending (a fluid model, summed phase by
         phase). A rotation takes one expected token hop (``delay_min + delay_mean``) per live
         processor, plus the time to serialize what it carries at ``bandwidth_mbps``. Recovery
@@ -1140,20 +1141,22 @@ class Cluster:
         # messages wait for SAFE delivery; a small sort queue, not the window, then limits a
         # rotation (seed 1004250: 28 slots, every message safe, about 4 packets a rotation).
         lag = 3 if opts.safe_fraction > 0 else 2
-        sq_rate = max(1.0, (cfg.sort_queue_slots - cfg.window_size - cfg.max_messages) / lag)
-        rotations = 0.0
+        hops_ms = len(live) * (opts.delay_min_ms + opts.delay_mean_ms)
+        packet_ms = 0.0
+        if opts.bandwidth_mbps:
+            packet_ms = _PACKET_BYTES * 8 / (opts.bandwidth_mbps * 1000.0)
+        total_ms = 0.0
         drained = 0
         for i, b in enumerate(backlogs):
             k = len(backlogs) - i  # processors with a backlog during this phase
-            per_rotation = min(cfg.window_size, k * cfg.max_messages, sq_rate)
-            rotations += (b - drained) * k / per_rotation
+            per_visit = cfg.window_size if k == 1 else cfg.max_messages
+            sq_rate = max(1.0, (cfg.sort_queue_slots - cfg.window_size - per_visit) / lag)
+            per_rotation = min(cfg.window_size, k * per_visit, sq_rate)
+            rotations = (b - drained) * k / per_rotation
+            # A rotation of this phase: the token's hops plus serializing what it carries.
+            total_ms += rotations * (hops_ms + per_rotation * packet_ms)
             drained = b
-        per_rotation = min(cfg.window_size, len(live) * cfg.max_messages)
-        hop_ms = opts.delay_min_ms + opts.delay_mean_ms
-        rotation_ms = len(live) * hop_ms
-        if opts.bandwidth_mbps:
-            rotation_ms += per_rotation * _PACKET_BYTES * 8 / (opts.bandwidth_mbps * 1000.0)
-        return rotations * rotation_ms
+        return total_ms
 
     def _was_started(self, nodeid: int) -> bool:
         return any(e["node"] == nodeid for e in self.trace)

@@ -547,12 +547,21 @@ class Processor:
     def _fcc_calculate(self, tok: OrfToken) -> tuple[int, int]:
         """Flow control: how many packets this visit may send, and this node's backlog."""
         cfg = self.config
-        allowed = min(cfg.max_messages, max(0, cfg.window_size - tok.fcc))
+        ring = self.ring
+        pbl = ring.my_pbl
         if self.state is MembState.RECOVERY:
             backlog = len(self.rec.retrans_queue)
         else:
             backlog = self.packer.backlog_packets()
-        pbl = self.ring.my_pbl
+            if tok.backlog <= pbl:
+                # A lone sender: no other member had anything queued at its last visit, so
+                # nobody is kept waiting if we take the part of the window the others did not
+                # use since our last visit (the window still caps a rotation; max_messages
+                # is there to share it, and there is no one to share it with). A member that
+                # queues something adds it to the token's backlog at its visit, and from our
+                # next visit on the usual rule applies again.
+                return max(0, cfg.window_size - max(0, tok.fcc - ring.my_trc)), backlog
+        allowed = min(cfg.max_messages, max(0, cfg.window_size - tok.fcc))
         total = tok.backlog + backlog - pbl
         if total > 0:
             share = cfg.window_size * pbl // total
