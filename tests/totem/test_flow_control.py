@@ -3,7 +3,8 @@
 ``window_size`` caps the packets one rotation carries ring-wide and ``max_messages`` what one
 member sends per visit, so that busy members share the window. A member whose token shows no
 other member's backlog is a lone sender: nobody waits for the share ``max_messages`` keeps
-free, so it may send what the window has left after the others' packets of the last rotation.
+free, so if its messages are large (a packet or more each, on average) it may send what the
+window has left after the others' packets of the last rotation.
 Each test drives node 1 of a ring of two by hand, returning the token as node 2 would.
 """
 
@@ -21,12 +22,12 @@ WINDOW = 10
 PER_VISIT = 3
 
 
-def loaded(messages: int) -> Processor:
-    """Node 1 with ``messages`` of 400 bytes queued (window 10, max_messages 3, netmtu 576:
-    about four packets for every three messages)."""
+def loaded(messages: int, size: int = 1200) -> Processor:
+    """Node 1 with ``messages`` of ``size`` bytes queued (window 10, max_messages 3, netmtu
+    576: a 1200-byte message fills more than two packets)."""
     p = ring_of_two(window_size=WINDOW, max_messages=PER_VISIT, netmtu=576)
     for i in range(messages):
-        p.submit(0.5, [b"g"], bytes([65 + i % 26]) * 400, Guarantee.AGREED)
+        p.submit(0.5, [b"g"], bytes([65 + i % 26]) * size, Guarantee.AGREED)
     p.outbox.clear()
     return p
 
@@ -48,7 +49,7 @@ def visit(p: Processor, now: float, **token: object) -> tuple[int, OrfToken]:
 
 
 def test_a_lone_sender_fills_the_window_at_every_visit() -> None:
-    p = loaded(40)
+    p = loaded(13)
     fcc = backlog = 0
     for k in range(3):
         # The token comes back with our own fcc and backlog only: node 2 sent nothing.
@@ -91,3 +92,12 @@ def test_fcc_never_exceeds_the_window() -> None:
         sent, tok = visit(p, 1.0, fcc=min(others, WINDOW))
         assert sent == max(0, WINDOW - others)
         assert tok.fcc <= WINDOW
+
+
+def test_a_lone_sender_of_small_messages_keeps_max_messages() -> None:
+    """Visits of small messages cost their receivers per message: no bigger visits for them."""
+    p = loaded(60, size=100)
+    sent, tok = visit(p, 1.0)
+    assert sent == PER_VISIT
+    sent, tok = visit(p, 2.0, fcc=tok.fcc, backlog=tok.backlog)
+    assert sent == PER_VISIT

@@ -225,6 +225,20 @@ def test_backlog_estimate_bounds_the_packets() -> None:
     assert count <= estimate <= count * 101 // 100 + 20
 
 
+def test_mostly_large_is_the_mean_queued_message_against_a_packet() -> None:
+    packer = Packer(200)
+    room = 200 - HEADER_SIZE  # what a packet holds after its header
+    assert not packer.mostly_large()  # empty
+    packer.submit([b"g"], bytes(room - 3), AGREED)  # 3 bytes of group header: a packet exactly
+    assert packer.mostly_large()
+    packer.submit([b"g"], bytes(10), AGREED)
+    assert not packer.mostly_large()  # the mean is now about half a packet
+    packer.submit([b"g"], bytes(3 * room), AGREED)
+    assert packer.mostly_large()
+    drain(packer)
+    assert not packer.mostly_large()
+
+
 def test_max_packets_for_and_message_size() -> None:
     per_packet = PAYLOAD - HEADER_SIZE - 2
     assert max_packets_for(1, PAYLOAD) == 1

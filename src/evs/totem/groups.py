@@ -263,6 +263,14 @@ class Packer:
         """Encoded bytes (group headers included) not yet handed out."""
         return self._queued_bytes
 
+    def mostly_large(self) -> bool:
+        """The queued messages average at least a packet's room each (O(1)).
+
+        Such a queue costs its receivers little per packet (a message completes every few
+        packets), so the ring's fixed cost per rotation, not per-message work, bounds it."""
+        count = len(self._items)
+        return count > 0 and self._queued_bytes >= count * self._room
+
     def backlog_packets(self) -> int:
         """Upper bound on the packets ``next_packet`` needs to drain the queue, in O(1).
 
