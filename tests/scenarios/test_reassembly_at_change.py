@@ -18,10 +18,11 @@ from evs.totem.groups import Unpacker
 def leave_mid_message() -> Scenario:
     """Node 3 crashes while nodes 1 and 2 hold part of its 900 KB message.
 
-    The message is about 670 packets: 28 token rotations at 24 packets per visit (40 at
-    17), so the 10 ms polls of ``run_until`` see it half-sent.
+    The message is about 670 packets. A lone sender of large messages sends a whole window per
+    visit (70 packets), so it takes ten rotations; with token hops of 1.5 ms a rotation takes
+    about 4.5 ms, and the 10 ms polls of ``run_until`` see it half-sent.
     """
-    sc = Scenario(3)
+    sc = Scenario(3, delay_min_ms=1.0, delay_mean_ms=0.5)
     sc.run_until_ring((1, 2, 3))
     sc.submit(3, 900_000)
     sc.run_until(lambda: sc.processor(1).unpacker.pending_bytes(3) > 0, 2000)
