@@ -531,10 +531,18 @@ class Unpacker:
                     fragmented, bytearray(payload[position:stop]), guarantee
                 )
                 break
-            message = _parse_message(payload, position, stop)
-            if message is None:
-                return self._drop(originator, BAD_GROUPS)
-            out.append(message)
+            if length > 2 and payload[position] == 1:
+                # One group, the usual case, parsed here (as _parse_message does): a call less
+                # per message. length > 2 keeps the name's length byte inside the item.
+                end = position + 2 + payload[position + 1]
+                if end == position + 2 or end > stop:
+                    return self._drop(originator, BAD_GROUPS)
+                out.append(((payload[position + 2 : end],), payload[end:stop]))
+            else:
+                message = _parse_message(payload, position, stop)
+                if message is None:
+                    return self._drop(originator, BAD_GROUPS)
+                out.append(message)
             position = stop
             index += 1
         return out

@@ -49,6 +49,7 @@ from evs.types import ConfigChange, Guarantee, RingId
 __all__ = ["TRANSITIONS", "Processor"]
 
 _SAFE = Guarantee.SAFE
+_new_tuple = tuple.__new__
 _RECOVERING = (MembState.COMMIT, MembState.RECOVERY)
 _O, _G, _C, _R = MembState.OPERATIONAL, MembState.GATHER, MembState.COMMIT, MembState.RECOVERY
 #: Membership transitions (protocol.md section 5.1): any state may fall back to GATHER;
@@ -648,12 +649,15 @@ class Processor:
 
     def deliver_packet(self, msg: Mcast, *, ring_id: RingId, transitional: bool) -> None:
         """Unpack one ordered packet into application deliveries."""
-        events = self.events
-        for groups, data in self.unpacker.feed(msg.system_from, msg.payload, msg.guarantee):
-            events.append(
-                Deliver(
-                    msg.system_from, groups, data, msg.guarantee, ring_id, transitional, msg.seq
-                )
+        sender = msg.system_from
+        guarantee = msg.guarantee
+        seq = msg.seq
+        # tuple.__new__ skips the named tuple's Python-level __new__ (0.18 -> 0.10 us a
+        # delivery); the fields are the class's, in its order.
+        append = self.events.append
+        for groups, data in self.unpacker.feed(sender, msg.payload, guarantee):
+            append(
+                _new_tuple(Deliver, (sender, groups, data, guarantee, ring_id, transitional, seq))
             )
 
     # ------------------------------------------------------------------ recovery decisions
