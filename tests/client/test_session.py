@@ -150,6 +150,27 @@ def test_limits_come_from_welcome() -> None:
     assert sent(s) == []
 
 
+def test_checked_group_lists_are_remembered_until_the_welcome() -> None:
+    """A send names the same list again and again: checked once, the same names each time;
+    the Welcome's limits apply to every list, also one seen before it."""
+    s = ClientSession(pid=42)
+    sent(s)
+    long_name = ["123456789"]
+    s.join(long_name)  # within the defaults before the Welcome
+    s.receive_data(encode(Welcome(s.hello_id, IPC_VERSION, 1, 9, 100, 8, 3, 100_000)))
+    with pytest.raises(InvalidArgument, match=r"names are 1\.\.8"):
+        s.join(long_name)
+    sent(s)
+    assert s.send(["g", b"h", "g"], b"1", Guarantee.AGREED)
+    assert s.send(("g", b"h"), b"2", Guarantee.AGREED)
+    assert s.send(["g", b"h", "g"], b"3", Guarantee.AGREED)
+    assert [f.groups for f in sent(s) if isinstance(f, Mcast)] == [(b"g", b"h")] * 3
+    with pytest.raises(InvalidArgument, match="must be str or bytes"):
+        s.send([bytearray(b"g")], b"", Guarantee.AGREED)  # type: ignore[list-item]
+    with pytest.raises(InvalidArgument, match="must be str or bytes"):
+        s.send([3], b"", Guarantee.AGREED)  # type: ignore[list-item]
+
+
 @pytest.mark.parametrize(
     ("wire", "error", "message"),
     [

@@ -288,6 +288,23 @@ def test_hot_frames_encode_as_the_general_layout(frame: DeliverNote | Mcast) -> 
     assert decode(general) == frame
 
 
+@given(st.none() | groups, guarantee, data)
+def test_encode_mcast_is_encode_of_the_frame(
+    names: tuple[bytes, ...] | None, g: Guarantee, body: bytes
+) -> None:
+    """The client's send path skips the frame object, not a byte of the layout."""
+    assert codec.encode_mcast(names, g, body) == encode(Mcast(0, names, g, body))
+
+
+def test_encode_mcast_refuses_what_encode_does() -> None:
+    with pytest.raises(FrameError, match="limit"):
+        codec.encode_mcast(None, Guarantee.AGREED, b"x" * (codec.DATA_MAX + 1))
+    with pytest.raises(FrameError):
+        codec.encode_mcast((b"",), Guarantee.AGREED, b"")
+    with pytest.raises(FrameError):
+        codec.encode_mcast((b"g",), 9, b"")
+
+
 def test_encoder_refuses_what_decoder_would() -> None:
     with pytest.raises(FrameError, match="limit"):
         encode(Mcast(1, None, Guarantee.AGREED, b"x" * (codec.DATA_MAX + 1)))

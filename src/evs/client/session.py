@@ -26,7 +26,15 @@ from collections import deque
 from collections.abc import Iterable
 
 from evs.errors import EvsError, InvalidArgument, NotConnected
-from evs.ipc.codec import DATA_MAX, GROUP_NAME_MAX, GROUPS_MAX, FrameDecoder, FrameError, encode
+from evs.ipc.codec import (
+    DATA_MAX,
+    GROUP_NAME_MAX,
+    GROUPS_MAX,
+    FrameDecoder,
+    FrameError,
+    encode,
+    encode_mcast,
+)
 from evs.ipc.messages import (
     IPC_VERSION,
     ConfChgNote,
@@ -90,6 +98,9 @@ class ClientSession:
         self.joined: set[bytes] = set()
         #: Join request id -> names, until the reply comes.
         self._joins: dict[int, tuple[bytes, ...]] = {}
+        #: Checked group lists by the list or tuple given (an application names the same few
+        #: lists again and again); emptied when the Welcome brings the daemon's limits.
+        self._names_seen: dict[tuple[object, ...], tuple[bytes, ...]] = {}
         #: The request id of the Hello this session opens with.
         self.hello_id = self._request(Hello(0, IPC_VERSION, pid))
 
@@ -135,7 +146,7 @@ class ClientSession:
         cost = mcast_cost(len(body))
         if self.outstanding and self.outstanding + cost > self.send_window:
             return False
-        self._out += encode(Mcast(0, names, g, body))
+        self._out += encode_mcast(names, g, body)
         self.outstanding += cost
         return True
 
@@ -183,9 +194,23 @@ class ClientSession:
 
     def _names(self, groups: Iterable[str | bytes]) -> tuple[bytes, ...]:
         """Group names checked against the daemon's limits (from Welcome), first-seen order."""
+        key: tuple[object, ...] | None = None
+        if type(groups) is list or type(groups) is tuple:
+            key = tuple(groups)
+            try:
+                return self._names_seen[key]
+            except KeyError:
+                pass
+            except TypeError:  # an unhashable name: checked (and refused) below
+                key = None
         name_max = self.welcome.group_name_max if self.welcome else GROUP_NAME_MAX
         count_max = self.welcome.groups_max if self.welcome else GROUPS_MAX
-        return group_names(groups, name_max=name_max, count_max=count_max)
+        names = group_names(groups, name_max=name_max, count_max=count_max)
+        if key is not None:
+            if len(self._names_seen) >= 256:
+                self._names_seen.clear()
+            self._names_seen[key] = names
+        return names
 
     def data_to_send(self) -> bytes:
         """Bytes of the requests made since the last call, to write to the daemon."""
@@ -246,6 +271,7 @@ class ClientSession:
             self._replies[frame.request_id] = frame
             if isinstance(frame, Welcome):
                 self.welcome = frame
+                self._names_seen.clear()
             joined = self._joins.pop(frame.request_id, None)
             if joined is not None and isinstance(frame, Ok):
                 self.joined.update(joined)

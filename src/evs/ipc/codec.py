@@ -68,6 +68,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_delivery",
+    "encode_mcast",
 ]
 
 #: Largest message data a frame may carry, bytes (api.md: at least 1 MiB).
@@ -276,7 +277,10 @@ def _encode_hot(frame: DeliverNote | Mcast) -> bytes:
     are built only on an error)."""
     if isinstance(frame, DeliverNote):
         return _encode_delivery(frame.delivery, frame.request_id)
-    data, g, named = frame.data, frame.guarantee, frame.groups
+    return _encode_mcast(frame.request_id, frame.groups, frame.guarantee, frame.data)
+
+
+def _encode_mcast(request_id: int, named: tuple[bytes, ...] | None, g: int, data: bytes) -> bytes:
     if named is None:
         flags, glist = _MCAST_JOINED, b"\0"
     elif type(named) is tuple:
@@ -286,7 +290,7 @@ def _encode_hot(frame: DeliverNote | Mcast) -> bytes:
     if g not in _GUARANTEES or len(data) > DATA_MAX:
         raise FrameError(_hot_error(g, (), data))
     length = _MCAST_HEAD.size - 4 + len(glist) + len(data)
-    head = _MCAST_HEAD.pack(length, 4, frame.request_id, flags, g)
+    head = _MCAST_HEAD.pack(length, 4, request_id, flags, g)
     return b"".join((head, glist, data))
 
 
@@ -315,6 +319,15 @@ def _hot_error(g: object, groups: object, data: bytes) -> str:
     if type(groups) is not tuple:
         return f"groups {groups!r} are not a tuple"
     return f"data of {len(data)} bytes; the limit is {DATA_MAX}"
+
+
+def encode_mcast(groups: tuple[bytes, ...] | None, guarantee: int, data: bytes) -> bytes:
+    """``encode(Mcast(0, groups, guarantee, data))`` without building the frame: a client's
+    send path, once per message."""
+    try:
+        return _encode_mcast(0, groups, guarantee, data)
+    except (struct.error, TypeError) as exc:
+        raise FrameError(f"cannot encode Mcast: {exc}") from None
 
 
 def encode(frame: Frame) -> bytes:
