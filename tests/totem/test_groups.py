@@ -491,6 +491,9 @@ GOOD = b"\x01\x01gdata"
         (raw([GOOD, b"\x00data"]), "bad_groups"),
         (raw([b"\x01\x00data"]), "bad_groups"),
         (raw([b"\x01\x05ab"]), "bad_groups"),
+        (raw([b"\x01"]), "bad_groups"),  # one group: no room for the name's length byte
+        (raw([b"\x01\x01"]), "bad_groups"),  # ... nor for its one byte
+        (raw([GOOD, b"\x01\x02g"]), "bad_groups"),  # ... nor for its two
         (raw([b"\x02\x01"]), "bad_groups"),
         (raw([b"\x02\x01\x03ab", GOOD]), "bad_groups"),
         (raw([b"\x02\x01\x00ab"]), "bad_groups"),
@@ -511,9 +514,10 @@ def test_malformed_packets_are_dropped_whole(payload: bytes, reason: str) -> Non
 
 def test_hand_built_packets_parse() -> None:
     unpacker = Unpacker()
-    assert unpacker.feed(1, memoryview(raw([GOOD, b"\x02\x01\x02abc"])), AGREED) == [
+    assert unpacker.feed(1, memoryview(raw([GOOD, b"\x02\x01\x02abc", b"\x01\x01g"])), AGREED) == [
         ((b"g",), b"data"),
         ((b"a", b"bc"), b""),
+        ((b"g",), b""),
     ]
     assert unpacker.feed(1, raw([b"\x01\x03gr"], fragmented=200), SAFE) == []
     assert unpacker.feed(1, raw([b"p", b"\x01"], continues=200, fragmented=7), SAFE) == [
