@@ -161,6 +161,22 @@ def test_fileno_asked_for_late_is_readable_for_events_read_before(daemon: Daemon
         assert not select.select([c], [], [], 0)[0]
 
 
+def test_fileno_goes_quiet_when_events_takes_the_last_buffered_event(daemon: Daemon) -> None:
+    """events() takes buffered events without a read: the last one must clear the descriptor."""
+    with evs.Client(daemon.path) as c:
+        c.join(["g"])
+        c.mcast_joined(b"x")
+        c.mcast_joined(b"y")
+        c.membership_get()  # a configuration and two deliveries in the session buffer
+        assert select.select([c], [], [], 0)[0]
+        events = c.events(timeout=0)
+        next(events)
+        assert select.select([c], [], [], 0)[0]  # two more buffered
+        next(events)
+        next(events)
+        assert not select.select([c], [], [], 0)[0]
+
+
 def _deliveries(c: evs.Client, count: int) -> list[Delivery]:
     """The next ``count`` deliveries (fewer if none comes for 5 s)."""
     got: list[Delivery] = []

@@ -319,3 +319,9 @@ class ClientSession:
     @property
     def events_waiting(self) -> int:
         return len(self._events)
+
+    @property
+    def queue(self) -> deque[Event]:
+        """The buffered events themselves, oldest first (the same deque for the session's
+        life): a reader that pops from the left saves two calls per event."""
+        return self._events

@@ -109,6 +109,7 @@ class Client:
         self.on_confchg = on_confchg
         self.socket_path = resolve_socket_path(socket_path)
         self._session = ClientSession(os.getpid())
+        self._queue = self._session.queue
         self._cond = threading.Condition()
         self._reading = False
         self._writing = False
@@ -423,6 +424,18 @@ class Client:
 
     # ---------------------------------------------------------------- events
 
+    def _take(self) -> Event | None:
+        """An event already read, or None: no deadline to compute and no read to start (the
+        hot path of ``events()``, where most events arrive many to a read)."""
+        with self._cond:
+            queue = self._queue
+            if not queue:
+                return None
+            ev = queue.popleft()
+            if not queue:
+                self._flag()
+            return ev
+
     def _next(self, deadline: float | None, *, wait: bool = True) -> Event | None:
         """The next event; None if none came in time; the end of the connection raises."""
         with self._cond:
@@ -496,12 +509,14 @@ class Client:
     def events(self, timeout: float | None = None) -> Iterator[Event]:
         """Events as they come; stops after ``timeout`` s without one, or at ``close()``."""
         while True:
-            try:
-                ev = self._next(_deadline(timeout))
-            except NotConnected:
-                if self._closed:
-                    return
-                raise
+            ev = self._take()
             if ev is None:
-                return
+                try:
+                    ev = self._next(_deadline(timeout))
+                except NotConnected:
+                    if self._closed:
+                        return
+                    raise
+                if ev is None:
+                    return
             yield ev
