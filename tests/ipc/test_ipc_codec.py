@@ -414,3 +414,15 @@ def test_encode_delivery_refuses_what_encode_refuses() -> None:
         codec.encode_delivery(bad)
     with pytest.raises(FrameError, match="limit"):
         encode(DeliverNote(bad))
+    # With the group list already encoded (the inline path), the fields are still checked.
+    codec.encode_delivery(Delivery(1, 2, (b"g",), b"", Guarantee.AGREED))
+    for wrong in (
+        Delivery(2**32, 2, (b"g",), b"", Guarantee.AGREED),
+        Delivery(1, -1, (b"g",), b"", Guarantee.AGREED),
+        Delivery(1, 2, (b"g",), b"", 9),  # type: ignore[arg-type]
+        Delivery(1, 2, [b"g"], b"", Guarantee.AGREED),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(FrameError):
+            codec.encode_delivery(wrong)
+        with pytest.raises(FrameError):
+            encode(DeliverNote(wrong))

@@ -170,10 +170,12 @@ class Handle:
         events = self.events
         size = 0
         cost = 0
+        overhead = _EVENT_OVERHEAD
         try:
             while events and size < budget:
                 ev = events.popleft()
-                cost += _cost(ev)
+                # _cost inline for deliveries, nearly every event: a call less per message.
+                cost += overhead + len(ev.data) if type(ev) is Delivery else _cost(ev)
                 frame = encode(ev)
                 out.append(frame)
                 size += len(frame)
