@@ -233,6 +233,8 @@ class EvsService:
         self._ready: dict[int, Handle] = {}
         #: Handles told there is room again since the last ``take_room_again``.
         self._room: list[Handle] = []
+        #: Checked group lists by the tuple a send named (``check_mcast``).
+        self._names_seen: dict[tuple[str | bytes, ...], tuple[bytes, ...]] = {}
         #: message number -> (message id, guarantee), until the core reports it ``Sent``.
         self._pending: dict[int, tuple[str, Guarantee]] = {}
         #: The executive's own messages (header flag ``FLAG_INTERNAL``) and every configuration
@@ -329,6 +331,21 @@ class EvsService:
             names = h.joined_names
             if not names:
                 raise InvalidArgument("this handle has joined no group: join one, or name groups")
+        elif type(groups) is tuple:
+            # A decoded frame's list: checked once per distinct list (senders name a few).
+            seen = self._names_seen
+            try:
+                cached = seen.get(groups)
+                hashable = True
+            except TypeError:  # an unhashable name (an embedded caller's): refused below
+                cached, hashable = None, False
+            if cached is None:
+                cached = group_names(groups)
+                if hashable:
+                    if len(seen) >= 1024:
+                        seen.clear()
+                    seen[groups] = cached
+            names = cached
         else:
             names = group_names(groups)
         if not isinstance(data, (bytes, bytearray, memoryview)):
