@@ -307,19 +307,17 @@ def _encode_delivery(d: Delivery, request_id: int) -> bytes:
 def encode_delivery(d: Delivery) -> bytes:
     """``encode(DeliverNote(d))`` without the note: the executive encodes one per message and
     receiving handle. FrameError if a field is out of its bounds."""
-    data, groups, g = d.data, d.groups, d.guarantee
-    # The usual case inline (a group list already checked and encoded, a known guarantee, data
-    # within the limit): two calls less per delivery; anything else takes the checked path.
-    glist = _GROUPS_SEEN.get(groups) if type(groups) is tuple else None
-    if glist is not None and g in _GUARANTEES and len(data) <= DATA_MAX:
-        try:
+    try:
+        # (Compiled, reading a field of the wrong type raises TypeError: inside the try.)
+        data, groups, g = d.data, d.groups, d.guarantee
+        # The usual case inline (a group list already checked and encoded, a known guarantee,
+        # data within the limit): two calls less per delivery; anything else is checked.
+        glist = _GROUPS_SEEN.get(groups) if type(groups) is tuple else None
+        if glist is not None and g in _GUARANTEES and len(data) <= DATA_MAX:
             head = _DELIVER_HEAD.pack(
                 _DELIVER_HEAD.size - 4 + len(glist) + len(data), 128, 0, d.nodeid, d.pid, g
             )
-        except struct.error as exc:
-            raise FrameError(f"cannot encode DeliverNote: {exc}") from None
-        return b"".join((head, glist, data))
-    try:
+            return b"".join((head, glist, data))
         return _encode_delivery(d, 0)
     except (struct.error, TypeError) as exc:
         raise FrameError(f"cannot encode DeliverNote: {exc}") from None

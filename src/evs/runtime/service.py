@@ -464,6 +464,7 @@ class EvsService:
         msgid = f"{ev.sender}:{incarnation}:{counter}" if self.traced else ""
         groups = ev.groups
         delivery: Delivery | None = None
+        cost = 0
         handed = 0
         for h in self.handles.values():
             hg = h.groups
@@ -473,7 +474,12 @@ class EvsService:
                 if g in hg:
                     if delivery is None:
                         delivery = make_delivery(ev.sender, pid, groups, data[SIZE:], ev.guarantee)
-                    self._push(h, delivery)
+                        cost = _EVENT_OVERHEAD + len(delivery.data)  # _cost, once per message
+                    h.events.append(delivery)  # _push, inline: once per message and handle
+                    h.queued_bytes += cost
+                    self._ready[h.id] = h
+                    if h.queued_bytes > self._hold_high:
+                        self._queue_high(h)
                     handed += 1
                     break
         if handed:
@@ -496,13 +502,17 @@ class EvsService:
         h.queued_bytes += _cost(ev)
         self._ready[h.id] = h
         if h.queued_bytes > self._hold_high:  # (the queue bound itself when holds are off)
-            self.readers_behind = True
-            if h.queued_bytes > self.handle_queue_bytes:
-                h.overflowed = (
-                    f"the client did not read its events: {h.queued_bytes} bytes were waiting, "
-                    f"the limit is {self.handle_queue_bytes} bytes"
-                )
-                self.counters["handles overflowed"] += 1
+            self._queue_high(h)
+
+    def _queue_high(self, h: Handle) -> None:
+        """A handle's queue passed the hold mark: readers are behind, or it overflowed."""
+        self.readers_behind = True
+        if h.queued_bytes > self.handle_queue_bytes:
+            h.overflowed = (
+                f"the client did not read its events: {h.queued_bytes} bytes were waiting, "
+                f"the limit is {self.handle_queue_bytes} bytes"
+            )
+            self.counters["handles overflowed"] += 1
 
     def _wake_waiting(self) -> None:
         if self.sends_held:
