@@ -70,7 +70,8 @@ class TotemConfig:
     #: 30 % less (docs/benchmarks.md, "Ring load").
     window_size: int = 70
     #: Packets one processor may send per token visit: a third of the window, as corosync's
-    #: 17 of 50, so three senders fill a rotation and one cannot take it alone.
+    #: 17 of 50, so three senders fill a rotation and none takes it while others wait. (A lone
+    #: sender of large messages may use the whole window: docs/protocol.md.)
     max_messages: int = 24
     miss_count_const: int = 5
     #: Slots of the sort queue: how far the ring may run ahead of the slowest member.
