@@ -145,14 +145,22 @@ def test_joining_past_the_per_handle_limit_is_refused_and_changes_nothing() -> N
 
 
 def test_a_send_names_a_checked_list_again_and_again() -> None:
-    """Tuples (as decoded frames carry) are checked once and remembered; the same checks hold
-    for every call, and an unhashable name is refused like any other bad one."""
+    """One-name tuples (as decoded frames carry) are checked once and remembered; the same
+    checks hold for every call, and a name that is not exactly str or bytes is refused even
+    when it hashes like a remembered one (a read-only memoryview) or not at all."""
     core = FakeCore()
     s = service(core)
     h = s.open_handle(pid=1)
     for _ in range(3):
+        assert s.check_mcast(h, (b"g",), b"x", Guarantee.AGREED)[0] == (b"g",)
+        assert s.check_mcast(h, ("g",), b"x", Guarantee.AGREED)[0] == (b"g",)
         assert s.check_mcast(h, (b"g", "h", b"g"), b"x", Guarantee.AGREED)[0] == (b"g", b"h")
-    for bad, why in (((b"",), "1.."), ((bytearray(b"g"),), "must be str or bytes")):
+    for bad, why in (
+        ((b"",), "1.."),
+        ((bytearray(b"g"),), "must be str or bytes"),
+        ((memoryview(b"g"),), "must be str or bytes"),
+        ((memoryview(bytearray(b"g")),), "must be str or bytes"),
+    ):
         for _ in range(2):
             with pytest.raises(InvalidArgument, match=why):
                 s.check_mcast(h, bad, b"x", Guarantee.AGREED)  # type: ignore[arg-type]

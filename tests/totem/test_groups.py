@@ -491,6 +491,7 @@ GOOD = b"\x01\x01gdata"
         (raw([GOOD, b"\x00data"]), "bad_groups"),
         (raw([b"\x01\x00data"]), "bad_groups"),
         (raw([b"\x01\x05ab"]), "bad_groups"),
+        (raw([b"\x01\x05ab", GOOD]), "bad_groups"),  # the name would run into the next item
         (raw([b"\x01"]), "bad_groups"),  # one group: no room for the name's length byte
         (raw([b"\x01\x01"]), "bad_groups"),  # ... nor for its one byte
         (raw([GOOD, b"\x01\x02g"]), "bad_groups"),  # ... nor for its two

@@ -168,20 +168,12 @@ def test_the_next_visit_takes_the_held_visits_sends_out_of_fcc() -> None:
 
 
 def test_the_two_parts_of_a_visit_share_one_max_messages() -> None:
-    """A holding visit that re-sent packets leaves that much less for the second part.
-
-    Node 2 reports a packet queued (the token's backlog), so max_messages binds; a lone
-    sender may use the window instead (tests/totem/test_flow_control.py)."""
+    """A holding visit that re-sent packets leaves that much less for the second part."""
     p, now = held(max_messages=3, netmtu=576)
     p.submit(now, [b"g"], b"x" * 400, Guarantee.AGREED)
     p.handle_timer(now)
     last = p.ring.my_high_seq_received
-    ask = {
-        "aru": last - 1,
-        "aru_addr": 2,
-        "rtr_list": [RtrEntry(p.ring_id, last)],
-        "backlog": 1,
-    }
+    ask = {"aru": last - 1, "aru_addr": 2, "rtr_list": [RtrEntry(p.ring_id, last)]}
     fcc = last_token(p).fcc
     while not p.ring.holding:  # one re-sent packet at each visit, then it holds anyway
         now += 1.0

@@ -195,14 +195,15 @@ class ClientSession:
     def _names(self, groups: Iterable[str | bytes]) -> tuple[bytes, ...]:
         """Group names checked against the daemon's limits (from Welcome), first-seen order."""
         key: tuple[object, ...] | None = None
-        if type(groups) is list or type(groups) is tuple:
-            key = tuple(groups)
-            try:
-                return self._names_seen[key]
-            except KeyError:
-                pass
-            except TypeError:  # an unhashable name: checked (and refused) below
-                key = None
+        if (type(groups) is list or type(groups) is tuple) and len(groups) == 1:
+            # One plain name, as nearly every send names: remembered. Only exact str or bytes:
+            # a memoryview may hash like bytes but must be refused.
+            name = groups[0]
+            if type(name) is bytes or type(name) is str:
+                key = (name,)
+                cached = self._names_seen.get(key)
+                if cached is not None:
+                    return cached
         name_max = self.welcome.group_name_max if self.welcome else GROUP_NAME_MAX
         count_max = self.welcome.groups_max if self.welcome else GROUPS_MAX
         names = group_names(groups, name_max=name_max, count_max=count_max)

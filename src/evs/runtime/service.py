@@ -184,6 +184,10 @@ class Handle:
         return size
 
 
+#: The types of a group name ``check_mcast`` may remember a check for.
+_PLAIN_NAME = (bytes, str)
+
+
 def _cost(ev: Event) -> int:
     return _EVENT_OVERHEAD + (len(ev.data) if isinstance(ev, Delivery) else 8 * len(ev.members))
 
@@ -331,20 +335,16 @@ class EvsService:
             names = h.joined_names
             if not names:
                 raise InvalidArgument("this handle has joined no group: join one, or name groups")
-        elif type(groups) is tuple:
-            # A decoded frame's list: checked once per distinct list (senders name a few).
+        elif type(groups) is tuple and len(groups) == 1 and type(groups[0]) in _PLAIN_NAME:
+            # One plain name, as nearly every decoded send names: checked once per name. (Only
+            # exact str or bytes: a memoryview may hash like bytes but must be refused.)
             seen = self._names_seen
-            try:
-                cached = seen.get(groups)
-                hashable = True
-            except TypeError:  # an unhashable name (an embedded caller's): refused below
-                cached, hashable = None, False
+            cached = seen.get(groups)
             if cached is None:
                 cached = group_names(groups)
-                if hashable:
-                    if len(seen) >= 1024:
-                        seen.clear()
-                    seen[groups] = cached
+                if len(seen) >= 1024:
+                    seen.clear()
+                seen[groups] = cached
             names = cached
         else:
             names = group_names(groups)

@@ -1119,14 +1119,15 @@ class Cluster:
         """Expected time for the ring to carry every live processor's queued packets.
 
         A rotation carries at most ``window_size`` packets, each processor at most
-        ``max_messages`` per visit (shared by backlog) unless it is the only one with a backlog
-        (then the window), and the sort queue lets the ring run at most ``(sort_queue_slots -
-        window - per visit) / lag`` packets a rotation (see below). While ``k`` processors
-        still have a backlog, a rotation carries the least of ``window``, ``k x max_messages``
-        (the window for ``k = 1``) and that, about evenly; so the smallest backlog drains
-        first, then the next with one processor fewer sending (a fluid model, summed phase by
-        phase). A rotation takes one expected token hop (``delay_min + delay_mean``) per live
-        processor, plus the time to serialize what it carries at ``bandwidth_mbps``. Recovery
+        ``max_messages`` per visit (shared by backlog; a lone sender of large messages may take
+        the window, which only makes the drain faster than estimated), and the sort queue lets
+        the ring run at most ``(sort_queue_slots - window - max_messages) / lag`` packets a
+        rotation (see below). While ``k`` processors still have a backlog, a rotation carries
+        the least of ``window``, ``k x max_messages`` and that, about evenly; so the smallest
+        backlog drains first, then the next with one processor fewer sending (a fluid model,
+        summed phase by phase). A rotation takes one expected token hop (``delay_min +
+        delay_mean``) per live processor, plus the time to serialize what that phase's rotation
+        carries at ``bandwidth_mbps``. Recovery
         re-sends at most the largest sort queue span once, which is added to the backlog.
         """
         opts = self.options
@@ -1149,9 +1150,10 @@ class Cluster:
         drained = 0
         for i, b in enumerate(backlogs):
             k = len(backlogs) - i  # processors with a backlog during this phase
-            per_visit = cfg.window_size if k == 1 else cfg.max_messages
-            sq_rate = max(1.0, (cfg.sort_queue_slots - cfg.window_size - per_visit) / lag)
-            per_rotation = min(cfg.window_size, k * per_visit, sq_rate)
+            # A lone sender of large messages may use the whole window (docs/protocol.md), but
+            # not in RECOVERY nor with small messages: the estimate keeps max_messages.
+            sq_rate = max(1.0, (cfg.sort_queue_slots - cfg.window_size - cfg.max_messages) / lag)
+            per_rotation = min(cfg.window_size, k * cfg.max_messages, sq_rate)
             rotations = (b - drained) * k / per_rotation
             # A rotation of this phase: the token's hops plus serializing what it carries.
             total_ms += rotations * (hops_ms + per_rotation * packet_ms)

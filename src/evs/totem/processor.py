@@ -490,7 +490,7 @@ class Processor:
         """
         ring = self.ring
         allowed, backlog = self._fcc_calculate(tok)
-        # One visit's max_messages for both parts.
+        # One visit's allowance (max_messages, or a lone sender's window) for both parts.
         allowed = self._within_sort_queue(tok, max(0, allowed - ring.my_trc))
         sent = self._send_new(tok, allowed)
         self._account(tok, ring.my_trc + sent, backlog)  # both parts: one visit's share
