@@ -44,6 +44,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from evs.errors import InvalidArgument, TryAgain
 from evs.totem.events import CoreEvent, Deliver, Sent
@@ -238,7 +239,7 @@ class EvsService:
         #: Handles told there is room again since the last ``take_room_again``.
         self._room: list[Handle] = []
         #: Checked group lists by the tuple a send named (``check_mcast``).
-        self._names_seen: dict[tuple[str | bytes, ...], tuple[bytes, ...]] = {}
+        self._names_seen: dict[tuple[object, ...], tuple[bytes, ...]] = {}
         #: message number -> (message id, guarantee), until the core reports it ``Sent``.
         self._pending: dict[int, tuple[str, Guarantee]] = {}
         #: The executive's own messages (header flag ``FLAG_INTERNAL``) and every configuration
@@ -335,16 +336,21 @@ class EvsService:
             names = h.joined_names
             if not names:
                 raise InvalidArgument("this handle has joined no group: join one, or name groups")
-        elif type(groups) is tuple and len(groups) == 1 and type(groups[0]) in _PLAIN_NAME:
+        elif (
+            type(given := cast(object, groups)) is tuple
+            and len(given) == 1
+            and type(given[0]) in _PLAIN_NAME
+        ):
             # One plain name, as nearly every decoded send names: checked once per name. (Only
-            # exact str or bytes: a memoryview may hash like bytes but must be refused.)
+            # exact str or bytes: a memoryview may hash like bytes but must be refused. Typed
+            # as object: compiled, a tuple typed by its items would check them before this.)
             seen = self._names_seen
-            cached = seen.get(groups)
+            cached = seen.get(given)
             if cached is None:
                 cached = group_names(groups)
                 if len(seen) >= 1024:
                     seen.clear()
-                seen[groups] = cached
+                seen[given] = cached
             names = cached
         else:
             names = group_names(groups)
