@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 from evs.errors import InvalidArgument
 
@@ -21,6 +22,7 @@ __all__ = [
     "Membership",
     "RingId",
     "group_names",
+    "group_names_seen",
     "make_delivery",
 ]
 
@@ -123,6 +125,36 @@ class Membership:
 
 
 Event = Delivery | ConfigChange
+
+
+def group_names_seen(
+    groups: Iterable[str | bytes],
+    seen: dict[object, tuple[bytes, ...]],
+    *,
+    name_max: int,
+    count_max: int,
+) -> tuple[bytes, ...]:
+    """``group_names``, remembered in ``seen`` for a list or tuple of one plain name.
+
+    A sender names the same group message after message (the library's sends, the executive's
+    intake of them): checked once, then a dict lookup. Only exact str or bytes are remembered:
+    a memoryview may hash like bytes but must still be refused. ``seen`` belongs to one set of
+    limits (empty it when they change); it keeps at most 256 names."""
+    given = cast(object, groups)  # compiled, a typed tuple would be checked item by item here
+    key = None
+    if (type(given) is tuple or type(given) is list) and len(given) == 1:
+        name = given[0]
+        if type(name) is bytes or type(name) is str:
+            key = name
+            names = seen.get(key)
+            if names is not None:
+                return names
+    names = group_names(groups, name_max=name_max, count_max=count_max)
+    if key is not None:
+        if len(seen) >= 256:
+            seen.clear()
+        seen[key] = names
+    return names
 
 
 def group_names(

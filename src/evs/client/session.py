@@ -61,7 +61,7 @@ from evs.ipc.messages import (
     exception_for,
     mcast_cost,
 )
-from evs.types import Event, Guarantee, group_names
+from evs.types import Event, Guarantee, group_names_seen
 
 __all__ = ["ClientSession", "window_full"]
 
@@ -100,7 +100,7 @@ class ClientSession:
         self._joins: dict[int, tuple[bytes, ...]] = {}
         #: Checked group lists by the list or tuple given (an application names the same few
         #: lists again and again); emptied when the Welcome brings the daemon's limits.
-        self._names_seen: dict[tuple[object, ...], tuple[bytes, ...]] = {}
+        self._names_seen: dict[object, tuple[bytes, ...]] = {}
         #: The request id of the Hello this session opens with.
         self.hello_id = self._request(Hello(0, IPC_VERSION, pid))
 
@@ -194,24 +194,9 @@ class ClientSession:
 
     def _names(self, groups: Iterable[str | bytes]) -> tuple[bytes, ...]:
         """Group names checked against the daemon's limits (from Welcome), first-seen order."""
-        key: tuple[object, ...] | None = None
-        if (type(groups) is list or type(groups) is tuple) and len(groups) == 1:
-            # One plain name, as nearly every send names: remembered. Only exact str or bytes:
-            # a memoryview may hash like bytes but must be refused.
-            name = groups[0]
-            if type(name) is bytes or type(name) is str:
-                key = (name,)
-                cached = self._names_seen.get(key)
-                if cached is not None:
-                    return cached
         name_max = self.welcome.group_name_max if self.welcome else GROUP_NAME_MAX
         count_max = self.welcome.groups_max if self.welcome else GROUPS_MAX
-        names = group_names(groups, name_max=name_max, count_max=count_max)
-        if key is not None:
-            if len(self._names_seen) >= 256:
-                self._names_seen.clear()
-            self._names_seen[key] = names
-        return names
+        return group_names_seen(groups, self._names_seen, name_max=name_max, count_max=count_max)
 
     def data_to_send(self) -> bytes:
         """Bytes of the requests made since the last call, to write to the daemon."""

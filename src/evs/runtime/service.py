@@ -44,12 +44,12 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 from evs.errors import InvalidArgument, TryAgain
 from evs.totem.events import CoreEvent, Deliver, Sent
 from evs.types import ConfigChange, Delivery, Event, Guarantee, Membership, RingId, make_delivery
 from evs.types import group_names as _group_names
+from evs.types import group_names_seen as _group_names_seen
 
 __all__ = [
     "GROUPS_PER_HANDLE_MAX",
@@ -185,10 +185,6 @@ class Handle:
         return size
 
 
-#: The types of a group name ``check_mcast`` may remember a check for.
-_PLAIN_NAME = (bytes, str)
-
-
 def _cost(ev: Event) -> int:
     return _EVENT_OVERHEAD + (len(ev.data) if isinstance(ev, Delivery) else 8 * len(ev.members))
 
@@ -239,7 +235,7 @@ class EvsService:
         #: Handles told there is room again since the last ``take_room_again``.
         self._room: list[Handle] = []
         #: Checked group lists by the tuple a send named (``check_mcast``).
-        self._names_seen: dict[tuple[object, ...], tuple[bytes, ...]] = {}
+        self._names_seen: dict[object, tuple[bytes, ...]] = {}
         #: message number -> (message id, guarantee), until the core reports it ``Sent``.
         self._pending: dict[int, tuple[str, Guarantee]] = {}
         #: The executive's own messages (header flag ``FLAG_INTERNAL``) and every configuration
@@ -336,22 +332,14 @@ class EvsService:
             names = h.joined_names
             if not names:
                 raise InvalidArgument("this handle has joined no group: join one, or name groups")
-        elif (
-            type(given := cast(object, groups)) is tuple
-            and len(given) == 1
-            and type(given[0]) in _PLAIN_NAME
-        ):
-            # One plain name, as nearly every decoded send names: checked once per name. (Only
-            # exact str or bytes: a memoryview may hash like bytes but must be refused. Typed
-            # as object: compiled, a tuple typed by its items would check them before this.)
-            seen = self._names_seen
-            cached = seen.get(given)
-            if cached is None:
-                cached = group_names(groups)
-                if len(seen) >= 1024:
-                    seen.clear()
-                seen[given] = cached
-            names = cached
+        elif type(groups) is tuple:
+            # A decoded frame's list: remembered if it is one plain name (evs.types).
+            names = _group_names_seen(
+                groups,
+                self._names_seen,
+                name_max=GROUP_NAME_MAX,
+                count_max=GROUPS_PER_HANDLE_MAX,
+            )
         else:
             names = group_names(groups)
         if not isinstance(data, (bytes, bytearray, memoryview)):
