@@ -4,6 +4,8 @@ Without a trace the datagrams of a step (the token among them) leave before the 
 the step's events out to the clients, so the fan-out does not slow the ring's rotation; but a
 light step (no multicast of ours, a few events: low load) hands the events out first. With a
 trace, the events are logged first: a receiver must never log a delivery before our send.
+A token the core forwards in the middle of a batch of datagrams leaves at once, before the
+rest of the batch is handled (not with a trace, for the same reason).
 Both rules are checked on a real ``Executive`` whose outputs are recorded, not sent.
 """
 
@@ -19,6 +21,7 @@ import pytest
 from evs.cli._cluster import free_port
 from evs.daemon.config_file import load_config, render_config
 from evs.daemon.executive import FEED_FIRST_BYTES, FEED_FIRST_MAX, Executive
+from evs.runtime.driver import Driver
 from evs.totem.events import BROADCAST, Deliver, Notice
 from evs.totem.timers import Timer
 from evs.trace.writer import TraceWriter
@@ -191,3 +194,61 @@ def test_the_ipc_section_reaches_the_service_and_the_server(tmp_path: Path) -> N
         assert asyncio.run(run()) == (2 << 20, 2 << 20, 70)
     finally:
         executive.state_dir.close()
+
+
+def run_batch(exe: Executive, batch: list[bytes], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Hand the executive one batch of datagrams; a datagram b"token" makes the core forward
+    a token to node 2 (any other is a multicast that produces nothing). What happened, in
+    order: each datagram handled, each datagram sent."""
+    order: list[str] = []
+
+    def datagram(driver: Driver, now: float, data: bytes) -> None:
+        order.append(f"handle {data.decode()}")
+        if data == b"token":
+            driver.sends.append((2, b"token"))
+            driver.sends.append((BROADCAST, b"message"))
+
+    monkeypatch.setattr(Driver, "datagram", datagram)
+    exe._send = lambda dest, data: order.append(f"send {data.decode()} to {dest}")
+    exe._on_datagrams([(2, data) for data in batch])
+    return order
+
+
+def test_a_token_in_the_middle_of_a_batch_leaves_before_the_rest_is_handled(
+    exe: Executive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy visit's token comes ahead of its packets: passing it on only after the packets
+    behind it in the batch would keep the ring's next members waiting for them."""
+    assert run_batch(exe, [b"token", b"m1", b"m2"], monkeypatch) == [
+        "handle token",
+        "send token to 2",
+        "send message to 0",
+        "handle m1",
+        "handle m2",
+    ]
+    assert exe.counters["token sent mid-batch"] == 1
+
+
+def test_a_token_at_the_end_of_a_batch_leaves_with_the_step(
+    exe: Executive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_batch(exe, [b"m1", b"token"], monkeypatch) == [
+        "handle m1",
+        "handle token",
+        "send token to 2",
+        "send message to 0",
+    ]
+    assert exe.counters["token sent mid-batch"] == 0
+
+
+def test_with_a_trace_a_token_waits_for_the_batch(
+    exe: Executive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The send records of a traced step must be written before its datagrams leave."""
+    exe.trace = TraceWriter(tmp_path / "trace.jsonl", append=False, validate=False)
+    assert run_batch(exe, [b"token", b"m1"], monkeypatch) == [
+        "handle token",
+        "handle m1",
+        "send token to 2",
+        "send message to 0",
+    ]

@@ -28,6 +28,12 @@ the point and the token's rotation is not. A loaded step (many events, large mes
 broadcast) still sends first, so throughput keeps the ring's speed (measured neutral;
 docs/benchmarks.md).
 
+A token in the middle of a batch leaves at once (``_send_now``), not after the rest of the batch:
+a busy visit's token travels ahead of its packets (``token_first_min``), so a batch often starts
+with the token and goes on with a window of packets, and the ring's next visits then overlap
+their delivery instead of waiting for it. Only the datagrams leave early; the events of the
+batch so far wait for its end. Not with a trace, whose send records must precede the datagrams.
+
 With wire security on, a ``KeyManager`` (``evs.daemon.rekey``) rides along: it hears the
 service's internal messages and configuration changes, its messages wait in its outbox for room
 in the core's send queue (flushed at the start of every step), and ``rekey`` starts a rotation.
@@ -63,6 +69,11 @@ __all__ = ["Executive"]
 #: many bytes of messages, before it does.
 FEED_FIRST_MAX = 4
 FEED_FIRST_BYTES = 4096
+
+
+def _has_unicast(sends: list[tuple[int, bytes]]) -> bool:
+    """Whether a step's datagrams include one to a single node (a token, in a batch)."""
+    return any(dest != BROADCAST for dest, _ in sends)
 
 
 def _delivered_bytes(events: list[CoreEvent]) -> int:
@@ -253,10 +264,34 @@ class Executive:
         now = self.now()
         datagram = self.driver.datagram
         peers = self.peer_rx
-        for source, data in batch:
+        driver = self.driver
+        early = self.trace is None
+        last = len(batch) - 1
+        for index, (source, data) in enumerate(batch):
             peers[source] = peers.get(source, 0) + 1
             datagram(now, data)
+            if early and index < last and driver.sends and _has_unicast(driver.sends):
+                self._send_now()
         self._after()
+
+    def _send_now(self) -> None:
+        """Send what the core produced so far, before the rest of the batch (a token).
+
+        The token must not wait behind the datagrams that follow it in the batch: the
+        members after us would idle until we had handled all of them (see the module's
+        theory). Only the datagrams leave here; the events wait for the step's end.
+        """
+        sends = self.driver.sends
+        self.driver.sends = []
+        transport = self.transport
+        transport.cork()
+        try:
+            send = self._send
+            for dest, data in sends:
+                send(dest, data)
+        finally:
+            transport.flush()
+        self.counters["token sent mid-batch"] += 1
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -355,6 +355,7 @@ class Processor:
         elif ring.loss_visits:
             ring.loss_visits -= 1
         allowed = self._within_sort_queue(tok, allowed)
+        first_new = len(self.outbox)
         if operational:
             sent_new = self._send_new(tok, allowed)
         else:
@@ -379,9 +380,28 @@ class Processor:
         tok.token_seq += 1
         if self.state is MembState.RECOVERY:
             recovery.on_token(self, now, tok)  # may install: then we are OPERATIONAL below
+        forwarded_at = len(self.outbox)
         self._forward(now, tok)
+        if operational and sent_new >= cfg.token_first_min > 0:
+            self._token_first(first_new, forwarded_at)
         if self.state is MembState.OPERATIONAL:
             self.deliver()
+
+    def _token_first(self, first_new: int, forwarded_at: int) -> None:
+        """Move the token (and its copies) ahead of this visit's new packets in the outbox.
+
+        The successor then takes the token while the packets are still arriving, rather than
+        after all of them: it passes the token on and the ring's next visits overlap this
+        one's delivery (an accelerated ring). Nothing else changes: the token's seq already
+        covers the packets, and a member that has the token before them sees them as holes
+        for a moment, which it asks for only after ``miss_count_const`` visits, the same as
+        any reordering by the network. Retransmissions stay ahead of the token.
+        """
+        out = self.outbox
+        token = out[forwarded_at:]
+        if token:  # empty when the token is held (an idle ring)
+            del out[forwarded_at:]
+            out[first_new:first_new] = token
 
     def _forward(self, now: float, tok: OrfToken) -> None:
         cfg = self.config
