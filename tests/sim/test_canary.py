@@ -34,7 +34,7 @@ CAUGHT_WITHIN: dict[str, tuple[dict[str, Any], int]] = {
     # Seed 9: the drawing of flow control options, saturation and slow receivers moved the
     # first gap at a change of the canary processor from seed 6 to seed 9; seed 11: the
     # lone-sender window (a lone sender of large messages sends a whole window per visit)
-    # moved it again; seed 13: the token ahead of a busy visit's packets (token_first_min)
+    # moved it again; seed 13: the token ahead of a busy visit's packets (token_ahead_min)
     # did (seeds 1-30 caught at 11 and 13 before it, at 13 with it).
     "gap-all-senders": (_LOSSY, 13),
     "unsafe": ({**_FAULTS, "safe_fraction": 1.0}, 8),

@@ -29,7 +29,7 @@ broadcast) still sends first, so throughput keeps the ring's speed (measured neu
 docs/benchmarks.md).
 
 A token in the middle of a batch leaves at once (``_send_now``), not after the rest of the batch:
-a busy visit's token travels ahead of its packets (``token_first_min``), so a batch often starts
+a busy visit's token travels ahead of its packets (``token_ahead_min``), so a batch often starts
 with the token and goes on with a window of packets, and the ring's next visits then overlap
 their delivery instead of waiting for it. Only the datagrams leave early; the events of the
 batch so far wait for its end. Not with a trace, whose send records must precede the datagrams.

@@ -78,7 +78,7 @@ class TotemConfig:
     #: (0: never), so the next member can pass it on while the packets are still on their way
     #: (an accelerated ring, as Spread's; docs/protocol.md "The token leaves ahead of a busy
     #: visit's packets"). Smaller visits keep the token last, which suits low load.
-    token_first_min: int = 4
+    token_ahead_min: int = 4
     #: Slots of the sort queue: how far the ring may run ahead of the slowest member.
     sort_queue_slots: int = 16384
     netmtu: int = 1500
@@ -128,7 +128,7 @@ class TotemConfig:
         need(self.seqno_unchanged_const >= 1, "seqno_unchanged_const must be at least 1")
         need(1 <= self.max_messages <= self.window_size, "need 1 <= max_messages <= window_size")
         need(self.miss_count_const >= 1, "miss_count_const must be at least 1")
-        need(self.token_first_min >= 0, "token_first_min must be 0 (never) or more")
+        need(self.token_ahead_min >= 0, "token_ahead_min must be 0 (never) or more")
         need(
             self.sort_queue_slots > 2 * self.window_size,
             "sort_queue_slots must exceed twice window_size",

@@ -382,12 +382,12 @@ class Processor:
             recovery.on_token(self, now, tok)  # may install: then we are OPERATIONAL below
         forwarded_at = len(self.outbox)
         self._forward(now, tok)
-        if operational and sent_new >= cfg.token_first_min > 0:
-            self._token_first(first_new, forwarded_at)
+        if operational and sent_new >= cfg.token_ahead_min > 0:
+            self._token_ahead(first_new, forwarded_at)
         if self.state is MembState.OPERATIONAL:
             self.deliver()
 
-    def _token_first(self, first_new: int, forwarded_at: int) -> None:
+    def _token_ahead(self, first_new: int, forwarded_at: int) -> None:
         """Move the token (and its copies) ahead of this visit's new packets in the outbox.
 
         The successor then takes the token while the packets are still arriving, rather than

@@ -1,6 +1,6 @@
-"""The token leaves ahead of a busy visit's packets (``token_first_min``, an accelerated ring).
+"""The token leaves ahead of a busy visit's packets (``token_ahead_min``, an accelerated ring).
 
-A visit that sends at least ``token_first_min`` new packets puts the forwarded token ahead of
+A visit that sends at least ``token_ahead_min`` new packets puts the forwarded token ahead of
 them in the outbox, so the successor can pass it on while the packets are still arriving; a
 smaller visit keeps the token last (low load), retransmissions stay ahead of the token, and the
 token's seq covers every packet of the visit either way. Each test drives node 1 of a ring of
@@ -46,7 +46,7 @@ def visit(p: Processor, now: float, **token: object) -> list[str]:
 
 
 def test_a_busy_visit_sends_the_token_ahead_of_its_packets() -> None:
-    p = loaded(6, token_first_min=4)
+    p = loaded(6, token_ahead_min=4)
     seq = p.ring.my_high_seq_received
     order = visit(p, 1.0)
     sent = len(order) - 1
@@ -60,7 +60,7 @@ def test_a_busy_visit_sends_the_token_ahead_of_its_packets() -> None:
 
 
 def test_a_light_visit_keeps_the_token_last() -> None:
-    p = loaded(2, token_first_min=4)
+    p = loaded(2, token_ahead_min=4)
     seq = p.ring.my_high_seq_received
     order = visit(p, 1.0)
     assert 1 <= len(order) - 1 < 4
@@ -68,7 +68,7 @@ def test_a_light_visit_keeps_the_token_last() -> None:
 
 
 def test_zero_turns_it_off() -> None:
-    p = loaded(6, token_first_min=0)
+    p = loaded(6, token_ahead_min=0)
     seq = p.ring.my_high_seq_received
     order = visit(p, 1.0)
     assert len(order) - 1 >= 4
@@ -76,7 +76,7 @@ def test_zero_turns_it_off() -> None:
 
 
 def test_retransmissions_stay_ahead_of_the_token() -> None:
-    p = loaded(10, token_first_min=4, max_messages=5)
+    p = loaded(10, token_ahead_min=4, max_messages=5)
     first = visit(p, 1.0)
     assert first[0] == "token"
     assert len(first) == 6
@@ -94,7 +94,7 @@ def test_retransmissions_stay_ahead_of_the_token() -> None:
 
 
 def test_the_copies_sent_on_a_lossy_ring_all_go_ahead() -> None:
-    p = loaded(6, token_first_min=4, token_copies_on_loss=2)
+    p = loaded(6, token_ahead_min=4, token_copies_on_loss=2)
     p.ring.loss_visits = 3  # the ring showed loss recently: two copies of the token per hop
     order = visit(p, 1.0)
     assert order[:2] == ["token", "token"]
