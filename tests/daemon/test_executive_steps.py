@@ -20,7 +20,7 @@ import pytest
 
 from evs.cli._cluster import free_port
 from evs.daemon.config_file import load_config, render_config
-from evs.daemon.executive import FEED_FIRST_BYTES, FEED_FIRST_MAX, Executive
+from evs.daemon.executive import EARLY_BEHIND_MIN, FEED_FIRST_BYTES, FEED_FIRST_MAX, Executive
 from evs.runtime.driver import Driver
 from evs.totem.events import BROADCAST, Deliver, Notice
 from evs.totem.timers import Timer
@@ -197,18 +197,29 @@ def test_the_ipc_section_reaches_the_service_and_the_server(tmp_path: Path) -> N
 
 
 def run_batch(exe: Executive, batch: list[bytes], monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Hand the executive one batch of datagrams; a datagram b"token" makes the core forward
-    a token to node 2 (any other is a multicast that produces nothing). What happened, in
-    order: each datagram handled, each datagram sent."""
+    """Hand the executive one batch of datagrams and return what happened, in order: each
+    datagram handled, each datagram sent, and the fan-out of the batch's events (with their
+    count). Every datagram gives the core one event; b"token" also makes it forward a token to
+    node 2 after a multicast of its own, b"join" only makes it broadcast."""
     order: list[str] = []
 
     def datagram(driver: Driver, now: float, data: bytes) -> None:
         order.append(f"handle {data.decode()}")
+        driver.events.append(Notice("note", data.decode()))
         if data == b"token":
-            driver.sends.append((2, b"token"))
             driver.sends.append((BROADCAST, b"message"))
+            driver.sends.append((2, b"token"))
+        elif data == b"join":
+            driver.sends.append((BROADCAST, b"join"))
+
+    feed = exe.service.feed
+
+    def fan_out(events: list[Any]) -> Any:
+        order.append(f"events {len(events)}")
+        return feed(events)
 
     monkeypatch.setattr(Driver, "datagram", datagram)
+    monkeypatch.setattr(exe.service, "feed", fan_out)
     exe._send = lambda dest, data: order.append(f"send {data.decode()} to {dest}")
     exe._on_datagrams([(2, data) for data in batch])
     return order
@@ -218,26 +229,42 @@ def test_a_token_in_the_middle_of_a_batch_leaves_before_the_rest_is_handled(
     exe: Executive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A busy visit's token comes ahead of its packets: passing it on only after the packets
-    behind it in the batch would keep the ring's next members waiting for them."""
-    assert run_batch(exe, [b"token", b"m1", b"m2"], monkeypatch) == [
+    behind it in the batch would keep the ring's next members waiting for them. What was
+    produced before it leaves with it; the batch's events are all fanned out once, at its end."""
+    behind = [b"m%d" % i for i in range(EARLY_BEHIND_MIN)]
+    assert run_batch(exe, [b"token", *behind], monkeypatch) == [
         "handle token",
-        "send token to 2",
         "send message to 0",
-        "handle m1",
-        "handle m2",
+        "send token to 2",
+        *(f"handle {m.decode()}" for m in behind),
+        f"events {1 + EARLY_BEHIND_MIN}",
     ]
     assert exe.counters["token sent mid-batch"] == 1
 
 
-def test_a_token_at_the_end_of_a_batch_leaves_with_the_step(
+def test_a_token_with_little_behind_it_leaves_with_the_step(
     exe: Executive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert run_batch(exe, [b"m1", b"token"], monkeypatch) == [
-        "handle m1",
-        "handle token",
-        "send token to 2",
+    """Low load (a token and a message or two): the step's usual order, a light step's
+    clients first, stays."""
+    behind = [b"m%d" % i for i in range(EARLY_BEHIND_MIN - 1)]
+    order = run_batch(exe, [b"token", *behind], monkeypatch)
+    assert order[: len(behind) + 1] == ["handle token", *(f"handle {m.decode()}" for m in behind)]
+    assert exe.counters["token sent mid-batch"] == 0
+    assert run_batch(exe, [*behind, b"token"], monkeypatch)[-3:-1] == [
         "send message to 0",
+        "send token to 2",
     ]
+    assert exe.counters["token sent mid-batch"] == 0
+
+
+def test_a_broadcast_alone_waits_for_the_batch(
+    exe: Executive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a unicast (a forwarded token) makes the step send early."""
+    behind = [b"m%d" % i for i in range(EARLY_BEHIND_MIN)]
+    order = run_batch(exe, [b"join", *behind], monkeypatch)
+    assert order.index("send join to 0") > order.index(f"handle {behind[-1].decode()}")
     assert exe.counters["token sent mid-batch"] == 0
 
 
@@ -246,9 +273,7 @@ def test_with_a_trace_a_token_waits_for_the_batch(
 ) -> None:
     """The send records of a traced step must be written before its datagrams leave."""
     exe.trace = TraceWriter(tmp_path / "trace.jsonl", append=False, validate=False)
-    assert run_batch(exe, [b"token", b"m1"], monkeypatch) == [
-        "handle token",
-        "handle m1",
-        "send token to 2",
-        "send message to 0",
-    ]
+    behind = [b"m%d" % i for i in range(EARLY_BEHIND_MIN)]
+    order = run_batch(exe, [b"token", *behind], monkeypatch)
+    assert order.index("send token to 2") > order.index(f"events {1 + EARLY_BEHIND_MIN}")
+    assert exe.counters["token sent mid-batch"] == 0

@@ -120,6 +120,23 @@ def test_a_loaded_step_keeps_the_order_datagrams_came_in() -> None:
     assert _record_flush(t1, [(3, b"alone")]) == [("127.0.0.3", [b"alone"])]
 
 
+def test_a_token_ahead_of_a_visits_packets_keeps_its_place_after_a_retransmission() -> None:
+    """A busy visit's token goes ahead of its new packets (token_ahead_min); with a
+    retransmission before it the step looked light when the token was queued, but it is not:
+    the successor's token must leave before the packets, not after every other peer's."""
+    (t1, _, _), _ = ring(free_port(HOSTS))
+    sends = [(BROADCAST, b"rtr"), (2, b"token")] + [(BROADCAST, b"p%d" % i) for i in range(5)]
+    assert _record_flush(t1, sends) == [
+        ("127.0.0.2", [b"rtr", b"token", b"p0", b"p1", b"p2", b"p3", b"p4"]),
+        ("127.0.0.3", [b"rtr", b"p0", b"p1", b"p2", b"p3", b"p4"]),
+    ]
+    # The same start without the packets is a light step again.
+    assert _record_flush(t1, [(BROADCAST, b"m"), (2, b"token")])[-1] == (
+        "127.0.0.2",
+        [b"m", b"token"],
+    )
+
+
 def test_unknown_sources_are_dropped_and_counted() -> None:
     async def body() -> None:
         port = free_port(HOSTS)

@@ -7,19 +7,24 @@ the EVS checker on a quiet network.
 
 from __future__ import annotations
 
+import pytest
+
 from evs.runtime.driver import Driver
 from evs.sim.cluster import SimNode
 from evs.sim.scenario import Scenario
 from evs.totem.codec import cluster_id_for, encode, peek_type
 from evs.totem.config import TotemConfig
 from evs.totem.events import MembState
-from evs.totem.messages import Mcast, MessageType
+from evs.totem.messages import Mcast, MessageType, OrfToken
+from evs.totem.processor import Processor
 from evs.types import Guarantee, RingId
 
 CID = cluster_id_for("evs")
 
 
-def test_recovery_re_sends_more_than_the_sort_queue_window_and_installs() -> None:
+def test_recovery_re_sends_more_than_the_sort_queue_window_and_installs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Defect 4: nothing was freed in RECOVERY, so at most sort_queue_slots - window_size
     re-sent packets could be stamped; with more, all members stayed in RECOVERY forever.
 
@@ -29,6 +34,7 @@ def test_recovery_re_sends_more_than_the_sort_queue_window_and_installs() -> Non
     """
     # The window of 50 the numbers above are about (200 - 50 = 150 packets per half).
     config = TotemConfig(sort_queue_slots=200, window_size=50, max_messages=17)
+    recovery_visits = _record_recovery_visits(monkeypatch)
     sc = Scenario(6, config=config)
     sc.run_until_ring((1, 2, 3, 4, 5, 6))
     sc.partition((1, 2, 3), (4, 5, 6))
@@ -59,6 +65,27 @@ def test_recovery_re_sends_more_than_the_sort_queue_window_and_installs() -> Non
     sc.run_until(all_delivered, 30000)
     assert len(sc.events(1, "send")) + len(sc.events(2, "send")) == 400
     sc.assert_evs()
+    # RECOVERY's re-sends keep the token last (token_ahead_min is for OPERATIONAL visits,
+    # where the packets are new): busy RECOVERY visits happened, and none put it ahead.
+    busy = [kinds for kinds in recovery_visits if kinds.count(MessageType.MCAST) >= 4]
+    assert busy
+    for kinds in busy:
+        assert MessageType.MCAST not in kinds[kinds.index(MessageType.ORF_TOKEN) :], kinds
+
+
+def _record_recovery_visits(monkeypatch: pytest.MonkeyPatch) -> list[list[MessageType | None]]:
+    """The kinds of datagrams each token visit made in RECOVERY sent, in order."""
+    visits: list[list[MessageType | None]] = []
+    on_token = Processor.on_token
+
+    def recording(self: Processor, now: float, tok: OrfToken) -> None:
+        before, state = len(self.outbox), self.state
+        on_token(self, now, tok)
+        if state is MembState.RECOVERY:
+            visits.append([peek_type(data) for _, data in self.outbox[before:]])
+
+    monkeypatch.setattr(Processor, "on_token", recording)
+    return visits
 
 
 def test_a_re_sent_message_claiming_a_far_old_seq_is_dropped_and_install_stays_short() -> None:

@@ -100,3 +100,13 @@ def test_the_copies_sent_on_a_lossy_ring_all_go_ahead() -> None:
     assert order[:2] == ["token", "token"]
     assert len(order) - 2 >= 4
     assert all(o.startswith("mcast") for o in order[2:])
+
+
+def test_the_threshold_is_inclusive() -> None:
+    """token_ahead_min packets put the token ahead; one fewer keeps it last."""
+    for packets, ahead in ((3, False), (4, True)):
+        p = loaded(packets, token_ahead_min=4)
+        order = visit(p, 1.0)
+        assert len(order) - 1 == packets  # each 1,300-byte message takes one packet here
+        assert (order[0] == "token") is ahead
+        assert (order[-1] == "token") is not ahead

@@ -31,8 +31,10 @@ docs/benchmarks.md).
 A token in the middle of a batch leaves at once (``_send_now``), not after the rest of the batch:
 a busy visit's token travels ahead of its packets (``token_ahead_min``), so a batch often starts
 with the token and goes on with a window of packets, and the ring's next visits then overlap
-their delivery instead of waiting for it. Only the datagrams leave early; the events of the
-batch so far wait for its end. Not with a trace, whose send records must precede the datagrams.
+their delivery instead of waiting for it. What the core produced so far leaves early (the token,
+and anything queued before it); the events of the batch wait for its end. Only with at least
+``EARLY_BEHIND_MIN`` datagrams behind the token (low load keeps the usual step), and not with a
+trace, whose send records must precede the datagrams.
 
 With wire security on, a ``KeyManager`` (``evs.daemon.rekey``) rides along: it hears the
 service's internal messages and configuration changes, its messages wait in its outbox for room
@@ -68,6 +70,8 @@ __all__ = ["Executive"]
 #: A step that only passes the token on hands out at most this many events, of at most this
 #: many bytes of messages, before it does.
 FEED_FIRST_MAX = 4
+#: A token forwarded mid-batch leaves at once when at least this many datagrams follow it.
+EARLY_BEHIND_MIN = 4
 FEED_FIRST_BYTES = 4096
 
 
@@ -265,12 +269,14 @@ class Executive:
         datagram = self.driver.datagram
         peers = self.peer_rx
         driver = self.driver
-        early = self.trace is None
-        last = len(batch) - 1
+        # Only a token with a visit's worth of datagrams behind it leaves early: at low load a
+        # batch is a token and a message or two, and the step's usual order (a light step's
+        # clients first) is the better one there.
+        early_until = len(batch) - EARLY_BEHIND_MIN if self.trace is None else -1
         for index, (source, data) in enumerate(batch):
             peers[source] = peers.get(source, 0) + 1
             datagram(now, data)
-            if early and index < last and driver.sends and _has_unicast(driver.sends):
+            if index < early_until and driver.sends and _has_unicast(driver.sends):
                 self._send_now()
         self._after()
 

@@ -28,10 +28,12 @@ datagrams, so the wire carries exactly what per-datagram ``sendto`` would have, 
 through the socket layer and the network stack instead of one per datagram. A token visit's
 packets are all full-sized but the last, so a visit to one peer is mostly one call. A run holds
 at most ``GSO_SEGMENTS_MAX`` datagrams and ``GSO_BYTES_MAX`` bytes (the kernel's limits).
-Destinations go in the order their first datagram came, except in a light step (a unicast and at
-most as many other datagrams as there are peers, e.g. in "udpu" mode one multicast to every
-peer: a low-load token visit that carries one message): there the unicast's peer (the token's
-successor) goes last, so the others have the message before the successor wakes. Measured on two
+Destinations go in the order their first datagram came, except in a light step (a unicast queued
+last and at most as many other datagrams as there are peers, e.g. in "udpu" mode one multicast
+to every peer: a low-load token visit that carries one message): there the unicast's peer (the
+token's successor) goes last, so the others have the message before the successor wakes. A busy
+visit's token, queued ahead of its packets (the core's ``token_ahead_min``), is not a light step
+even when a retransmission came before it: the decision waits for ``flush``. Measured on two
 CPUs: the woken successor often runs on the sender's CPU at once, and the copies still to send
 then waited for its whole step. Segmentation cannot cut a datagram larger than the link's MTU (a
 netmtu above it): the kernel refuses the run (EMSGSIZE, or EIO where the device cannot do it),
@@ -187,6 +189,8 @@ class UdpTransport:
         self._gro: set[socket.socket] = set()
         self._corked = False
         self._queued: dict[Address, list[bytes]] = {}
+        #: The unicast's address while it is the last datagram queued (a token ending a step).
+        self._unicast_last: Address | None = None
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "rx_datagrams",
@@ -384,9 +388,7 @@ class UdpTransport:
             return
         self._sendto(data, unicast)
         if self._corked:
-            queued = self._queued
-            if len(queued) > 1 and sum(map(len, queued.values())) <= self._light_step:
-                queued[unicast] = queued.pop(unicast)  # a light step: the token's peer last
+            self._unicast_last = unicast  # flush() decides whether the step is light
 
     def cork(self) -> None:
         """Queue what ``send`` is given until ``flush()`` (to send it in runs)."""
@@ -396,8 +398,16 @@ class UdpTransport:
         """Send what was queued since ``cork()``: per destination in order, in runs."""
         self._corked = False
         queued = self._queued
+        last = self._unicast_last
+        self._unicast_last = None
         if not queued:
             return
+        if (
+            last is not None
+            and len(queued) > 1
+            and sum(map(len, queued.values())) <= self._light_step
+        ):
+            queued[last] = queued.pop(last)  # a light step: the token's peer last
         for address, datagrams in queued.items():
             if len(datagrams) == 1 or not self._gso:
                 for data in datagrams:
@@ -408,6 +418,7 @@ class UdpTransport:
 
     def _sendto(self, data: bytes, address: Address) -> None:
         if self._corked:
+            self._unicast_last = None  # set again by send() when this is a unicast
             queue = self._queued.get(address)
             if queue is None:
                 self._queued[address] = [data]

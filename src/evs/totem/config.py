@@ -74,10 +74,11 @@ class TotemConfig:
     #: sender of large messages may use the whole window: docs/protocol.md.)
     max_messages: int = 24
     miss_count_const: int = 5
-    #: A visit that sends at least this many new packets forwards the token ahead of them
-    #: (0: never), so the next member can pass it on while the packets are still on their way
-    #: (an accelerated ring, as Spread's; docs/protocol.md "The token leaves ahead of a busy
-    #: visit's packets"). Smaller visits keep the token last, which suits low load.
+    #: An OPERATIONAL visit of a received token that sends at least this many new packets
+    #: forwards the token ahead of them (0: never), so the next member can pass it on while the
+    #: packets are still on their way (an accelerated ring, as Spread's; docs/protocol.md "The
+    #: token leaves ahead of a busy visit's packets"). Smaller visits keep the token last,
+    #: which suits low load.
     token_ahead_min: int = 4
     #: Slots of the sort queue: how far the ring may run ahead of the slowest member.
     sort_queue_slots: int = 16384
