@@ -10,6 +10,7 @@ from evs.errors import InvalidArgument, TryAgain
 from evs.totem.groups import (
     FORMAT_VERSION,
     HEADER_SIZE,
+    LARGE_PER_PACKET,
     Packer,
     Unpacker,
     max_packets_for,
@@ -225,15 +226,17 @@ def test_backlog_estimate_bounds_the_packets() -> None:
     assert count <= estimate <= count * 101 // 100 + 20
 
 
-def test_mostly_large_is_the_mean_queued_message_against_a_packet() -> None:
-    packer = Packer(200)
-    room = 200 - HEADER_SIZE  # what a packet holds after its header
+def test_mostly_large_is_the_mean_queued_message_against_a_quarter_packet() -> None:
+    packer = Packer(206)
+    room = 206 - HEADER_SIZE  # what a packet holds after its header: 200 bytes
+    quarter = room // LARGE_PER_PACKET
+    assert quarter == 50
     assert not packer.mostly_large()  # empty
-    packer.submit([b"g"], bytes(room - 3), AGREED)  # 3 bytes of group header: a packet exactly
+    packer.submit([b"g"], bytes(quarter - 3), AGREED)  # 3 bytes of group header: a quarter
     assert packer.mostly_large()
-    packer.submit([b"g"], bytes(10), AGREED)
-    assert not packer.mostly_large()  # the mean is now about half a packet
-    packer.submit([b"g"], bytes(3 * room), AGREED)
+    packer.submit([b"g"], bytes(quarter - 4), AGREED)
+    assert not packer.mostly_large()  # the mean is now a byte short of a quarter
+    packer.submit([b"g"], bytes(room), AGREED)
     assert packer.mostly_large()
     drain(packer)
     assert not packer.mostly_large()

@@ -77,12 +77,21 @@ def test_zero_turns_it_off() -> None:
 
 def test_retransmissions_stay_ahead_of_the_token() -> None:
     p = loaded(10, token_ahead_min=4, max_messages=5)
-    first = visit(p, 1.0)
+    # Node 2 has packets queued too: max_messages (5) per visit, not the lone sender's window.
+    first = visit(p, 1.0, backlog=1)
     assert first[0] == "token"
     assert len(first) == 6
     old = p.ring.my_high_seq_received - 4
     # Node 2 lacks one packet of the last visit and holds the aru down (nothing is freed).
-    order = visit(p, 2.0, rtr_list=[RtrEntry(p.ring_id, old)], aru=old - 1, aru_addr=2, fcc=5)
+    order = visit(
+        p,
+        2.0,
+        rtr_list=[RtrEntry(p.ring_id, old)],
+        aru=old - 1,
+        aru_addr=2,
+        fcc=5,
+        backlog=p.ring.my_pbl + 1,
+    )
     assert order[0] == f"mcast {old}"
     # The request showed loss: the token goes in copies (token_copies_on_loss), all of them
     # after the retransmission and ahead of the new packets.

@@ -581,9 +581,10 @@ class Processor:
                 # others did not use since our last visit (the window still caps a rotation;
                 # max_messages is there to share it, and there is no one to share it with). A
                 # member that queues something adds it to the token's backlog at its visit, and
-                # from our next visit on the usual rule applies again. Small messages keep
-                # max_messages: their visits cost per message, and measured, bigger visits of
-                # 64-byte messages cost 5-10 % of the throughput (docs/protocol.md).
+                # from our next visit on the usual rule applies again. Small messages (under a
+                # quarter of a packet on average) keep max_messages: their visits cost per
+                # message, and measured, bigger visits of 64-byte messages cost 5-10 % of the
+                # throughput (docs/protocol.md).
                 return max(0, cfg.window_size - max(0, tok.fcc - ring.my_trc)), backlog
         allowed = min(cfg.max_messages, max(0, cfg.window_size - tok.fcc))
         total = tok.backlog + backlog - pbl
