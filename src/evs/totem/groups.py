@@ -269,8 +269,9 @@ class Packer:
     def mostly_large(self) -> bool:
         """The queued messages average at least a quarter of a packet's room each (O(1)).
 
-        Such a queue costs its receivers little per packet (at most four messages complete
-        in one), so the ring's fixed cost per rotation, not per-message work, bounds it.
+        Such a queue costs its receivers little per packet (on average at most four messages
+        complete in one), so the ring's fixed cost per rotation, not per-message work, bounds
+        it.
         Measured (docs/protocol.md, the lone-sender rule): a whole-window visit raised one
         sender's throughput at 512 B and up, and lowered it for 64-byte messages."""
         count = len(self._items)
