@@ -56,6 +56,45 @@ def test_mcast_groups_reaches_members_only(daemon: Daemon) -> None:
         assert got == [b"to b", b"to both"]
 
 
+class _ShortWrites:
+    """A client's socket whose writes take at most ``limit`` bytes, and every third one none
+    (BlockingIOError): the kernel may do either to a send on a busy Unix socket."""
+
+    def __init__(self, sock: socket.socket, limit: int) -> None:
+        self._sock = sock
+        self.limit = limit
+        self.calls = 0
+
+    def send(self, data: bytes | memoryview) -> int:
+        self.calls += 1
+        if self.calls % 3 == 0:
+            raise BlockingIOError
+        return self._sock.send(data[: self.limit])
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+@pytest.mark.parametrize("limit", [1, 7, 100])
+def test_sends_the_socket_takes_in_pieces_arrive_whole_and_in_order(
+    daemon: Daemon, limit: int
+) -> None:
+    """A send the socket takes only in part (or not at all, for a moment) is finished before
+    the call returns: every message arrives whole, once, in order."""
+    with evs.Client(daemon.path) as c:
+        c.join(["g"])
+        short = _ShortWrites(c._sock, limit)
+        c._sock = short  # type: ignore[assignment]
+        sent = [bytes([i]) * (i * 13 % 300 + 1) for i in range(40)]
+        for data in sent:
+            c.mcast_groups(["g"], data)
+        c._sock = short._sock
+        c.membership_get()  # a round trip: everything sent before it is delivered by now
+        got = [e.data for e in c.events(timeout=0) if isinstance(e, Delivery)]
+        assert got == sent
+        assert short.calls > len(sent)
+
+
 def test_a_zero_timeout_reads_what_has_arrived(daemon: Daemon) -> None:
     """events(timeout=0) returns what the socket holds, not only what an earlier call read."""
     with evs.Client(daemon.path) as a, evs.Client(daemon.path) as b:

@@ -146,6 +146,76 @@ def test_fused_paths_on_garbage_agree_with_iteration(
     assert run(read) == run(list)
 
 
+#: Group lists alike in their bytes: a name that is another's prefix, the same names in
+#: another order or count, a long one; None (an Mcast to the joined groups) and ().
+_ALIKE: list[tuple[bytes, ...] | None] = [
+    (b"a",),
+    (b"ab",),
+    (b"a", b"b"),
+    (b"b", b"a"),
+    (b"a", b"a", b"a"),
+    (b"x" * codec.GROUP_NAME_MAX,),
+    (),
+    None,
+]
+
+
+def _hot_frame(read: Callable[[FrameDecoder], list[Frame]], g: tuple[bytes, ...] | None) -> Frame:
+    if read is fused:
+        return DeliverNote(Delivery(1, 2, g or (), b"d", Guarantee.AGREED))
+    return Mcast(0, g, Guarantee.SAFE, b"d")
+
+
+@FUSED
+@given(st.lists(st.sampled_from(_ALIKE), min_size=1, max_size=12), st.integers(1, 64))
+def test_fused_paths_read_repeated_group_lists_as_iteration_does(
+    read: Callable[[FrameDecoder], list[Frame]],
+    lists: list[tuple[bytes, ...] | None],
+    step: int,
+) -> None:
+    """The fused paths remember the last group list they read (messages name the same one
+    after another): every frame still gets its own list, whatever came before it."""
+    batch = [_hot_frame(read, g) for g in lists]
+    wire = b"".join(encode(f) for f in batch)
+    dec = FrameDecoder()
+    out: list[Frame] = []
+    for i in range(0, len(wire), step):
+        dec.feed(wire[i : i + step])
+        out.extend(read(dec))
+    assert out == batch
+
+
+@FUSED
+@pytest.mark.parametrize("cut", [1, 2, 3])
+def test_a_frame_cut_inside_a_remembered_group_list_is_refused_as_iteration_does(
+    read: Callable[[FrameDecoder], list[Frame]], cut: int
+) -> None:
+    """The second frame names the same list as the first, but its length ends ``cut`` bytes
+    into that list, and the rest of the list's bytes follow: bytes beyond the frame's end
+    must not match the remembered list."""
+    first = encode(_hot_frame(read, (b"abc",)))
+    second = encode(_hot_frame(read, (b"abc",)))
+    fields = 9 if read is fused else 2  # DeliverNote: nodeid, pid, guarantee; Mcast: 2 bytes
+    length = codec.HEADER.size + fields + cut - 4
+    cut_frame = codec.HEADER.pack(length, second[4], 0) + second[codec.HEADER.size : 4 + length]
+    rest = second[4 + length :]  # the rest of the list follows: it is not the frame's
+
+    def run(read: Callable[[FrameDecoder], list[Frame]]) -> tuple[list[Frame], str | None]:
+        dec = FrameDecoder()
+        got: list[Frame] = []
+        try:
+            dec.feed(first + cut_frame + rest)
+            got = read(dec)
+        except FrameError as exc:
+            return got, exc.reason
+        return got, None
+
+    got, reason = run(read)
+    assert reason is not None
+    assert "group" in reason
+    assert (got, reason) == run(list)
+
+
 @pytest.mark.parametrize("announced", [FRAME_MAX + 1, 3])
 def test_fused_paths_refuse_a_bad_length_after_a_good_frame(announced: int) -> None:
     """A bad length announced in mid-read is a FrameError, and the stream stays broken (the

@@ -64,6 +64,7 @@ CONNECT_TIMEOUT_S = 10.0
 CLOSE_LINGER_S = 10.0
 _READ_CHUNK = 256 << 10
 _R = TypeVar("_R", bound=Reply)
+_SEQUENCES = (list, tuple)
 
 
 def resolve_socket_path(path: str | os.PathLike[str] | None) -> str:
@@ -110,7 +111,10 @@ class Client:
         self.socket_path = resolve_socket_path(socket_path)
         self._session = ClientSession(os.getpid())
         self._queue = self._session.queue
-        self._cond = threading.Condition()
+        #: The handle's lock; ``_cond`` waits on it. The per-message paths take the lock itself:
+        #: entering the Condition adds a Python-level call to every send and event.
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._reading = False
         self._writing = False
         self._closed = False
@@ -213,7 +217,7 @@ class Client:
         ends a wait for a daemon that stopped reading (the write then fails: NotConnected)."""
         while self._writing:
             self._cond.wait()
-        data = memoryview(self._session.data_to_send())
+        data: bytes | memoryview = self._session.data_to_send()
         while data:
             try:
                 n = self._sock.send(data)
@@ -230,7 +234,9 @@ class Client:
             except OSError as exc:
                 self._lost(exc)
                 return
-            data = data[n:]
+            if n == len(data):  # the usual case: the socket took it all at once
+                return
+            data = memoryview(data)[n:]
 
     def _lost(self, exc: OSError) -> None:
         """The socket failed; first read what the daemon said before it closed (e.g. why)."""
@@ -376,24 +382,40 @@ class Client:
         timeout: float | None,
     ) -> None:
         """A windowed send; with the window full raise TryAgain (block=False) or wait."""
-        names = None if groups is None else list(groups)
-        deadline = _deadline(timeout)
+        # A list or tuple is read as it is (the session copies what it keeps); anything else
+        # is read once, since a full window tries the send again.
+        names = groups if groups is None or type(groups) in _SEQUENCES else list(groups)
         s = self._session
-        with self._cond:
+        with self._lock:
             if self._closed:  # closing: another thread is letting the executive read the rest
                 raise NotConnected("this client is closed")
-            while not s.send(names, data, guarantee):
-                if not self._reading:
-                    self._read(0)  # credits that came already
-                if s.window_room(len(data)):
-                    continue
-                if not block:
-                    raise TryAgain(window_full(s))
-                if not self._wait(lambda: s.window_room(len(data)), deadline):
-                    raise TryAgain(f"{window_full(s)}, for {timeout} s")
+            if not s.send(names, data, guarantee):
+                self._send_when_room(names, data, guarantee, block, timeout)
             self._send_pending()
             if s.ended is not None:  # the message may not have reached the executive
                 raise s.ended
+
+    def _send_when_room(
+        self,
+        names: Iterable[str | bytes] | None,
+        data: bytes,
+        guarantee: Guarantee,
+        block: bool,
+        timeout: float | None,
+    ) -> None:
+        """The window was full: read credits, and wait for room unless ``block`` is False
+        (then TryAgain), until the send is queued or ``timeout`` passed (TryAgain)."""
+        deadline = _deadline(timeout)
+        s = self._session
+        while not s.send(names, data, guarantee):
+            if not self._reading:
+                self._read(0)  # credits that came already
+            if s.window_room(len(data)):
+                continue
+            if not block:
+                raise TryAgain(window_full(s))
+            if not self._wait(lambda: s.window_room(len(data)), deadline):
+                raise TryAgain(f"{window_full(s)}, for {timeout} s")
 
     def membership_get(self) -> Membership:
         """evs_membership_get: this node and the members of the current configuration."""
@@ -427,7 +449,7 @@ class Client:
     def _take(self) -> Event | None:
         """An event already read, or None: no deadline to compute and no read to start (the
         hot path of ``events()``, where most events arrive many to a read)."""
-        with self._cond:
+        with self._lock:
             queue = self._queue
             if not queue:
                 return None

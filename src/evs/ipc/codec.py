@@ -520,6 +520,31 @@ def _groups_at(buf: bytearray, pos: int, end: int) -> tuple[tuple[bytes, ...], i
     return tuple(groups), pos
 
 
+class _GroupListMemo:
+    """The last group list a hot decoding loop read, encoded and decoded.
+
+    A sender's frames (and a receiver's deliveries) name the same list one after the other:
+    comparing its bytes in place costs less than decoding them again, and the frames then
+    share one tuple. The encoding is self-delimiting (a count, then length-prefixed names), so
+    bytes equal to a list already checked are that list."""
+
+    __slots__ = ("groups", "raw")
+
+    def __init__(self) -> None:
+        self.raw = b""
+        self.groups: tuple[bytes, ...] = ()
+
+    def at(self, buf: bytearray, pos: int, end: int) -> tuple[tuple[bytes, ...], int]:
+        """``_groups_at``, remembering the last list."""
+        raw = self.raw
+        if raw and buf.startswith(raw, pos, end):
+            return self.groups, pos + len(raw)
+        groups, after = _groups_at(buf, pos, end)
+        self.raw = bytes(buf[pos:after])
+        self.groups = groups
+        return groups, after
+
+
 def _data_at(buf: bytearray, pos: int, end: int) -> bytes:
     if end - pos > DATA_MAX:
         raise FrameError(f"data of {end - pos} bytes; the limit is {DATA_MAX}")
@@ -624,13 +649,14 @@ class FrameDecoder:
         unpack_mcast = _MCAST.unpack_from
         mcast_size = _MCAST.size
         guarantee_of = _GUARANTEE_OF
+        groups_at = _GroupListMemo().at
 
         def take(view: memoryview, start: int, end: int) -> bool:
             _check(start + mcast_size <= end, "frame ends inside Mcast")
             flags, g = unpack_mcast(buf, start)
             if flags & ~_MCAST_JOINED:
                 raise FrameError(f"unknown Mcast flags {flags:#x}")
-            groups, at = _groups_at(buf, start + mcast_size, end)
+            groups, at = groups_at(buf, start + mcast_size, end)
             if flags:
                 _check(not groups, "Mcast to the joined groups names groups")
             guarantee = guarantee_of.get(g)
@@ -653,6 +679,7 @@ class FrameDecoder:
         unpack_deliver = _DELIVER.unpack_from
         deliver_size = _DELIVER.size
         guarantee_of = _GUARANTEE_OF
+        groups_at = _GroupListMemo().at
 
         def take(view: memoryview, start: int, end: int) -> bool:
             _check(start + deliver_size <= end, "frame ends inside DeliverNote")
@@ -660,7 +687,7 @@ class FrameDecoder:
             guarantee = guarantee_of.get(g)
             if guarantee is None:
                 raise FrameError(f"unknown guarantee {g}")
-            groups, at = _groups_at(buf, start + deliver_size, end)
+            groups, at = groups_at(buf, start + deliver_size, end)
             if end - at > DATA_MAX:
                 raise FrameError(f"data of {end - at} bytes; the limit is {DATA_MAX}")
             append(make_delivery(nodeid, pid, groups, bytes(view[at:end]), guarantee))
