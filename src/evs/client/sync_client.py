@@ -507,8 +507,10 @@ class Client:
                     raise self._session.ended
             if flags is DispatchFlags.ONE_NONBLOCKING:
                 todo = min(todo, 1)
+            take = self._take
             for n in range(todo):
-                ev = self._next(None, wait=False)
+                # Already read, nearly always (see _take); another thread may have taken them.
+                ev = take() or self._next(None, wait=False)
                 if ev is None:
                     return n
                 self._run(ev)
