@@ -9,6 +9,8 @@ or reads and discards everything), and the client's thread CPU time is divided b
 * ``events()``: iterate ``Client.events`` over N waiting deliveries (reads, decoding, taking).
 * ``dispatch(ALL)``: the same through ``dispatch`` and an ``on_deliver`` callback.
 * ``mcast_groups``: N windowed sends to one named group (encoding, the window, the write).
+* ``async events()``: ``AsyncClient.events`` over N waiting deliveries (its reader task runs in
+  the same thread, so its reads count too).
 
 Best of ``--reps`` runs, each with a fresh connection::
 
@@ -18,6 +20,7 @@ Best of ``--reps`` runs, each with a fresh connection::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import tempfile
@@ -69,6 +72,8 @@ def run(mode: str, n: int, size: int) -> float:
             os._exit(0)
     listener.close()
     try:
+        if mode == "async":
+            return asyncio.run(_async_events(str(path), n))
         with evs.Client(str(path)) as client:
             if mode == "mcast_groups":
                 data, groups = b"y" * size, ["g"]
@@ -98,6 +103,21 @@ def run(mode: str, n: int, size: int) -> float:
         path.parent.rmdir()
 
 
+async def _async_events(path: str, n: int) -> float:
+    async with evs.AsyncClient(path) as client:
+        await asyncio.sleep(0.3)
+        got = 0
+        t0 = time.thread_time_ns()
+        async for _ in client.events(timeout=2.0):
+            got += 1
+            if got == n:
+                break
+        spent = time.thread_time_ns() - t0
+    if got != n:
+        raise RuntimeError(f"async events(): {got} of {n} deliveries")
+    return spent / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000)
@@ -109,6 +129,7 @@ def main() -> None:
         ("events", "events()"),
         ("dispatch", "dispatch(ALL)"),
         ("mcast_groups", "mcast_groups"),
+        ("async", "async events()"),
     ):
         best = min(run(mode, args.messages, args.size) for _ in range(args.reps))
         print(f"  {label:>14}: {best / 1000:6.2f} us per message", flush=True)

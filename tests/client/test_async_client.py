@@ -142,6 +142,35 @@ def test_errors(daemon: Daemon, tmp_path: Path) -> None:
     run(main())
 
 
+def test_iterating_events_wakes_the_paused_reader(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads of about one delivery each, at most two events buffered: iterating alone (no
+    request in between) must let the reader go on, or the stream stops after two events."""
+    monkeypatch.setattr(async_client, "EVENTS_BUFFERED_MAX", 2)
+    monkeypatch.setattr(async_client, "_READ_CHUNK", 40)
+
+    async def main() -> None:
+        async with evs.AsyncClient(daemon.path) as c:
+            await c.join(["g"])
+
+            def send() -> None:
+                with evs.Client(daemon.path) as sender:
+                    for i in range(50):
+                        sender.mcast_groups(["g"], b"%d" % i)
+
+            await asyncio.to_thread(send)
+            got = []
+            async for ev in c.events(timeout=5.0):
+                if isinstance(ev, Delivery):
+                    got.append(ev.data)
+                    if len(got) == 50:
+                        break
+            assert got == [b"%d" % i for i in range(50)]
+
+    run(main())
+
+
 def test_reader_pauses_on_unread_events_but_replies_still_come(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:

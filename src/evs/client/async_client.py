@@ -300,7 +300,14 @@ class AsyncClient:
 
     async def events(self, timeout: float | None = None) -> AsyncIterator[Event]:
         """Events as they come; ends after ``timeout`` s without one, or at ``close()``."""
+        queue = self._session.queue
         while True:
+            if queue:  # already read (most come many to a read): next_event without an await
+                taken = queue.popleft()
+                if len(queue) == EVENTS_BUFFERED_MAX - 1:
+                    self._wake()  # the reader may read again
+                yield taken
+                continue
             try:
                 ev = await self.next_event(timeout)
             except NotConnected:
