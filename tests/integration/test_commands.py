@@ -17,6 +17,7 @@ import pytest
 
 import evs
 from evs.cli._cluster import LocalCluster
+from evs.daemon.main import GC_YOUNG
 
 EVS = [sys.executable, "-m", "evs.cli"]
 
@@ -76,6 +77,9 @@ def test_status_send_listen_and_signals(make_cluster: Callable[..., LocalCluster
     assert st["ring_id"].count(".") == 1
     assert st["counters"]["rx_datagrams"] > 0
     assert "2" in st["peers"]
+    # The executive's process froze its start-up objects and spaced its young collections.
+    assert st["gc"]["thresholds"][0] == GC_YOUNG
+    assert st["gc"]["frozen_objects"] > 1000
     text = run_evs("status", "--socket", cluster.socket(2))
     assert text.returncode == 0
     assert "node 2: operational" in text.stdout

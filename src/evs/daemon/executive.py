@@ -44,6 +44,7 @@ in the core's send queue (flushed at the start of every step), and ``rekey`` sta
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections import Counter
@@ -78,6 +79,16 @@ FEED_FIRST_BYTES = 4096
 def _has_unicast(sends: list[tuple[int, bytes]]) -> bool:
     """Whether a step's datagrams include one to a single node (a token, in a batch)."""
     return any(dest != BROADCAST for dest, _ in sends)
+
+
+def _gc_status() -> dict[str, Any]:
+    """The process's garbage collector: thresholds, objects frozen at start-up (daemon/main.py),
+    and collections per generation so far."""
+    return {
+        "thresholds": list(gc.get_threshold()),
+        "frozen_objects": gc.get_freeze_count(),
+        "collections": [g["collections"] for g in gc.get_stats()],
+    }
 
 
 def _delivered_bytes(events: list[CoreEvent]) -> int:
@@ -512,5 +523,6 @@ class Executive:
             },
             "crypto": self._crypto_status(),
             "peers": {str(k): v for k, v in sorted(self.peer_rx.items())},
+            "gc": _gc_status(),
             "counters": counters,
         }
