@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,103 @@ def test_sends_the_socket_takes_in_pieces_arrive_whole_and_in_order(
         got = [e.data for e in c.events(timeout=0) if isinstance(e, Delivery)]
         assert got == sent
         assert short.calls > len(sent)
+
+
+def test_close_ends_a_send_waiting_on_a_daemon_that_stopped_reading(
+    sock_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon answers Hello and then never reads: a send waits for room in the socket, and
+    close() from another thread must end that wait (NotConnected), not hang on it."""
+    from evs.client import sync_client  # noqa: PLC0415
+
+    monkeypatch.setattr(sync_client, "CLOSE_LINGER_S", 0.5)
+    sock_path.parent.mkdir(parents=True, exist_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_path))
+    listener.listen(1)
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        held.append(conn)
+        dec = FrameDecoder()
+        hello = None
+        while hello is None:
+            dec.feed(conn.recv(4096))
+            hello = next(dec, None)
+        conn.sendall(encode(Welcome(hello.request_id, IPC_VERSION, 1, 1, 1 << 20, 64, 32, 1 << 31)))
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        c = evs.Client(str(sock_path))
+        server.join(5)
+        errors: list[BaseException] = []
+
+        def flood() -> None:
+            try:
+                for _ in range(100_000):  # far more than a socket's buffers hold
+                    c.mcast_groups(["g"], bytes(60_000))
+            except BaseException as exc:
+                errors.append(exc)
+
+        sender = threading.Thread(target=flood)
+        sender.start()
+        wait_until(lambda: c._writing, timeout=10)
+        started = time.monotonic()
+        c.close()
+        sender.join(10)
+        assert not sender.is_alive()
+        assert time.monotonic() - started < 5
+        assert len(errors) == 1
+        assert isinstance(errors[0], evs.NotConnected)
+        assert "closed while a send waited" in str(errors[0])
+    finally:
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def test_dispatch_runs_every_waiting_event_when_the_fast_path_comes_up_empty(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dispatch(ALL) counts the waiting events, then takes them; if the fast path finds
+    nothing (another thread took one meanwhile), the general path still takes the rest."""
+    with evs.Client(daemon.path) as c:
+        c.join(["g"])
+        for i in range(5):
+            c.mcast_groups(["g"], b"%d" % i)
+        c.membership_get()  # a round trip: the deliveries are read by now
+        ran: list[object] = []
+        c.on_deliver = ran.append
+        c.on_confchg = ran.append
+        monkeypatch.setattr(c, "_take", lambda: None)
+        assert c.dispatch(DispatchFlags.ALL) == 6  # the join's configuration and 5 messages
+        assert [d.data for d in ran if isinstance(d, Delivery)] == [b"%d" % i for i in range(5)]
+
+
+def test_groups_given_as_an_iterator_or_a_string(sock_path: Path) -> None:
+    """An iterator of groups is read once, even when a full window makes the send wait and try
+    again; a single str is refused as the session refuses it, not split into letters."""
+    d = Daemon(sock_path, FakeHost(send_window=300))
+    try:
+        with evs.Client(d.path) as c:
+            c.join(["g"])
+            c.mcast_groups(iter(["g"]), bytes(200))  # 264 of the window's 300 bytes
+            t = threading.Thread(target=lambda: c.mcast_groups(iter(["g"]), b"second"))
+            t.start()
+            t.join(10)
+            assert not t.is_alive()
+            with pytest.raises(evs.InvalidArgument, match="not a single str"):
+                c.mcast_groups("g", b"x")
+            c.membership_get()
+            got = [e for e in c.events(timeout=0) if isinstance(e, Delivery)]
+            assert [(e.groups, e.data[:6]) for e in got] == [
+                ((b"g",), bytes(6)),
+                ((b"g",), b"second"),
+            ]
+    finally:
+        d.stop()
 
 
 def test_a_zero_timeout_reads_what_has_arrived(daemon: Daemon) -> None:

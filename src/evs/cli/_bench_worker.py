@@ -40,6 +40,7 @@ __all__ = [
     "HEADER",
     "MAGIC",
     "MIN_SIZE",
+    "ORDER_BLOCK",
     "ClientSpec",
     "Payloads",
     "Verifier",
@@ -125,9 +126,14 @@ class Verifier:
 
     @property
     def order_hash(self) -> int:
-        """A 64-bit digest of every (sender, seq) delivered so far, in order."""
-        self._fold()
-        return int.from_bytes(self._chain or hashlib.blake2b(digest_size=8).digest(), "big")
+        """A 64-bit digest of every (sender, seq) delivered so far, in order. Reading it
+        changes nothing: the blocks stay where they are, so equal streams give equal hashes
+        however often each receiver looked."""
+        tail = self._order.tobytes()
+        digest = hashlib.blake2b(self._chain + tail, digest_size=8).digest() if tail else None
+        return int.from_bytes(
+            digest or self._chain or hashlib.blake2b(digest_size=8).digest(), "big"
+        )
 
     def _fold(self) -> None:
         if self._order:

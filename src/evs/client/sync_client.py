@@ -64,7 +64,11 @@ CONNECT_TIMEOUT_S = 10.0
 CLOSE_LINGER_S = 10.0
 _READ_CHUNK = 256 << 10
 _R = TypeVar("_R", bound=Reply)
-_SEQUENCES = (list, tuple)
+#: Group arguments taken as they are: a list or tuple is read at once (the session encodes the
+#: message), a str or bytes is refused by the session as a single name.
+_AS_GIVEN = (list, tuple, str, bytes)
+#: A send waiting for room in the socket looks at ``close()`` this often, seconds.
+_WRITE_WAIT_S = 0.25
 
 
 def resolve_socket_path(path: str | os.PathLike[str] | None) -> str:
@@ -225,11 +229,21 @@ class Client:
                 self._writing = True
                 self._cond.release()
                 try:
-                    select.select([], [self._sock], [])
+                    # In turns: a daemon that stopped reading never makes the socket writable,
+                    # and close() must still end the wait.
+                    while not select.select([], [self._sock], [], _WRITE_WAIT_S)[1]:
+                        if self._closed:
+                            break
                 finally:
                     self._cond.acquire()
                     self._writing = False
                     self._cond.notify_all()
+                if self._closed:
+                    self._session.connection_lost(
+                        "this client was closed while a send waited for the evs daemon at "
+                        f"{self.socket_path} to read"
+                    )
+                    return
                 continue
             except OSError as exc:
                 self._lost(exc)
@@ -382,9 +396,9 @@ class Client:
         timeout: float | None,
     ) -> None:
         """A windowed send; with the window full raise TryAgain (block=False) or wait."""
-        # A list or tuple is read as it is (the session copies what it keeps); anything else
-        # is read once, since a full window tries the send again.
-        names = groups if groups is None or type(groups) in _SEQUENCES else list(groups)
+        # A list or tuple is read as it is (the session encodes the message at once); any other
+        # iterable is read once here, since a full window tries the send again.
+        names = groups if groups is None or type(groups) in _AS_GIVEN else list(groups)
         s = self._session
         with self._lock:
             if self._closed:  # closing: another thread is letting the executive read the rest
@@ -407,6 +421,8 @@ class Client:
         (then TryAgain), until the send is queued or ``timeout`` passed (TryAgain)."""
         deadline = _deadline(timeout)
         s = self._session
+        # The caller's list as it is now: the waits below release the lock.
+        names = None if names is None else tuple(names)
         while not s.send(names, data, guarantee):
             if not self._reading:
                 self._read(0)  # credits that came already
