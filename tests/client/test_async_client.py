@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 
 import evs
 from evs.client import async_client
-from evs.types import ConfigChange, Delivery, Guarantee
+from evs.types import ConfigChange, Delivery, Event, Guarantee
 
 from .conftest import RING, Daemon, FakeHost, wait_until
 
@@ -142,6 +142,24 @@ def test_errors(daemon: Daemon, tmp_path: Path) -> None:
     run(main())
 
 
+def _send_numbered(daemon: Daemon, n: int) -> None:
+    """Messages b"0", b"1", ... to group g from a blocking client of its own."""
+    with evs.Client(daemon.path) as sender:
+        for i in range(n):
+            sender.mcast_groups(["g"], b"%d" % i)
+
+
+async def _numbered(events: AsyncIterable[Event], n: int) -> list[bytes]:
+    """The data of the first ``n`` deliveries (fewer if the stream ends first)."""
+    got: list[bytes] = []
+    async for ev in events:
+        if isinstance(ev, Delivery):
+            got.append(ev.data)
+            if len(got) == n:
+                break
+    return got
+
+
 def test_iterating_events_wakes_the_paused_reader(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,20 +171,8 @@ def test_iterating_events_wakes_the_paused_reader(
     async def main() -> None:
         async with evs.AsyncClient(daemon.path) as c:
             await c.join(["g"])
-
-            def send() -> None:
-                with evs.Client(daemon.path) as sender:
-                    for i in range(50):
-                        sender.mcast_groups(["g"], b"%d" % i)
-
-            await asyncio.to_thread(send)
-            got = []
-            async for ev in c.events(timeout=5.0):
-                if isinstance(ev, Delivery):
-                    got.append(ev.data)
-                    if len(got) == 50:
-                        break
-            assert got == [b"%d" % i for i in range(50)]
+            await asyncio.to_thread(_send_numbered, daemon, 50)
+            assert await _numbered(c.events(timeout=5.0), 50) == [b"%d" % i for i in range(50)]
 
     run(main())
 
@@ -180,19 +186,9 @@ def test_reader_pauses_on_unread_events_but_replies_still_come(
         async with evs.AsyncClient(daemon.path) as c:
             await c.join(["g"])
 
-            def send() -> None:
-                with evs.Client(daemon.path) as sender:
-                    for i in range(10):
-                        sender.mcast_groups(["g"], b"%d" % i)
-
-            await asyncio.to_thread(send)
+            await asyncio.to_thread(_send_numbered, daemon, 10)
             assert (await c.membership_get()).members == (1,)  # not stuck behind the pause
-            got = []
-            async for ev in c:
-                if isinstance(ev, Delivery):
-                    got.append(ev.data)
-                    if len(got) == 10:
-                        break
+            got = await _numbered(c, 10)
             assert got == [b"%d" % i for i in range(10)]
 
     run(main())

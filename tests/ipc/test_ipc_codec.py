@@ -108,6 +108,20 @@ def fused_mcasts(dec: FrameDecoder) -> list[Frame]:
     return out
 
 
+def read_in_pieces(
+    read: Callable[[FrameDecoder], list[Frame]], batch: list[Frame], step: int
+) -> list[Frame]:
+    """``batch`` encoded and fed to ``read`` ``step`` bytes at a time; all of it must be taken."""
+    wire = b"".join(encode(f) for f in batch)
+    dec = FrameDecoder()
+    out: list[Frame] = []
+    for i in range(0, len(wire), step):
+        dec.feed(wire[i : i + step])
+        out.extend(read(dec))
+    assert dec.buffered == 0
+    return out
+
+
 #: The fused paths: the client's (deliveries) and the executive's (windowed sends).
 FUSED = pytest.mark.parametrize("read", [fused, fused_mcasts], ids=["deliveries", "mcasts"])
 
@@ -118,14 +132,7 @@ def test_fused_paths_read_the_stream_as_iteration_does(
     read: Callable[[FrameDecoder], list[Frame]], batch: list[Frame], step: int
 ) -> None:
     """The same frames in the same order, in any pieces."""
-    wire = b"".join(encode(f) for f in batch)
-    dec = FrameDecoder()
-    out: list[Frame] = []
-    for i in range(0, len(wire), step):
-        dec.feed(wire[i : i + step])
-        out.extend(read(dec))
-    assert out == batch
-    assert dec.buffered == 0
+    assert read_in_pieces(read, batch, step) == batch
 
 
 @FUSED
@@ -176,13 +183,7 @@ def test_fused_paths_read_repeated_group_lists_as_iteration_does(
     """The fused paths remember the last group list they read (messages name the same one
     after another): every frame still gets its own list, whatever came before it."""
     batch = [_hot_frame(read, g) for g in lists]
-    wire = b"".join(encode(f) for f in batch)
-    dec = FrameDecoder()
-    out: list[Frame] = []
-    for i in range(0, len(wire), step):
-        dec.feed(wire[i : i + step])
-        out.extend(read(dec))
-    assert out == batch
+    assert read_in_pieces(read, batch, step) == batch
 
 
 @FUSED
