@@ -65,6 +65,8 @@ BODIES = 16
 _NODE_MASK = 0xFFFF
 #: Entries (two per delivery: sender, seq) per block of the order hash (Verifier).
 ORDER_BLOCK = 8192
+#: The order hash of no delivery at all.
+_EMPTY_DIGEST = hashlib.blake2b(digest_size=8).digest()
 #: Violations kept word for word per receiver (all are counted).
 VIOLATIONS_KEPT = 10
 #: A sender waits at most this long for room in its send window (``--count`` runs) ...
@@ -129,18 +131,17 @@ class Verifier:
         """A 64-bit digest of every (sender, seq) delivered so far, in order. Reading it
         changes nothing: the blocks stay where they are, so equal streams give equal hashes
         however often each receiver looked."""
-        tail = self._order.tobytes()
-        digest = hashlib.blake2b(self._chain + tail, digest_size=8).digest() if tail else None
-        return int.from_bytes(
-            digest or self._chain or hashlib.blake2b(digest_size=8).digest(), "big"
-        )
+        return int.from_bytes(self._linked() or _EMPTY_DIGEST, "big")
+
+    def _linked(self) -> bytes:
+        """The chain with the entries not yet folded linked in (the chain itself if none)."""
+        if not self._order:
+            return self._chain
+        return hashlib.blake2b(self._chain + self._order.tobytes(), digest_size=8).digest()
 
     def _fold(self) -> None:
-        if self._order:
-            self._chain = hashlib.blake2b(
-                self._chain + self._order.tobytes(), digest_size=8
-            ).digest()
-            del self._order[:]
+        self._chain = self._linked()
+        del self._order[:]
 
     def violation(self, text: str) -> None:
         self.violation_count += 1
