@@ -476,13 +476,11 @@ class Client:
 
     def _next(self, deadline: float | None, *, wait: bool = True) -> Event | None:
         """The next event; None if none came in time; the end of the connection raises."""
+        ev = self._take()  # already read, the usual case: no wait
+        if ev is not None:
+            return ev
         with self._cond:
             s = self._session
-            if s.events_waiting:  # already read: no wait, and the flag changes only at the last
-                ev = s.next_event()
-                if not s.events_waiting:
-                    self._flag()
-                return ev
             if wait:
                 self._wait(lambda: s.events_waiting > 0, deadline)
             elif not s.events_waiting:
@@ -523,10 +521,8 @@ class Client:
                     raise self._session.ended
             if flags is DispatchFlags.ONE_NONBLOCKING:
                 todo = min(todo, 1)
-            take = self._take
             for n in range(todo):
-                # Already read, nearly always (see _take); another thread may have taken them.
-                ev = take() or self._next(None, wait=False)
+                ev = self._next(None, wait=False)
                 if ev is None:
                     return n
                 self._run(ev)
