@@ -71,9 +71,9 @@ __all__ = ["Executive"]
 #: A step that only passes the token on hands out at most this many events, of at most this
 #: many bytes of messages, before it does.
 FEED_FIRST_MAX = 4
+FEED_FIRST_BYTES = 4096
 #: A token forwarded mid-batch leaves at once when at least this many datagrams follow it.
 EARLY_BEHIND_MIN = 4
-FEED_FIRST_BYTES = 4096
 
 
 def _has_unicast(sends: list[tuple[int, bytes]]) -> bool:

@@ -271,8 +271,7 @@ class Packer:
 
         Such a queue costs its receivers little per packet (on average at most four messages
         complete in one), so the ring's fixed cost per rotation, not per-message work, bounds
-        it.
-        Measured (docs/protocol.md, the lone-sender rule): a whole-window visit raised one
+        it. Measured (docs/protocol.md, the lone-sender rule): a whole-window visit raised one
         sender's throughput at 512 B and up, and lowered it for 64-byte messages."""
         count = len(self._items)
         return count > 0 and LARGE_PER_PACKET * self._queued_bytes >= count * self._room
