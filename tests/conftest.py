@@ -5,6 +5,12 @@ and the 16-executive test are measured, documented runs, not part of every check
 (``scripts/check -m slow`` runs them). ``make_cluster`` gives tests real executives
 (``evs daemon`` processes) on loopback or, with ``netns=True``, in a lab of network namespaces
 (root only; the test is skipped with the reason otherwise), and stops them afterwards.
+
+Tests marked ``pure_only("evs.x.y")`` put a stand-in where module ``evs.x.y`` calls a function
+or method (to record a step's order, or to stage a race). Compiled (tools/compile.py), that
+module calls its own methods and its imports directly, never through the attribute the test
+replaced, so the compiled pass of scripts/check skips them, saying why; the pure pass runs them
+on the same source.
 """
 
 from __future__ import annotations
@@ -14,11 +20,22 @@ from pathlib import Path
 
 import pytest
 
+from evs._compiled import compiled_modules
 from evs.cli._cluster import LocalCluster
 from evs.cli._lab import NetLab, lab_available
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    compiled = set(compiled_modules())
+    for item in items:
+        for mark in item.iter_markers("pure_only"):
+            module = mark.args[0]
+            if module in compiled:
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason=f"replaces code {module} calls: compiled callers do not see that"
+                    )
+                )
     if "slow" in (config.getoption("-m") or ""):
         return
     skip = pytest.mark.skip(reason="slow: run with -m slow")

@@ -1,9 +1,11 @@
 """Compile pyevs's hot modules with mypyc into a copy of the source tree (optional speed-up).
 
-Theory of operation: the protocol core, the runtime service, the IPC codec and the client
-session are plain, strictly typed Python; mypyc turns each module into a C extension with
-the same behaviour (measured in docs/benchmarks.md). The pure-Python modules stay the
-reference and the fallback: nothing requires a compiler.
+Theory of operation: the protocol core, the runtime service, the IPC codec, the client
+session, and the I/O path every message takes around them (the executive's step, its UDP
+transport and wire, datagram sealing, the IPC server, the blocking client) are plain, strictly
+typed Python; mypyc turns each module into a C extension with the same behaviour and, end to
+end, about a quarter more messages a second (docs/benchmarks.md). The pure-Python modules stay
+the reference and the fallback: nothing requires a compiler.
 
 The compiled modules are built into a *copy* of ``src`` (``--out DIR``, default
 ``build/compiled``), never next to the sources: an extension module shadows the ``.py`` of
@@ -18,8 +20,15 @@ headers) and exits 0 or 3, so that ``scripts/check`` can skip the compiled test 
 machine without them instead of failing. ``evs.compiled_modules()`` tells at run time which
 modules are compiled.
 
-Not compiled: ``evs.totem.config`` (the daemon reads its dataclass fields by reflection)
-and everything doing I/O (the daemon, the client's sockets, the CLI).
+A compiled module checks at run time what a library call returns wherever its type is a
+primitive (bool, int, bytes, ...): a library whose stubs promise more than it does makes the
+compiled build raise where the pure one went on (uvloop's ``remove_reader`` returns None where
+typeshed says bool), so such calls go through ``Any``. The compiled pass of scripts/check runs
+real executives (tests/integration) to catch them.
+
+Not compiled: ``evs.totem.config`` (the daemon reads its dataclass fields by reflection), the
+daemon's start-up and configuration, the asyncio client, embedded mode and the CLI (none of
+them on a message's path).
 """
 
 from __future__ import annotations

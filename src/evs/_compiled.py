@@ -27,6 +27,13 @@ HOT_MODULES = (
     "evs.ipc.codec",
     "evs.ipc.messages",
     "evs.client.session",
+    "evs.client.sync_client",
+    "evs.crypto.frame",
+    "evs.crypto.replay",
+    "evs.daemon.executive",
+    "evs.daemon.ipc_server",
+    "evs.daemon.udp",
+    "evs.daemon.wire",
 )
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 import evs
-from evs.daemon import ipc_server
 from evs.daemon.ipc_server import IpcServer, ServerStartError
 from evs.ipc.codec import FrameDecoder, encode
 from evs.ipc.messages import IPC_VERSION, Error, ErrorCode, Hello, Join, Mcast, Welcome
@@ -151,6 +150,7 @@ def test_close_ends_a_send_waiting_on_a_daemon_that_stopped_reading(
         listener.close()
 
 
+@pytest.mark.pure_only("evs.client.sync_client")  # stages the race by replacing _take
 def test_dispatch_runs_every_waiting_event_when_the_fast_path_comes_up_empty(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -236,6 +236,7 @@ def test_dispatch_flags_and_callbacks(daemon: Daemon) -> None:
         c.dispatch()
 
 
+@pytest.mark.pure_only("evs.client.sync_client")  # stages the race by replacing _drain
 def test_dispatch_all_never_drops_an_event_that_arrives_while_it_looks(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -561,9 +562,11 @@ def test_not_connected_after_the_server_closes(daemon: Daemon) -> None:
     assert not daemon.path.exists()  # the server removed its socket file
 
 
-def test_access_denied_for_a_stranger(sock_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ipc_server, "peer_credentials", lambda sock: (77, 4242, 4343))
-    d = Daemon(sock_path)
+def test_access_denied_for_a_stranger(sock_path: Path) -> None:
+    def stranger(sock: socket.socket) -> tuple[int, int, int]:
+        return (77, 4242, 4343)
+
+    d = Daemon(sock_path, credentials=stranger)
     try:
         with pytest.raises(evs.AccessDenied, match=r"uid 4242 .*may not use"):
             evs.Client(sock_path)
@@ -571,7 +574,7 @@ def test_access_denied_for_a_stranger(sock_path: Path, monkeypatch: pytest.Monke
     finally:
         d.stop()
     for uids, gids in (([4242], []), ([], [4343])):
-        ok = Daemon(sock_path, allowed_uids=uids, allowed_gids=gids)
+        ok = Daemon(sock_path, allowed_uids=uids, allowed_gids=gids, credentials=stranger)
         try:
             with evs.Client(sock_path) as c:
                 c.join(["g"])

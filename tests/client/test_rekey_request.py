@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 import evs
-from evs.daemon import ipc_server
 
 from .conftest import Daemon, FakeHost
 
@@ -45,10 +44,9 @@ def test_the_answer_and_the_refusal_come_back(sock_path: Path) -> None:
         d.stop()
 
 
-def test_other_users_may_not_rotate(sock_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ipc_server, "peer_credentials", lambda sock: (4242, 4242, 4242))
+def test_other_users_may_not_rotate(sock_path: Path) -> None:
     host = RotatingHost()
-    d = Daemon(sock_path, host, allowed_uids=[4242])
+    d = Daemon(sock_path, host, allowed_uids=[4242], credentials=lambda sock: (4242, 4242, 4242))
     try:
         with evs.Client(str(sock_path)) as c:
             with pytest.raises(evs.AccessDenied, match="only root and uid"):

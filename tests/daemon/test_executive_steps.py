@@ -27,6 +27,10 @@ from evs.totem.timers import Timer
 from evs.trace.writer import TraceWriter
 from evs.types import Guarantee, RingId
 
+# The steps are recorded by standing in for the executive's own methods (``_send``, ``_record``)
+# and for what it calls (``Driver.datagram``, ``EvsService.feed``).
+pytestmark = pytest.mark.pure_only("evs.daemon.executive")
+
 
 @pytest.fixture
 def exe(tmp_path: Path) -> Iterator[Executive]:

@@ -101,6 +101,7 @@ def _record_flush(t: UdpTransport, sends: list[tuple[int, bytes]]) -> list[tuple
     return out
 
 
+@pytest.mark.pure_only("evs.daemon.udp")  # stands in for the sends (_record_flush)
 def test_a_light_step_sends_the_token_successor_its_copy_last() -> None:
     """One message and the token (low load): the peer that only needs the message has it
     before the successor, whose wake-up could otherwise hold the rest of the step up."""
@@ -111,6 +112,7 @@ def test_a_light_step_sends_the_token_successor_its_copy_last() -> None:
     ]
 
 
+@pytest.mark.pure_only("evs.daemon.udp")  # stands in for the sends (_record_flush)
 def test_a_loaded_step_keeps_the_order_datagrams_came_in() -> None:
     (t1, _, _), _ = ring(free_port(HOSTS))
     assert _record_flush(t1, [(BROADCAST, b"m1"), (BROADCAST, b"m2"), (2, b"token")]) == [
@@ -120,6 +122,7 @@ def test_a_loaded_step_keeps_the_order_datagrams_came_in() -> None:
     assert _record_flush(t1, [(3, b"alone")]) == [("127.0.0.3", [b"alone"])]
 
 
+@pytest.mark.pure_only("evs.daemon.udp")  # stands in for the sends (_record_flush)
 def test_a_token_ahead_of_a_visits_packets_keeps_its_place_after_a_retransmission() -> None:
     """A busy visit's token goes ahead of its new packets (token_ahead_min); with a
     retransmission before it the step looked light when the token was queued, but it is not:

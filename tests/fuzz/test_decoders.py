@@ -131,6 +131,7 @@ def test_an_exception_out_of_the_totem_decoder_is_found(monkeypatch: pytest.Monk
     assert "IndexError: planted" in report.failures[0].detail
 
 
+@pytest.mark.pure_only("evs.daemon.wire")  # its Opener is called as the native class
 def test_a_forged_datagram_that_opens_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     """An opener that skips the tag check: the AEAD oracle must catch it."""
 
@@ -149,6 +150,7 @@ def test_a_forged_datagram_that_opens_is_found(monkeypatch: pytest.MonkeyPatch) 
     assert "altered after sealing was opened" in details
 
 
+@pytest.mark.pure_only("evs.daemon.ipc_server")  # calls EvsService.join directly
 def test_a_request_that_hits_the_servers_catch_all_is_found(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import evs
+from evs._compiled import HOT_MODULES, compiled_modules
 from evs.cli._cluster import LocalCluster
 from evs.daemon.main import GC_YOUNG
 
@@ -80,6 +81,11 @@ def test_status_send_listen_and_signals(make_cluster: Callable[..., LocalCluster
     # The executive's process froze its start-up objects and spaced its young collections.
     assert st["gc"]["thresholds"][0] == GC_YOUNG
     assert st["gc"]["frozen_objects"] > 1000
+    # The executive runs this test's build (the compiled pass of scripts/check: every hot module).
+    assert st["build"] == {
+        "compiled_modules": len(compiled_modules()),
+        "hot_modules": len(HOT_MODULES),
+    }
     text = run_evs("status", "--socket", cluster.socket(2))
     assert text.returncode == 0
     assert "node 2: operational" in text.stdout

@@ -51,6 +51,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from evs._compiled import HOT_MODULES, compiled_modules
 from evs.daemon.config_file import DaemonConfig
 from evs.daemon.ipc_server import IpcServer
 from evs.daemon.rekey import KeyManager
@@ -89,6 +90,14 @@ def _gc_status() -> dict[str, Any]:
         "frozen_objects": gc.get_freeze_count(),
         "collections": [g["collections"] for g in gc.get_stats()],
     }
+
+
+def _build_label() -> str:
+    """Which build runs: operators compare it with the figures of docs/benchmarks.md."""
+    n = len(compiled_modules())
+    if not n:
+        return "pure Python"
+    return f"compiled (mypyc): {n} of {len(HOT_MODULES)} hot modules"
 
 
 def _delivered_bytes(events: list[CoreEvent]) -> int:
@@ -197,7 +206,7 @@ class Executive:
             )
             await self.server.start()
         log.info(
-            "node %d starting (incarnation %d, %s on %s:%d, %d nodes configured, cipher %s)",
+            "node %d starting (incarnation %d, %s on %s:%d, %d nodes configured, cipher %s, %s)",
             self.nodeid,
             self.incarnation,
             self.cfg.transport.mode,
@@ -205,6 +214,7 @@ class Executive:
             self.cfg.transport.port,
             len(self.cfg.nodes),
             self.cfg.crypto.cipher,
+            _build_label(),
         )
         if self.wire is None:
             log.warning(
@@ -524,5 +534,6 @@ class Executive:
             "crypto": self._crypto_status(),
             "peers": {str(k): v for k, v in sorted(self.peer_rx.items())},
             "gc": _gc_status(),
+            "build": {"compiled_modules": len(compiled_modules()), "hot_modules": len(HOT_MODULES)},
             "counters": counters,
         }

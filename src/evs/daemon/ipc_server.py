@@ -45,7 +45,7 @@ import os
 import socket
 import stat
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -144,6 +144,7 @@ class IpcServer:
         allowed_gids: Iterable[int] = (),
         client_queue_bytes: int = CLIENT_QUEUE_BYTES,
         goodbye_grace_s: float = GOODBYE_GRACE_S,
+        credentials: Callable[[socket.socket], tuple[int, int, int]] = peer_credentials,
     ) -> None:
         if client_queue_bytes < 1:
             raise ValueError(f"client_queue_bytes must be positive, got {client_queue_bytes}")
@@ -153,6 +154,8 @@ class IpcServer:
         self.allowed_gids = frozenset(allowed_gids)
         self.client_queue_bytes = client_queue_bytes
         self.goodbye_grace_s = goodbye_grace_s
+        #: (pid, uid, gid) of a connected socket's peer; tests stand in for other users.
+        self.credentials = credentials
         self.counters: dict[str, int] = {
             "connections accepted": 0,
             "connections refused": 0,
@@ -324,7 +327,7 @@ class _Connection(asyncio.Protocol):
         )
         try:
             sock = transport.get_extra_info("socket")
-            self.pid, uid, gid = peer_credentials(sock)
+            self.pid, uid, gid = server.credentials(sock)
             self.uid = uid
             # Our own descriptor of the connection: what the client sent before a failed write
             # made the transport stop reading is still read from it (connection_lost).

@@ -85,7 +85,7 @@ import socket
 import struct
 import sys
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from evs.totem.config import IP_UDP_OVERHEAD
 from evs.totem.events import BROADCAST
@@ -235,10 +235,13 @@ class UdpTransport:
 
     def close(self) -> None:
         """Stop reading and close the sockets (idempotent)."""
-        if self._loop is not None and not self._loop.is_closed():
+        # Any: uvloop's remove_reader returns None where typeshed says bool, and the
+        # compiled build (tools/compile.py) checks what a call returns against its type.
+        loop: Any = self._loop
+        if loop is not None and not loop.is_closed():
             for sock in (self._unicast, self._multicast):
                 if sock is not None:
-                    self._loop.remove_reader(sock.fileno())
+                    loop.remove_reader(sock.fileno())
         self._loop = None
         self._queued.clear()
         self._corked = False
