@@ -56,6 +56,8 @@ ALLOWED_EVS = {
         "evs.crypto",
         "evs.daemon",
         "evs.client",
+        # The executive names its build (log, status): the same leaf as the simulator's.
+        "evs._compiled",
     },
     "client": {"evs.types", "evs.errors", "evs.ipc", "evs.client"},
     "ipc": {"evs.types", "evs.errors", "evs.ipc"},

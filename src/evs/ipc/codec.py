@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
+from typing import Final
 
 from evs.ipc.messages import (
     ConfChgNote,
@@ -89,10 +90,12 @@ _ID_MAX = 0xFFFFFFFF
 
 _HELLO = struct.Struct("!HI")
 _MCAST = struct.Struct("!BB")
+_MCAST_SIZE: Final = 2  # _MCAST.size
 _WELCOME = struct.Struct("!HIIIHHI")
 _CODE = struct.Struct("!H")
 _MEMBERSHIP = struct.Struct("!IQIH")
 _DELIVER = struct.Struct("!IIB")
+_DELIVER_SIZE: Final = 9  # _DELIVER.size, a constant the compiled build folds in
 _CONFCHG = struct.Struct("!QIBHHH")
 _U32 = struct.Struct("!I")
 
@@ -545,6 +548,72 @@ class _GroupListMemo:
         return groups, after
 
 
+class _FrameSink:
+    """Where ``FrameDecoder._take_hot`` hands each frame of its kind: an object, not a closure,
+    so that the compiled build (tools/compile.py) makes the call a native one, its integers
+    unboxed, where a closure is called like any Python callable."""
+
+    __slots__ = ()
+
+    def take(self, buf: bytearray, view: memoryview, start: int, end: int) -> bool:
+        """The frame body ``buf[start:end]`` (``view`` over ``buf``); False stops the read."""
+        raise NotImplementedError
+
+
+class _McastSink(_FrameSink):
+    """``take_mcasts``: a windowed Mcast's groups, guarantee and data to ``accept``."""
+
+    __slots__ = ("accept", "memo")
+
+    def __init__(
+        self, accept: Callable[[tuple[bytes, ...] | None, Guarantee, bytes], bool]
+    ) -> None:
+        self.accept = accept
+        self.memo = _GroupListMemo()
+
+    def take(self, buf: bytearray, view: memoryview, start: int, end: int) -> bool:
+        head = start + _MCAST_SIZE
+        if head > end:
+            raise FrameError("frame ends inside Mcast")
+        flags = buf[start]
+        g = buf[start + 1]
+        if flags & ~_MCAST_JOINED:
+            raise FrameError(f"unknown Mcast flags {flags:#x}")
+        groups, at = self.memo.at(buf, head, end)
+        if flags:
+            _check(not groups, "Mcast to the joined groups names groups")
+        guarantee = _GUARANTEE_OF.get(g)
+        if guarantee is None:
+            raise FrameError(f"unknown guarantee {g}")
+        if end - at > DATA_MAX:
+            raise FrameError(f"data of {end - at} bytes; the limit is {DATA_MAX}")
+        return self.accept(None if flags else groups, guarantee, bytes(view[at:end]))
+
+
+class _DeliverySink(_FrameSink):
+    """``take_deliveries``: each DeliverNote's delivery to ``append``."""
+
+    __slots__ = ("append", "memo")
+
+    def __init__(self, append: Callable[[Delivery], object]) -> None:
+        self.append = append
+        self.memo = _GroupListMemo()
+
+    def take(self, buf: bytearray, view: memoryview, start: int, end: int) -> bool:
+        head = start + _DELIVER_SIZE
+        if head > end:
+            raise FrameError("frame ends inside DeliverNote")
+        nodeid, pid, g = _DELIVER.unpack_from(buf, start)
+        guarantee = _GUARANTEE_OF.get(g)
+        if guarantee is None:
+            raise FrameError(f"unknown guarantee {g}")
+        groups, at = self.memo.at(buf, head, end)
+        if end - at > DATA_MAX:
+            raise FrameError(f"data of {end - at} bytes; the limit is {DATA_MAX}")
+        self.append(make_delivery(nodeid, pid, groups, bytes(view[at:end]), guarantee))
+        return True
+
+
 def _data_at(buf: bytearray, pos: int, end: int) -> bytes:
     if end - pos > DATA_MAX:
         raise FrameError(f"data of {end - pos} bytes; the limit is {DATA_MAX}")
@@ -645,28 +714,7 @@ class FrameDecoder:
         The same checks and errors as iterating.
 
         The executive's hot path: nearly every frame a sending client writes is one of these."""
-        buf = self._buf
-        unpack_mcast = _MCAST.unpack_from
-        mcast_size = _MCAST.size
-        guarantee_of = _GUARANTEE_OF
-        groups_at = _GroupListMemo().at
-
-        def take(view: memoryview, start: int, end: int) -> bool:
-            _check(start + mcast_size <= end, "frame ends inside Mcast")
-            flags, g = unpack_mcast(buf, start)
-            if flags & ~_MCAST_JOINED:
-                raise FrameError(f"unknown Mcast flags {flags:#x}")
-            groups, at = groups_at(buf, start + mcast_size, end)
-            if flags:
-                _check(not groups, "Mcast to the joined groups names groups")
-            guarantee = guarantee_of.get(g)
-            if guarantee is None:
-                raise FrameError(f"unknown guarantee {g}")
-            if end - at > DATA_MAX:
-                raise FrameError(f"data of {end - at} bytes; the limit is {DATA_MAX}")
-            return accept(None if flags else groups, guarantee, bytes(view[at:end]))
-
-        return self._take_hot(4, take)
+        return self._take_hot(4, _McastSink(accept))
 
     def take_deliveries(self, append: Callable[[Delivery], object]) -> Frame | None:
         """Decode whole frames, handing each DeliverNote's delivery to ``append`` (no note
@@ -675,32 +723,14 @@ class FrameDecoder:
 
         A client's hot path: nearly every frame it reads is a delivery, and one call per read
         instead of one per frame takes a third off its decoding cost."""
-        buf = self._buf
-        unpack_deliver = _DELIVER.unpack_from
-        deliver_size = _DELIVER.size
-        guarantee_of = _GUARANTEE_OF
-        groups_at = _GroupListMemo().at
+        return self._take_hot(128, _DeliverySink(append))
 
-        def take(view: memoryview, start: int, end: int) -> bool:
-            _check(start + deliver_size <= end, "frame ends inside DeliverNote")
-            nodeid, pid, g = unpack_deliver(buf, start)
-            guarantee = guarantee_of.get(g)
-            if guarantee is None:
-                raise FrameError(f"unknown guarantee {g}")
-            groups, at = groups_at(buf, start + deliver_size, end)
-            if end - at > DATA_MAX:
-                raise FrameError(f"data of {end - at} bytes; the limit is {DATA_MAX}")
-            append(make_delivery(nodeid, pid, groups, bytes(view[at:end]), guarantee))
-            return True
-
-        return self._take_hot(128, take)
-
-    def _take_hot(self, kind: int, take: Callable[[memoryview, int, int], bool]) -> Frame | None:
+    def _take_hot(self, kind: int, sink: _FrameSink) -> Frame | None:
         """The loop of ``take_mcasts`` and ``take_deliveries``: each whole frame of ``kind``
-        with request id 0 goes to ``take(view, body start, end)``, which returns False to stop
-        (None is returned, that frame consumed); any other frame is decoded as iterating would
-        (a DeliverNote with a request id is refused there) and returned; None when no whole
-        frame is left."""
+        with request id 0 goes to ``sink.take(buffer, view, body start, end)``, which returns
+        False to stop (None is returned, that frame consumed); any other frame is decoded as
+        iterating would (a DeliverNote with a request id is refused there) and returned; None
+        when no whole frame is left."""
         if self._broken is not None:
             raise self._broken
         buf = self._buf
@@ -728,7 +758,7 @@ class FrameDecoder:
                 start = pos + header_size
                 pos = end
                 self._pos = pos  # ``take`` may look at the decoder (a refusal ends the read)
-                if not take(view, start, end):
+                if not sink.take(buf, view, start, end):
                     break
         except FrameError as exc:
             view.release()
