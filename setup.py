@@ -39,7 +39,7 @@ def hot_modules() -> list[str]:
 def compiled_build() -> dict[str, Any]:
     if os.environ.get("EVS_COMPILE") != "1":
         return {}
-    if any("editable" in arg or arg == "develop" for arg in sys.argv):
+    if {"editable_wheel", "develop"} & set(sys.argv[1:]):  # the commands, not paths
         raise SystemExit(
             "EVS_COMPILE=1 needs a regular install (pip install .), not an editable one: the "
             "extensions would shadow every later edit of src; in a checkout use tools/compile.py"

@@ -66,15 +66,20 @@ def test_evs_compile_installs_the_compiled_build(tmp_path: Path) -> None:
     subprocess.run(
         [str(py), "-m", "pip", "install", "-q", str(tree)],
         check=True,
-        env={**os.environ, "EVS_COMPILE": "1"},
+        env={**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "EVS_COMPILE": "1"},
     )
+    # The fresh venv's own package, whatever PYTHONPATH this test runs under (the compiled pass).
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     probe = "import evs._compiled as c; print(len(c.compiled_modules()))"
-    out = subprocess.run([str(py), "-c", probe], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [str(py), "-c", probe], check=True, capture_output=True, text=True, env=clean
+    )
     assert int(out.stdout) == len(HOT_MODULES)
     sim = subprocess.run(
         [str(env_dir / "bin" / "evs"), "sim", "--seed", "3"],
         check=False,
         capture_output=True,
         text=True,
+        env=clean,
     )
     assert sim.returncode == 0, sim.stdout[-2000:]

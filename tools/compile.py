@@ -1,8 +1,8 @@
 """Compile pyevs's hot modules with mypyc into a copy of the source tree (optional speed-up).
 
 Theory of operation: the protocol core, the runtime service, the IPC codec, the client
-session, and the I/O path every message takes around them (the executive's step, its UDP
-transport and wire, datagram sealing, the IPC server, the blocking client) are plain, strictly
+session, and the I/O path every message takes around them in the executive (its step, its UDP
+transport and wire, datagram sealing, the IPC server) are plain, strictly
 typed Python; mypyc turns each module into a C extension with the same behaviour and, end to
 end, about a quarter more messages a second (docs/benchmarks.md). The pure-Python modules stay
 the reference and the fallback: nothing requires a compiler.
@@ -27,8 +27,11 @@ typeshed says bool), so such calls go through ``Any``. The compiled pass of scri
 real executives (tests/integration) to catch them.
 
 Not compiled: ``evs.totem.config`` (the daemon reads its dataclass fields by reflection), the
-daemon's start-up and configuration, the asyncio client, embedded mode and the CLI (none of
-them on a message's path).
+daemon's start-up and configuration, embedded mode and the CLI (none of them on a message's
+path), and the public client classes (``evs.Client``, ``evs.AsyncClient``): compiled, a class
+takes no attributes it does not declare, no weak reference and no Python subclass, which
+applications may rely on (the blocking client compiled was worth 2-6 %; its session and the
+IPC codec it calls are compiled).
 """
 
 from __future__ import annotations

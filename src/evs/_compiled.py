@@ -27,7 +27,6 @@ HOT_MODULES = (
     "evs.ipc.codec",
     "evs.ipc.messages",
     "evs.client.session",
-    "evs.client.sync_client",
     "evs.crypto.frame",
     "evs.crypto.replay",
     "evs.daemon.executive",

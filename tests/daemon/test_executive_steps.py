@@ -27,9 +27,9 @@ from evs.totem.timers import Timer
 from evs.trace.writer import TraceWriter
 from evs.types import Guarantee, RingId
 
-# The steps are recorded by standing in for the executive's own methods (``_send``, ``_record``)
-# and for what it calls (``Driver.datagram``, ``EvsService.feed``).
-pytestmark = pytest.mark.pure_only("evs.daemon.executive")
+# Most steps are recorded by standing in for the executive's own methods (``_record``) and for
+# what it calls (``Driver.datagram``, ``EvsService.feed``): not where it is compiled.
+stands_in = pytest.mark.pure_only("evs.daemon.executive")
 
 
 @pytest.fixture
@@ -83,11 +83,13 @@ def record_step(
     return order
 
 
+@stands_in
 def test_without_a_trace_the_datagrams_leave_before_the_fan_out(exe: Executive) -> None:
     assert exe.trace is None
     assert record_step(exe) == ["send 2", "events"]
 
 
+@stands_in
 def test_a_light_step_gives_the_clients_their_events_before_the_token_leaves(
     exe: Executive,
 ) -> None:
@@ -100,6 +102,7 @@ def test_a_light_step_gives_the_clients_their_events_before_the_token_leaves(
     ]
 
 
+@stands_in
 def test_a_step_delivering_a_large_message_still_sends_first(exe: Executive) -> None:
     order = record_step(exe, (2,), 0, server=True)
     assert order == ["send 2", "pump"]
@@ -111,6 +114,7 @@ def test_a_step_delivering_a_large_message_still_sends_first(exe: Executive) -> 
     assert order == ["send 2", "events", "pump"]
 
 
+@stands_in
 def test_a_step_with_our_multicast_or_many_events_still_sends_first(exe: Executive) -> None:
     assert record_step(exe, (BROADCAST, 2), 1, server=True) == [
         "send 0",
@@ -121,6 +125,7 @@ def test_a_step_with_our_multicast_or_many_events_still_sends_first(exe: Executi
     assert record_step(exe, (2,), FEED_FIRST_MAX + 1, server=True) == ["send 2", "events", "pump"]
 
 
+@stands_in
 def test_with_a_trace_the_events_are_logged_before_the_datagrams_leave(
     exe: Executive, tmp_path: Path
 ) -> None:
@@ -128,6 +133,7 @@ def test_with_a_trace_the_events_are_logged_before_the_datagrams_leave(
     assert record_step(exe) == ["events", "send 2"]
 
 
+@stands_in
 def test_the_held_tokens_visit_fires_within_the_step_other_due_timers_wait_for_the_loop(
     exe: Executive,
 ) -> None:
@@ -153,6 +159,7 @@ def test_the_held_tokens_visit_fires_within_the_step_other_due_timers_wait_for_t
     assert proc.timers.deadline(Timer.HOLD) is None
 
 
+@stands_in
 def test_a_light_step_whose_fan_out_fails_still_sends_the_token(exe: Executive) -> None:
     class Server:
         def pump(self) -> None:
@@ -229,6 +236,7 @@ def run_batch(exe: Executive, batch: list[bytes], monkeypatch: pytest.MonkeyPatc
     return order
 
 
+@stands_in
 def test_a_token_in_the_middle_of_a_batch_leaves_before_the_rest_is_handled(
     exe: Executive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -246,6 +254,7 @@ def test_a_token_in_the_middle_of_a_batch_leaves_before_the_rest_is_handled(
     assert exe.counters["token sent mid-batch"] == 1
 
 
+@stands_in
 def test_a_token_with_little_behind_it_leaves_with_the_step(
     exe: Executive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -262,6 +271,7 @@ def test_a_token_with_little_behind_it_leaves_with_the_step(
     assert exe.counters["token sent mid-batch"] == 0
 
 
+@stands_in
 def test_a_broadcast_alone_waits_for_the_batch(
     exe: Executive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -272,6 +282,7 @@ def test_a_broadcast_alone_waits_for_the_batch(
     assert exe.counters["token sent mid-batch"] == 0
 
 
+@stands_in
 def test_with_a_trace_a_token_waits_for_the_batch(
     exe: Executive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -131,7 +131,7 @@ def test_an_exception_out_of_the_totem_decoder_is_found(monkeypatch: pytest.Monk
     assert "IndexError: planted" in report.failures[0].detail
 
 
-@pytest.mark.pure_only("evs.daemon.wire")  # its Opener is called as the native class
+@pytest.mark.pure_only("evs.crypto.frame")  # a subclass of the native Opener
 def test_a_forged_datagram_that_opens_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     """An opener that skips the tag check: the AEAD oracle must catch it."""
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Iterable
+from typing import Final
 
 from evs.errors import EvsError, InvalidArgument, NotConnected
 from evs.ipc.codec import (
@@ -65,7 +66,7 @@ from evs.types import Event, Guarantee, group_names_seen
 
 __all__ = ["ClientSession", "window_full"]
 
-_ID_MAX = 0xFFFFFFFF
+_ID_MAX: Final = 0xFFFFFFFF
 
 
 def window_full(s: ClientSession) -> str:

@@ -37,7 +37,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from evs.client.session import ClientSession, window_full
 from evs.errors import AccessDenied, EvsError, NotConnected, TryAgain
@@ -55,20 +55,20 @@ __all__ = [
 ]
 
 #: Where the daemon listens unless configured otherwise (api.md section 3, [ipc] socket).
-DEFAULT_SOCKET = "/run/evs/evs.sock"
+DEFAULT_SOCKET: Final = "/run/evs/evs.sock"
 #: Environment variable naming the socket when the caller gives none.
-ENV_SOCKET = "EVS_SOCKET"
+ENV_SOCKET: Final = "EVS_SOCKET"
 #: Seconds to wait for the daemon's Welcome.
-CONNECT_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S: Final = 10.0
 #: Most seconds ``close`` waits for the executive to read messages sent just before.
 CLOSE_LINGER_S = 10.0
-_READ_CHUNK = 256 << 10
+_READ_CHUNK: Final = 256 << 10
 _R = TypeVar("_R", bound=Reply)
 #: Group arguments taken as they are: a list or tuple is read at once (the session encodes the
 #: message), a str or bytes is refused by the session as a single name.
-_AS_GIVEN = (list, tuple, str, bytes)
+_AS_GIVEN: Final = (list, tuple, str, bytes)
 #: A send waiting for room in the socket looks at ``close()`` this often, seconds.
-_WRITE_WAIT_S = 0.25
+_WRITE_WAIT_S: Final = 0.25
 
 
 def resolve_socket_path(path: str | os.PathLike[str] | None) -> str:

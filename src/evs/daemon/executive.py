@@ -49,7 +49,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from evs._compiled import HOT_MODULES, compiled_modules
 from evs.daemon.config_file import DaemonConfig
@@ -71,10 +71,10 @@ __all__ = ["Executive"]
 
 #: A step that only passes the token on hands out at most this many events, of at most this
 #: many bytes of messages, before it does.
-FEED_FIRST_MAX = 4
-FEED_FIRST_BYTES = 4096
+FEED_FIRST_MAX: Final = 4
+FEED_FIRST_BYTES: Final = 4096
 #: A token forwarded mid-batch leaves at once when at least this many datagrams follow it.
-EARLY_BEHIND_MIN = 4
+EARLY_BEHIND_MIN: Final = 4
 
 
 def _has_unicast(sends: list[tuple[int, bytes]]) -> bool:

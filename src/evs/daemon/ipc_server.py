@@ -47,7 +47,7 @@ import stat
 import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from evs.errors import EvsError, InvalidArgument
 from evs.ipc.codec import DATA_MAX, FrameDecoder, FrameError, encode, encode_delivery
@@ -91,12 +91,12 @@ __all__ = [
 log = logging.getLogger("evs.daemon.ipc")
 
 #: Bytes the server lets wait in one client's transport before it stops taking its events.
-CLIENT_QUEUE_BYTES = 4 << 20
+CLIENT_QUEUE_BYTES: Final = 4 << 20
 #: Mode of the socket file: owner and group may connect.
-SOCKET_MODE = 0o660
+SOCKET_MODE: Final = 0o660
 #: Seconds a disconnected client has to read its Goodbye before the socket is cut.
-GOODBYE_GRACE_S = 2.0
-_CRED = struct.Struct("3i")
+GOODBYE_GRACE_S: Final = 2.0
+_CRED: Final = struct.Struct("3i")
 
 
 def _encode_event(ev: Event) -> bytes:

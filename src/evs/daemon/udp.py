@@ -85,7 +85,7 @@ import socket
 import struct
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from evs.totem.config import IP_UDP_OVERHEAD
 from evs.totem.events import BROADCAST
@@ -93,33 +93,33 @@ from evs.totem.events import BROADCAST
 __all__ = ["BROADCAST", "IP_UDP_OVERHEAD", "UdpTransport"]
 
 #: Preallocated receive buffer: larger than any UDP payload (65,507 bytes).
-RECV_BUFFER_SIZE = 65536
+RECV_BUFFER_SIZE: Final = 65536
 #: Datagrams read per wake-up before the loop gets a turn.
-BATCH_MAX = 512
-DEFAULT_SOCKET_BUFFER = 4 << 20
+BATCH_MAX: Final = 512
+DEFAULT_SOCKET_BUFFER: Final = 4 << 20
 # Linux's SO_RCVBUFFORCE / SO_SNDBUFFORCE (asm-generic/socket.h); Python does not export them.
-_FORCE = {socket.SO_RCVBUF: 33, socket.SO_SNDBUF: 32} if sys.platform == "linux" else {}
+_FORCE: Final = {socket.SO_RCVBUF: 33, socket.SO_SNDBUF: 32} if sys.platform == "linux" else {}
 #: A plain int: ``socket.MSG_TRUNC`` is an IntFlag member, and ``flags & member`` builds a new
 #: enum value through the enum machinery, about a microsecond on every read.
-_MSG_TRUNC = int(getattr(socket, "MSG_TRUNC", 0))
+_MSG_TRUNC: Final = int(getattr(socket, "MSG_TRUNC", 0))
 #: Linux's UDP_SEGMENT and UDP_GRO (linux/udp.h); Python 3.11 does not export them.
-UDP_SEGMENT = 103
-UDP_GRO = 104
-_LINUX = sys.platform == "linux"
+UDP_SEGMENT: Final = 103
+UDP_GRO: Final = 104
+_LINUX: Final = sys.platform == "linux"
 #: Datagrams per segmented send: the kernel's UDP_MAX_SEGMENTS (64 before Linux 6.x; 128 now).
-GSO_SEGMENTS_MAX = 64
+GSO_SEGMENTS_MAX: Final = 64
 #: Bytes per segmented send: one IP datagram's payload (65,535 - IP and UDP headers), rounded
 #: down.
-GSO_BYTES_MAX = 65000
+GSO_BYTES_MAX: Final = 65000
 #: A segmented send refused with one of these means the path cannot segment: EMSGSIZE for a
 #: datagram over the link's MTU (measured), EINVAL, EIO, ENOPROTOOPT or EOPNOTSUPP for a device
 #: without checksum offload or a kernel without UDP_SEGMENT. A run is never over 64 KiB, so
 #: EMSGSIZE cannot mean a datagram too large to send at all.
-_GSO_REFUSED = frozenset(
+_GSO_REFUSED: Final = frozenset(
     {errno.EMSGSIZE, errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP}
 )
 #: Room for the UDP_GRO control message (an int).
-_GRO_CMSG_SPACE = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
+_GRO_CMSG_SPACE: Final = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
 
 Address = tuple[str, int]
 OnDatagrams = Callable[[list[tuple[int, bytes]]], None]

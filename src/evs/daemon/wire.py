@@ -30,6 +30,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from typing import Final
 
 from evs.crypto.frame import Keyring, Opener, Sealer
 from evs.crypto.names import NONE
@@ -42,8 +43,8 @@ __all__ = ["LOG_EVERY_S", "SealedWire", "build_wire"]
 log = logging.getLogger("evs.daemon")
 
 #: Seconds between two warnings about refused datagrams.
-LOG_EVERY_S = 10.0
-_HINTS = {
+LOG_EVERY_S: Final = 10.0
+_HINTS: Final = {
     "bad_tag": "a different cluster key or cipher, or altered in transit",
     "foreign_cluster": "another cluster name on this port",
     "bad_version": "not sealed (a peer with cipher none?) or another wire version",

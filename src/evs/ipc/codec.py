@@ -73,33 +73,33 @@ __all__ = [
 ]
 
 #: Largest message data a frame may carry, bytes (api.md: at least 1 MiB).
-DATA_MAX = 1 << 20
+DATA_MAX: Final = 1 << 20
 #: Longest group name a frame may carry (the daemon's own limit may be lower; see Welcome).
-GROUP_NAME_MAX = 255
+GROUP_NAME_MAX: Final = 255
 #: Most group names in one frame.
-GROUPS_MAX = 255
+GROUPS_MAX: Final = 255
 #: Most node ids in one list of a membership or configuration change.
-NODES_MAX = 4096
+NODES_MAX: Final = 4096
 #: Fixed fields of any frame beyond its data and group names (generous; text fits here too).
-HEADROOM = 64 << 10
+HEADROOM: Final = 64 << 10
 #: Largest frame, bytes after the length field: data + headroom + the largest group list.
-FRAME_MAX = DATA_MAX + HEADROOM + 1 + GROUPS_MAX * (1 + GROUP_NAME_MAX)
+FRAME_MAX: Final = DATA_MAX + HEADROOM + 1 + GROUPS_MAX * (1 + GROUP_NAME_MAX)
 #: Length, kind, request id.
-HEADER = struct.Struct("!IBI")
-_ID_MAX = 0xFFFFFFFF
+HEADER: Final = struct.Struct("!IBI")
+_ID_MAX: Final = 0xFFFFFFFF
 
-_HELLO = struct.Struct("!HI")
-_MCAST = struct.Struct("!BB")
+_HELLO: Final = struct.Struct("!HI")
+_MCAST: Final = struct.Struct("!BB")
 _MCAST_SIZE: Final = 2  # _MCAST.size
-_WELCOME = struct.Struct("!HIIIHHI")
-_CODE = struct.Struct("!H")
-_MEMBERSHIP = struct.Struct("!IQIH")
-_DELIVER = struct.Struct("!IIB")
+_WELCOME: Final = struct.Struct("!HIIIHHI")
+_CODE: Final = struct.Struct("!H")
+_MEMBERSHIP: Final = struct.Struct("!IQIH")
+_DELIVER: Final = struct.Struct("!IIB")
 _DELIVER_SIZE: Final = 9  # _DELIVER.size, a constant the compiled build folds in
-_CONFCHG = struct.Struct("!QIBHHH")
-_U32 = struct.Struct("!I")
+_CONFCHG: Final = struct.Struct("!QIBHHH")
+_U32: Final = struct.Struct("!I")
 
-_KINDS: dict[type, int] = {
+_KINDS: Final[dict[type, int]] = {
     Hello: 1,
     Join: 2,
     Leave: 3,
@@ -119,9 +119,9 @@ _KINDS: dict[type, int] = {
     Goodbye: 131,
     SendCredit: 132,
 }
-_MCAST_JOINED = 1
+_MCAST_JOINED: Final = 1
 #: Longest key a Rekey frame may carry (the longest cluster key).
-_REKEY_KEY_MAX = 4096
+_REKEY_KEY_MAX: Final = 4096
 
 
 class FrameError(Exception):
@@ -256,12 +256,12 @@ def _body(frame: Frame) -> bytes:
 
 
 #: Whole-frame prefix of a DeliverNote / an Mcast: length, kind, request id, fixed fields.
-_DELIVER_HEAD = struct.Struct("!IBIIIB")
-_MCAST_HEAD = struct.Struct("!IBIBB")
-_GUARANTEES = frozenset(int(g) for g in Guarantee)
+_DELIVER_HEAD: Final = struct.Struct("!IBIIIB")
+_MCAST_HEAD: Final = struct.Struct("!IBIBB")
+_GUARANTEES: Final = frozenset(int(g) for g in Guarantee)
 #: Encoded group lists, by tuple: every message of a group names the same list.
-_GROUPS_SEEN: dict[tuple[bytes, ...], bytes] = {}
-_GROUPS_SEEN_MAX = 1024
+_GROUPS_SEEN: Final[dict[tuple[bytes, ...], bytes]] = {}
+_GROUPS_SEEN_MAX: Final = 1024
 
 
 def _groups_cached(groups: tuple[bytes, ...]) -> bytes:
@@ -420,7 +420,7 @@ class _Reader:
 
 
 #: Guarantee by wire value: a dict lookup costs a tenth of calling the enum (per message).
-_GUARANTEE_OF: dict[int, Guarantee] = {int(g): g for g in Guarantee}
+_GUARANTEE_OF: Final[dict[int, Guarantee]] = {int(g): g for g in Guarantee}
 
 
 def _guarantee(value: int) -> Guarantee:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Final
 
 from evs.errors import AccessDenied, EvsError, InvalidArgument, NotConnected, TryAgain
 from evs.types import ConfigChange, Delivery, Guarantee, Membership
@@ -66,9 +67,9 @@ __all__ = [
 ]
 
 #: Version of the frame format, sent in ``Hello``; the daemon refuses any other.
-IPC_VERSION = 2
+IPC_VERSION: Final = 2
 #: What a windowed message costs beyond its data (so a flood of tiny ones is bounded too).
-MCAST_OVERHEAD = 64
+MCAST_OVERHEAD: Final = 64
 
 
 def mcast_cost(data_len: int) -> int:
@@ -87,7 +88,7 @@ class ErrorCode(enum.IntEnum):
     ACCESS_DENIED = 5
 
 
-_EXCEPTIONS: dict[ErrorCode, type[EvsError]] = {
+_EXCEPTIONS: Final[dict[ErrorCode, type[EvsError]]] = {
     ErrorCode.ERROR: EvsError,
     ErrorCode.TRY_AGAIN: TryAgain,
     ErrorCode.INVALID_ARGUMENT: InvalidArgument,

@@ -18,6 +18,7 @@ notices and operator notices, in order. Both are taken with ``take()``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from evs.totem.events import BROADCAST, CoreEvent, PersistRingSeq
 from evs.totem.processor import Processor
@@ -27,7 +28,7 @@ from evs.types import Guarantee
 __all__ = ["BROADCAST", "Driver"]
 
 #: Self-addressed datagrams fed back per ``run_loopback`` call: bounded, so one call is short.
-_LOOPBACK_BATCH = 64
+_LOOPBACK_BATCH: Final = 64
 
 
 class Driver:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from typing import Final
 
 from evs.errors import InvalidArgument, TryAgain
 from evs.runtime.service import EvsService, Handle
@@ -30,7 +31,7 @@ from evs.types import Guarantee
 __all__ = ["SEND_WINDOW", "SendWindows", "WindowExceeded"]
 
 #: Default bytes of windowed sends one handle may have outstanding.
-SEND_WINDOW = 1 << 20
+SEND_WINDOW: Final = 1 << 20
 
 _Waiting = tuple[Handle, tuple[bytes, ...], bytes, Guarantee, int]
 

@@ -44,6 +44,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from evs.errors import InvalidArgument, TryAgain
 from evs.totem.events import CoreEvent, Deliver, Sent
@@ -61,23 +62,25 @@ __all__ = [
 ]
 
 #: Longest group name, bytes (api.md: at least 64).
-GROUP_NAME_MAX = 64
+GROUP_NAME_MAX: Final = 64
 #: Groups one handle may join, and one message may name (api.md: at least 32).
-GROUPS_PER_HANDLE_MAX = 32
+GROUPS_PER_HANDLE_MAX: Final = 32
 #: Bytes a handle may have waiting before it is disconnected (a client that stops reading).
-HANDLE_QUEUE_BYTES = 32 << 20
+HANDLE_QUEUE_BYTES: Final = 32 << 20
 #: Rough cost of a queued event beyond its data (object, frame header, groups).
-_EVENT_OVERHEAD = 64
+_EVENT_OVERHEAD: Final = 64
 
 
 #: The service header's layout: version, flags, pid, sender incarnation, sender's message
 #: counter; module constants, not class attributes, so that mypyc can compile the class. The
 #: per-message paths unpack with them in place (no header object per message).
-HEADER = _HEADER = struct.Struct("!BBIIQ")
-HEADER_VERSION = _VERSION = 1
+HEADER: Final = struct.Struct("!BBIIQ")
+_HEADER: Final = HEADER
+HEADER_VERSION: Final = 1
+_VERSION: Final = HEADER_VERSION
 #: Header flag of the executive's own messages (key rotation): never handed to a handle, and
 #: only the executive sets it (``submit_checked`` writes flags 0 for every client message).
-FLAG_INTERNAL = 0x80
+FLAG_INTERNAL: Final = 0x80
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,7 @@ class ServiceHeader:
         return cls(pid, incarnation, counter)
 
 
-SIZE = _HEADER.size
+SIZE: Final = _HEADER.size
 
 #: A core event as the trace needs it: the event, its message id and guarantee (if any).
 Traced = tuple[CoreEvent, str | None, Guarantee | None]

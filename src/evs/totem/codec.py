@@ -32,7 +32,7 @@ import itertools
 import struct
 import zlib
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from evs.totem.drops import DecodeError, DropReason
 from evs.totem.messages import (
@@ -68,54 +68,54 @@ __all__ = [
 ]
 
 #: Every sequence number a peer sends (message, token, ring, aru) must be below this.
-SEQ_LIMIT = 1 << 62
+SEQ_LIMIT: Final = 1 << 62
 
 #: First two bytes of every datagram; picked to be unlikely in other protocols' traffic.
-MAGIC = 0xE7A5
+MAGIC: Final = 0xE7A5
 #: Wire format version; a peer speaking another version is dropped, not misread.
-VERSION = 1
+VERSION: Final = 1
 #: Most retransmission requests one token may carry (bounds the token size).
-MAX_RTR = 30
+MAX_RTR: Final = 30
 #: Most node ids in one list (join lists, commit token members): the largest supported ring.
-MAX_PROCESSORS = 384
+MAX_PROCESSORS: Final = 384
 
 # magic, version, type, cluster id, sender
-_HEADER = struct.Struct("!HBBII")
-_PEEK = struct.Struct("!HBB")
-HEADER_SIZE = _HEADER.size
+_HEADER: Final = struct.Struct("!HBBII")
+_PEEK: Final = struct.Struct("!HBB")
+HEADER_SIZE: Final = _HEADER.size
 
 # Bodies (after the header). A ring id is rep u32 + seq u64 everywhere.
 # token: ring, token_seq, seq, aru, aru_addr, backlog, fcc, retrans_flg, rtr_count
-_TOKEN_BODY = struct.Struct("!IQQQQIIIBH")
-_TOKEN = struct.Struct("!HBBII" + "IQQQQIIIBH")
-_RTR = struct.Struct("!IQQ")
+_TOKEN_BODY: Final = struct.Struct("!IQQQQIIIBH")
+_TOKEN: Final = struct.Struct("!HBBII" + "IQQQQIIIBH")
+_RTR: Final = struct.Struct("!IQQ")
 # mcast, header included: ring, seq, system_from, guarantee, encapsulated
-_MCAST = struct.Struct("!HBBII" + "IQQIBB")
-MCAST_HEADER_SIZE = _MCAST.size
+_MCAST: Final = struct.Struct("!HBBII" + "IQQIBB")
+MCAST_HEADER_SIZE: Final = _MCAST.size
 # join: flags, ring_seq, proc_count, failed_count
-_JOIN_BODY = struct.Struct("!BQHH")
-_JOIN = struct.Struct("!HBBII" + "BQHH")
+_JOIN_BODY: Final = struct.Struct("!BQHH")
+_JOIN: Final = struct.Struct("!HBBII" + "BQHH")
 # merge detect and token hold cancel: just a ring id
-_RING_BODY = struct.Struct("!IQ")
-_RING_ONLY = struct.Struct("!HBBII" + "IQ")
+_RING_BODY: Final = struct.Struct("!IQ")
+_RING_ONLY: Final = struct.Struct("!HBBII" + "IQ")
 # commit token: ring, token_seq, memb_index, count; then count u32 addrs and count entries
-_COMMIT_BODY = struct.Struct("!IQQHH")
-_COMMIT = struct.Struct("!HBBII" + "IQQHH")
+_COMMIT_BODY: Final = struct.Struct("!IQQHH")
+_COMMIT: Final = struct.Struct("!HBBII" + "IQQHH")
 # commit entry: present, old ring, aru, high_delivered, received_flg
-_ENTRY = struct.Struct("!BIQQQB")
-_ABSENT_ENTRY = bytes(_ENTRY.size)
+_ENTRY: Final = struct.Struct("!BIQQQB")
+_ABSENT_ENTRY: Final = bytes(_ENTRY.size)
 
-_TOKEN_END = HEADER_SIZE + _TOKEN_BODY.size
-_JOIN_END = HEADER_SIZE + _JOIN_BODY.size
-_RING_END = HEADER_SIZE + _RING_BODY.size
-_COMMIT_END = HEADER_SIZE + _COMMIT_BODY.size
-_MEMBER_SIZE = 4 + _ENTRY.size  # one addr plus one entry
+_TOKEN_END: Final = HEADER_SIZE + _TOKEN_BODY.size
+_JOIN_END: Final = HEADER_SIZE + _JOIN_BODY.size
+_RING_END: Final = HEADER_SIZE + _RING_BODY.size
+_COMMIT_END: Final = HEADER_SIZE + _COMMIT_BODY.size
+_MEMBER_SIZE: Final = 4 + _ENTRY.size  # one addr plus one entry
 
-_JOIN_LEAVE = 0x01
-_T_MCAST = int(MessageType.MCAST)
-_T_TOKEN = int(MessageType.ORF_TOKEN)
-_TYPES = {int(t): t for t in MessageType}
-_GUARANTEES = {int(g): g for g in Guarantee}
+_JOIN_LEAVE: Final = 0x01
+_T_MCAST: Final = int(MessageType.MCAST)
+_T_TOKEN: Final = int(MessageType.ORF_TOKEN)
+_TYPES: Final = {int(t): t for t in MessageType}
+_GUARANTEES: Final = {int(g): g for g in Guarantee}
 
 #: What ``decode`` reads: a received datagram, or a view into a receive buffer.
 Datagram: TypeAlias = bytes | bytearray | memoryview
@@ -123,8 +123,8 @@ Datagram: TypeAlias = bytes | bytearray | memoryview
 # Decoded ring ids are shared from a small memo: a processor sees one or two rings at a time,
 # and building a frozen RingId costs about a third of an mcast decode. Bounded, because the
 # ring ids come from the network.
-_RINGS: dict[tuple[int, int], RingId] = {}
-_RINGS_MAX = 64
+_RINGS: Final[dict[tuple[int, int], RingId]] = {}
+_RINGS_MAX: Final = 64
 
 
 def _new_ring(seq: int, rep: int) -> RingId:
@@ -363,7 +363,7 @@ def _decode_commit(data: Datagram, n: int, sender: int, cluster_id: int) -> Comm
 
 
 _BodyDecoder = Callable[[Datagram, int, int, int], Message]
-_BODY_DECODERS: dict[int, _BodyDecoder] = {
+_BODY_DECODERS: Final[dict[int, _BodyDecoder]] = {
     MessageType.ORF_TOKEN: _decode_token,
     MessageType.MCAST: _decode_short_mcast,
     MessageType.MERGE_DETECT: _decode_merge_detect,
@@ -543,7 +543,7 @@ def _encode_commit(msg: CommitToken, cluster_id: int) -> bytes:
     return b"".join(parts)
 
 
-_ENCODERS: dict[type, Callable[[Any, int], bytes]] = {
+_ENCODERS: Final[dict[type, Callable[[Any, int], bytes]]] = {
     OrfToken: _encode_token,
     Mcast: _encode_mcast,
     Join: _encode_join,

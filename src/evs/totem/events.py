@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from evs.types import ConfigChange, Guarantee, RingId
 
@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 #: Destination of a datagram meant for every other processor (multicast, or N unicasts).
-BROADCAST = 0
+BROADCAST: Final = 0
 
 
 class MembState(enum.Enum):

@@ -39,7 +39,7 @@ from __future__ import annotations
 import struct
 from collections import Counter, deque
 from collections.abc import Sequence
-from typing import cast
+from typing import Final, cast
 
 from evs.errors import InvalidArgument, TryAgain
 from evs.types import Guarantee
@@ -55,22 +55,22 @@ __all__ = [
 ]
 
 #: Version byte of the packet header.
-FORMAT_VERSION = 1
-_HEADER = struct.Struct("!BBHBB")
+FORMAT_VERSION: Final = 1
+_HEADER: Final = struct.Struct("!BBHBB")
 #: Bytes of the fixed packet header, before the length table.
-HEADER_SIZE = _HEADER.size
+HEADER_SIZE: Final = _HEADER.size
 #: Bytes of one entry of the length table.
-_SLOT = 2
+_SLOT: Final = 2
 #: Smallest useful payload: the header, one length slot and one byte.
-_MIN_PAYLOAD = HEADER_SIZE + _SLOT + 1
+_MIN_PAYLOAD: Final = HEADER_SIZE + _SLOT + 1
 #: u16 item lengths cap one item, hence the packet body.
-_MAX_PAYLOAD = HEADER_SIZE + _SLOT + 0xFFFF
+_MAX_PAYLOAD: Final = HEADER_SIZE + _SLOT + 0xFFFF
 
 MiB = 1 << 20
 #: A queued message is large when it takes at least 1/LARGE_PER_PACKET of a packet's room.
-LARGE_PER_PACKET = 4
+LARGE_PER_PACKET: Final = 4
 
-_LENGTH_TABLES: dict[int, struct.Struct] = {}
+_LENGTH_TABLES: Final[dict[int, struct.Struct]] = {}
 
 
 def _length_table(count: int) -> struct.Struct:
@@ -370,18 +370,18 @@ class _Assembly:
 
 
 #: Reasons counted in Unpacker.drops: short stable strings, like the codec's drop reasons.
-TRUNCATED = "truncated"
-BAD_VERSION = "bad_version"
-BAD_FLAG = "bad_flag"
-NO_ITEMS = "no_items"
-EMPTY_ITEM = "empty_item"
-TRAILING_BYTES = "trailing_bytes"
-BAD_GROUPS = "bad_groups"
-GUARANTEE_CHANGED = "guarantee_changed"
-OVERSIZE = "oversize"
+TRUNCATED: Final = "truncated"
+BAD_VERSION: Final = "bad_version"
+BAD_FLAG: Final = "bad_flag"
+NO_ITEMS: Final = "no_items"
+EMPTY_ITEM: Final = "empty_item"
+TRAILING_BYTES: Final = "trailing_bytes"
+BAD_GROUPS: Final = "bad_groups"
+GUARANTEE_CHANGED: Final = "guarantee_changed"
+OVERSIZE: Final = "oversize"
 #: Not a malformed packet: a fragment chain broke (a lost packet, as across a configuration
 #: change), so the message in progress or an orphaned continuation was thrown away.
-BROKEN_CHAIN = "broken_chain"
+BROKEN_CHAIN: Final = "broken_chain"
 
 
 def _parse_message(payload: bytes, start: int, stop: int) -> tuple[tuple[bytes, ...], bytes] | None:

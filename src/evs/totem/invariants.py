@@ -18,7 +18,7 @@ changes, and on full checks inside it. The daemon runs them only when asked to (
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from evs.totem.codec import MAX_PROCESSORS
 from evs.totem.events import MembState
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Invariants", "check_invariants"]
 
-_RECOVERING = (MembState.COMMIT, MembState.RECOVERY)
+_RECOVERING: Final = (MembState.COMMIT, MembState.RECOVERY)
 
 
 class Invariants:

@@ -13,7 +13,7 @@ Functions here take the ``Processor`` and mutate its state; they never touch I/O
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from evs.totem import recovery
 from evs.totem.codec import MAX_PROCESSORS, encode
@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 __all__ = ["MembershipState"]
 
 #: Ring ids of our own past rings remembered to recognise late packets as stale, not foreign.
-RING_HISTORY = 32
+RING_HISTORY: Final = 32
 #: How far above the highest ring seq we know a peer's ring seq may be. Each ring formation
 #: adds 4, so an honest peer is never 2^32 ahead; a forged JOIN or commit token that is
 #: must not drag every later ring number up toward the end of the u64 range.
-RING_SEQ_LEAP = 1 << 32
+RING_SEQ_LEAP: Final = 1 << 32
 
 
 class MembershipState:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from evs.totem.messages import Mcast, OrfToken, RtrEntry
 from evs.types import RingId
@@ -33,10 +34,10 @@ from evs.types import RingId
 __all__ = ["LOSS_MEMORY_VISITS", "OldRing", "RingOrdering"]
 
 #: Retransmission requests one token may carry (protocol.md section 2).
-RTR_MAX = 30
+RTR_MAX: Final = 30
 #: For how many token visits, the one that saw it included, a sign of loss makes the ring
 #: count as lossy.
-LOSS_MEMORY_VISITS = 16
+LOSS_MEMORY_VISITS: Final = 16
 
 
 class RingOrdering:

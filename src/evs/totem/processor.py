@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Final
 
 from evs.totem import membership, recovery
 from evs.totem.codec import DecodeError, cluster_id_for, decode, encode, encode_mcast
@@ -48,14 +49,14 @@ from evs.types import ConfigChange, Guarantee, RingId
 
 __all__ = ["TRANSITIONS", "Processor"]
 
-_SAFE = Guarantee.SAFE
+_SAFE: Final = Guarantee.SAFE
 _new_tuple = tuple.__new__
-_RECOVERING = (MembState.COMMIT, MembState.RECOVERY)
+_RECOVERING: Final = (MembState.COMMIT, MembState.RECOVERY)
 _O, _G, _C, _R = MembState.OPERATIONAL, MembState.GATHER, MembState.COMMIT, MembState.RECOVERY
 #: Membership transitions (protocol.md section 5.1): any state may fall back to GATHER;
 #: COMMIT is reached only from GATHER, RECOVERY only from COMMIT, and OPERATIONAL only by
 #: installing a recovered ring. ``enter_state`` refuses anything else.
-TRANSITIONS: dict[MembState, frozenset[MembState]] = {
+TRANSITIONS: Final[dict[MembState, frozenset[MembState]]] = {
     _O: frozenset({_G}),
     _G: frozenset({_G, _C}),
     _C: frozenset({_G, _R}),
@@ -63,7 +64,7 @@ TRANSITIONS: dict[MembState, frozenset[MembState]] = {
 }
 #: The token's backlog and fcc are u32 on the wire; sums of a peer's value and ours are
 #: clamped here rather than overflowing the field (a hostile value must not make us raise).
-_U32_MAX = (1 << 32) - 1
+_U32_MAX: Final = (1 << 32) - 1
 
 
 class Processor:
