@@ -637,7 +637,11 @@ def table(report: dict[str, Any]) -> str:
         + (f", each sender paced to {p['rate']:g} msgs/s" if p.get("rate") else ""),
         f"machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']}, "
         f"executives on {m['event_loop']}, "
-        + ("compiled (mypyc), " if m.get("compiled_modules") else "pure Python, ")
+        + (
+            f"compiled (mypyc, {m['compiled_modules']} modules), "
+            if m.get("compiled_modules")
+            else "pure Python (tools/compile.py builds the faster compiled build), "
+        )
         + f"load before {m['loadavg'][0]:.2f}, after {report['load_after'][0]:.2f}"
         + (" (PROFILED: figures are not comparable)" if p["profiled"] else ""),
         "",
