@@ -44,6 +44,7 @@ in the core's send queue (flushed at the start of every step), and ``rekey`` sta
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -92,12 +93,18 @@ def _gc_status() -> dict[str, Any]:
     }
 
 
+@functools.cache
+def _build() -> dict[str, int]:
+    """Which build runs (fixed for the process: looked up once, not at every status)."""
+    return {"compiled_modules": len(compiled_modules()), "hot_modules": len(HOT_MODULES)}
+
+
 def _build_label() -> str:
     """Which build runs: operators compare it with the figures of docs/benchmarks.md."""
-    n = len(compiled_modules())
-    if not n:
+    build = _build()
+    if not build["compiled_modules"]:
         return "pure Python; the compiled build carries a quarter more: docs/daemon.md"
-    return f"compiled (mypyc): {n} of {len(HOT_MODULES)} hot modules"
+    return f"compiled (mypyc): {build['compiled_modules']} of {build['hot_modules']} hot modules"
 
 
 def _delivered_bytes(events: list[CoreEvent]) -> int:
@@ -534,6 +541,6 @@ class Executive:
             "crypto": self._crypto_status(),
             "peers": {str(k): v for k, v in sorted(self.peer_rx.items())},
             "gc": _gc_status(),
-            "build": {"compiled_modules": len(compiled_modules()), "hot_modules": len(HOT_MODULES)},
+            "build": dict(_build()),
             "counters": counters,
         }
