@@ -6,7 +6,8 @@ before the flow control options, saturation and slow receivers were added to the
 with the core's flow control constants of that time spelled out. So each entry replays the
 same run however the drawing or the core's defaults change later (the simulator makes no
 random draw for a fault kind or a load the options do not contain). The note says what was
-wrong. Entries added later (``RECOVERY_STALLS``) say where their options were captured.
+wrong. Entries added later (``RECOVERY_STALLS``, ``HOLD_STALLS``) say where their options
+were captured.
 
 Since the simulator runs the daemon's runtime (``Driver`` and ``EvsService``, with a handle
 workload; see docs/simulator.md), a pinned run keeps its network, faults and message sizes
@@ -24,7 +25,9 @@ import pytest
 from evs.sim.cluster import Cluster
 from evs.sim.options import FaultAction, SimOptions
 from evs.totem.events import MembState
+from evs.totem.messages import OrfToken
 from evs.totem.ordering import RingOrdering
+from evs.totem.processor import Processor
 
 REGRESSIONS: list[tuple[str, SimOptions]] = [
     (
@@ -1042,15 +1045,16 @@ def test_slow_regression_seed_stays_clean(why: str, options: SimOptions) -> None
     assert result.converged_ms is not None
 
 
-#: Seeds that still fail, pinned so the failure is not forgotten: each is a strict xfail, so the
-#: test fails (and must move to the lists above) as soon as the core passes it. Options captured
-#: with ``draw_options(seed, with_faults=True, ...)`` and the replay's flags on main at a2cee43;
-#: the core of 8f6329c fails it the same way.
-KNOWN_STALLS: list[tuple[str, SimOptions]] = [
+#: Seeds where the representative held the token while a member was still far behind: the
+#: member's requests were answered before the token got back, so the token showed none and
+#: the member caught up by one visit's requests per hold period. Options captured with
+#: ``draw_options(seed, with_faults=True, ...)`` and the replay's flags.
+HOLD_STALLS: list[tuple[str, SimOptions]] = [
     (
-        "liveness: a late-started member that was slow (88 % of its datagrams lost for 2 s) "
-        "and then partitioned stays thousands of messages behind on the merged ring of 7; the "
-        "others are quiet and operational (campaign of seeds 20001-20150, stop 24)",
+        "liveness: a late-started member that was slow (88 % of its multicasts lost for 2 s) "
+        "and then partitioned was 5,600 messages behind; the representative held the token on "
+        "the otherwise idle ring, so it caught up by 30 per hold period (campaign of seeds "
+        "20001-20150, stop 24; fixed by the hold rule, Processor._may_hold)",
         SimOptions(
             seed=20132,
             nodes=7,
@@ -1116,13 +1120,43 @@ KNOWN_STALLS: list[tuple[str, SimOptions]] = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a known liveness stall, not fixed yet (issue note, stop 24)"
-)
-@pytest.mark.parametrize(
-    ("why", "options"), KNOWN_STALLS, ids=[str(r[1].seed) for r in KNOWN_STALLS]
-)
-def test_known_stall_seed_still_fails(why: str, options: SimOptions) -> None:
+@pytest.mark.parametrize(("why", "options"), HOLD_STALLS, ids=[str(r[1].seed) for r in HOLD_STALLS])
+def test_hold_stall_seed_stays_clean(why: str, options: SimOptions) -> None:
     result = Cluster(options).run()
     assert result.violations == [], f"{why}: {result.violations[:3]}"
     assert result.converged_ms is not None
+
+
+def _hold_on_sequence_alone(self: Processor, tok: OrfToken) -> bool:
+    """The hold rule before the fix: the token's aru was not looked at."""
+    return (
+        self.nodeid == self.ring_id.rep
+        and self.ring.my_seq_unchanged > self.config.seqno_unchanged_const
+        and self.state is MembState.OPERATIONAL
+        and not self.packer.queued_messages()
+        and not tok.rtr_list
+    )
+
+
+@pytest.mark.pure_only("evs.totem.processor")
+@pytest.mark.parametrize(("why", "options"), HOLD_STALLS, ids=[str(r[1].seed) for r in HOLD_STALLS])
+def test_hold_stall_seed_fails_with_the_old_hold_rule(
+    why: str, options: SimOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pinned seed still catches the defect: with the old rule it ends as it did.
+
+    Liveness fails with every member operational on one ring, one of them thousands of
+    messages behind the others, and the representative holding the token.
+    """
+    monkeypatch.setattr(Processor, "_may_hold", _hold_on_sequence_alone)
+    cluster = Cluster(options)
+    result = cluster.run()
+    assert [v.split(":", 1)[0] for v in result.violations] == ["liveness"], result.violations
+    procs = [n.proc for n in cluster.nodes.values() if n.proc is not None]
+    assert all(p.state is MembState.OPERATIONAL for p in procs)
+    assert len({p.ring_id for p in procs}) == 1
+    top = max(p.ring.my_aru for p in procs)
+    behind = [p.nodeid for p in procs if p.ring.my_aru < top - 1000]
+    assert len(behind) == 1, [(p.nodeid, p.ring.my_aru) for p in procs]
+    rep = next(p for p in procs if p.nodeid == p.ring_id.rep)
+    assert rep.ring.holding
