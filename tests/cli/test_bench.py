@@ -101,9 +101,30 @@ def test_a_paced_run_keeps_its_rate() -> None:
     assert row.split()[6] == f"{other['lat_p50_ms']:.2f}"
 
 
+def test_a_batched_sender_delivers_every_message_verified() -> None:
+    """--batch 16: the sender writes 16 messages at a time (Client.batch); every receiver
+    still gets every message, in one order, and the report and the table say so."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    argv = [sys.executable, "-m", "evs.cli", "bench", "--nodes", "2", "--sizes", "64"]
+    argv += ["--senders", "one", "--count", "1000", "--json", "--batch", "16"]
+    argv += ["--cipher", "none"]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["parameters"]["batch"] == 16
+    assert report["verified"] is True
+    (run,) = report["runs"]
+    assert run["sent"]["1"] == 1000
+    assert [rec["delivered"] for rec in run["receivers"]] == [1000, 1000]
+    assert len({rec["order_hash"] for rec in run["receivers"]}) == 1
+    assert "senders batch 16 messages (Client.batch)" in table(report)
+
+
 @pytest.mark.parametrize(
     "argv",
     [
+        ["--batch", "-1"],
+        ["--batch", "5000"],
         ["--nodes", "1"],
         ["--sizes", "8"],
         ["--sizes", "1X"],

@@ -206,6 +206,8 @@ class Bench:
                 "sender_clients": a.sender_clients,
                 # Messages per second each sender paced itself to, or None (unpaced).
                 "rate": a.rate or None,
+                # Messages each sender wrote together (Client.batch), or None (one by one).
+                "batch": a.batch or None,
                 "profiled": self.profile_dir is not None,
             },
             "points": points,
@@ -259,7 +261,9 @@ class Bench:
             for k in range(a.sender_clients):
                 key = n | k << 16
                 path = self._profile_path(index, "send", key)
-                spec = ClientSpec(cluster.socket(n), group, size, len(self.ids), 0, path, k, a.rate)
+                spec = ClientSpec(
+                    cluster.socket(n), group, size, len(self.ids), 0, path, k, a.rate, a.batch
+                )
                 _, conn = self._fork(sender_main, spec)
                 send[key] = conn
         _expect(send, "ready", READY_S, "sender")
@@ -634,7 +638,8 @@ def table(report: dict[str, Any]) -> str:
             if p["sender_clients"] > 1
             else ""
         )
-        + (f", each sender paced to {p['rate']:g} msgs/s" if p.get("rate") else ""),
+        + (f", each sender paced to {p['rate']:g} msgs/s" if p.get("rate") else "")
+        + (f", senders batch {p['batch']} messages (Client.batch)" if p.get("batch") else ""),
         f"machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']}, "
         f"executives on {m['event_loop']}, "
         + (

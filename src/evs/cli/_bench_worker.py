@@ -25,6 +25,7 @@ reads live counts from a shared array for its progress line.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import struct
@@ -257,6 +258,8 @@ class ClientSpec:
     stream: int = 0
     #: Messages per second this sender paces itself to; 0 sends as fast as it can.
     rate: float = 0.0
+    #: Messages sent together inside ``Client.batch()``; 0 sends (writes) each on its own.
+    batch: int = 0
 
 
 def sender_main(conn: _Conn, spec: ClientSpec) -> None:
@@ -299,31 +302,40 @@ def sender_main(conn: _Conn, spec: ClientSpec) -> None:
         due_ns = int(t0 * 1e9)
         cpu0 = time.process_time()
         prof = _profiled(profile_path)
+        # With --batch, N messages at a time are written together (Client.batch).
+        batching = client.batch if spec.batch else contextlib.nullcontext
+        per_batch = spec.batch or 1
+        done = False
         try:
-            while seq < limit:
-                t = now()
-                if interval_ns:
-                    if due_ns > t:
-                        time.sleep((due_ns - t) / 1e9)  # pacing, not synchronisation
+            while not done and seq < limit:
+                with batching():
+                    for _ in range(min(per_batch, limit - seq)):
                         t = now()
-                    due_ns = max(due_ns + interval_ns, t)
-                if t >= stop_ns:
-                    break
-                # A send blocks while the window is full; it may not hold the sender much past
-                # the end, so a ring that stopped taking messages ends the run in bounded time.
-                wait = min(SEND_TIMEOUT_S, (stop_ns - t) / 1e9 + SEND_GRACE_S)
-                try:
-                    mcast(groups, make(me, seq, t), timeout=wait)
-                except evs.TryAgain:
-                    # Not sent (the window stayed full): stop, and say why.
-                    stalled = (
-                        f"sender {me} on node {client.nodeid}: its send window had no room for "
-                        f"{wait:.1f} s after {seq} messages (the ring took nothing from it, or "
-                        "too little); it stopped sending"
-                    )
-                    break
-                seq += 1
-                busy_ns += now() - t
+                        if interval_ns:
+                            if due_ns > t:
+                                time.sleep((due_ns - t) / 1e9)  # pacing, not synchronisation
+                                t = now()
+                            due_ns = max(due_ns + interval_ns, t)
+                        if t >= stop_ns:
+                            done = True
+                            break
+                        # A send blocks while the window is full; it may not hold the sender
+                        # much past the end, so a ring that stopped taking messages ends the
+                        # run in bounded time.
+                        wait = min(SEND_TIMEOUT_S, (stop_ns - t) / 1e9 + SEND_GRACE_S)
+                        try:
+                            mcast(groups, make(me, seq, t), timeout=wait)
+                        except evs.TryAgain:
+                            # Not sent (the window stayed full): stop, and say why.
+                            stalled = (
+                                f"sender {me} on node {client.nodeid}: its send window had no "
+                                f"room for {wait:.1f} s after {seq} messages (the ring took "
+                                "nothing from it, or too little); it stopped sending"
+                            )
+                            done = True
+                            break
+                        seq += 1
+                        busy_ns += now() - t
         except evs.EvsError as exc:
             _dump(prof, profile_path)
             conn.send(

@@ -126,6 +126,8 @@ def parse_rate(text: str) -> tuple[str, int]:
     return f"{int(digits)}{unit}", bits
 
 
+#: Most messages ``--batch`` writes together.
+BATCH_MAX = 4096
 #: Highest pace ``--rate`` takes, messages per second per sender.
 RATE_MSGS_MAX = 1_000_000
 
@@ -200,6 +202,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "can): latency at a load the ring carries easily, like the corosync lab's lat mode",
     )
     p.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="each sender sends N messages at a time inside Client.batch(), written together "
+        "(default 0: one write per message, as corosync's cpgbench sends)",
+    )
+    p.add_argument(
         "--seconds",
         type=float,
         default=5.0,
@@ -240,6 +250,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return f"--count must be in [0, {COUNT_MAX}]"
     if not 0 <= args.rate <= RATE_MSGS_MAX:
         return f"--rate must be 0..{RATE_MSGS_MAX} messages per second (0: unpaced)"
+    if not 0 <= args.batch <= BATCH_MAX:
+        return f"--batch must be 0..{BATCH_MAX} messages (0: no batching)"
     if not 1 <= args.sender_clients <= 16:
         return "--sender-clients must be 1..16"
     if not 1 <= args.reps <= 20:

@@ -199,6 +199,11 @@ class ClientSession:
         count_max = self.welcome.groups_max if self.welcome else GROUPS_MAX
         return group_names_seen(groups, self._names_seen, name_max=name_max, count_max=count_max)
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of requests made and not yet taken by ``data_to_send``."""
+        return len(self._out)
+
     def data_to_send(self) -> bytes:
         """Bytes of the requests made since the last call, to write to the daemon."""
         out = bytes(self._out)

@@ -69,6 +69,8 @@ _R = TypeVar("_R", bound=Reply)
 _AS_GIVEN: Final = (list, tuple, str, bytes)
 #: A send waiting for room in the socket looks at ``close()`` this often, seconds.
 _WRITE_WAIT_S: Final = 0.25
+#: Inside ``batch()``, messages are written once this many bytes of them wait (and at its end).
+BATCH_BYTES: Final = 16 << 10
 
 
 def resolve_socket_path(path: str | os.PathLike[str] | None) -> str:
@@ -123,6 +125,8 @@ class Client:
         self._writing = False
         self._closed = False
         self._flagged = False
+        #: Threads inside ``batch()``: thread id -> depth of nesting.
+        self._batching: dict[int, int] = {}
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(self.socket_path)
@@ -160,6 +164,8 @@ class Client:
         with self._cond:
             if self._closed:
                 return
+            if self._session.ended is None and self._session.pending_bytes:
+                self._send_pending()  # a batch's messages not yet written (``batch``)
             self._closed = True
             if self._session.ended is None and self._session.outstanding:
                 self._linger()
@@ -387,6 +393,37 @@ class Client:
         """evs_mcast_groups: send ``data`` to ``groups``, joined or not."""
         self._mcast(groups, data, guarantee, block, timeout)
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Send the messages multicast inside the block together: fewer writes, same order.
+
+        Each ``mcast_joined``/``mcast_groups`` call of this thread inside the block queues its
+        message (flow control as usual) and returns; they are written to the executive in one
+        write per ``BATCH_BYTES`` of messages, and the rest when the block ends (also when it
+        ends by an exception: a message the call accepted is sent). A full send window, any
+        other request (join, leave, membership_get, ...), a send from another thread and
+        ``close()`` write what is queued first, so the order of everything sent is kept. Why:
+        a write to the executive costs more than encoding a small message (about 1.2 us of
+        system call per message at 64 bytes), so a burst of small messages is cheaper written
+        together; the price is that the first message of a batch waits for the block's end.
+        """
+        me = threading.get_ident()
+        with self._lock:
+            if self._closed:
+                raise NotConnected("this client is closed")
+            self._batching[me] = self._batching.get(me, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                depth = self._batching.pop(me) - 1
+                if depth:
+                    self._batching[me] = depth
+                elif not self._closed and self._session.ended is None:
+                    self._send_pending()
+        if not depth and self._session.ended is not None and not self._closed:
+            raise self._session.ended
+
     def _mcast(
         self,
         groups: Iterable[str | bytes] | None,
@@ -404,8 +441,15 @@ class Client:
             if self._closed:  # closing: another thread is letting the executive read the rest
                 raise NotConnected("this client is closed")
             if not s.send(names, data, guarantee):
+                # The executive gives room back for what it read: a batch's messages go first.
+                self._send_pending()
                 self._send_when_room(names, data, guarantee, block, timeout)
-            self._send_pending()
+            if (
+                not self._batching
+                or s.pending_bytes >= BATCH_BYTES
+                or threading.get_ident() not in self._batching
+            ):
+                self._send_pending()
             if s.ended is not None:  # the message may not have reached the executive
                 raise s.ended
 

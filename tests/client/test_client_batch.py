@@ -1,0 +1,177 @@
+"""``Client.batch()``: messages multicast inside the block are written together, in order.
+
+Against a real IpcServer on a real Unix socket (conftest). The client's socket is wrapped to
+count writes, so each test sees when bytes left, not only that they arrived.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+import evs
+from evs.client.sync_client import BATCH_BYTES
+from evs.types import Delivery
+
+from .conftest import Daemon, FakeHost
+
+
+class _CountedWrites:
+    """A client's socket that counts its writes (and passes them on)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.calls = 0
+
+    def send(self, data: bytes | memoryview) -> int:
+        self.calls += 1
+        return self._sock.send(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def _counted(c: evs.Client) -> _CountedWrites:
+    counted = _CountedWrites(c._sock)
+    c._sock = counted  # type: ignore[assignment]
+    return counted
+
+
+def _delivered(c: evs.Client) -> list[bytes]:
+    c.membership_get()  # a round trip: everything sent before it is delivered by now
+    return [e.data for e in c.events(timeout=0) if isinstance(e, Delivery)]
+
+
+def test_a_batch_is_written_once_at_its_end_in_order(daemon: Daemon) -> None:
+    with evs.Client(daemon.path) as c:
+        c.join(["g"])
+        counted = _counted(c)
+        sent = [b"m%d" % i for i in range(50)]
+        with c.batch():
+            for data in sent:
+                c.mcast_joined(data)
+            assert counted.calls == 0  # queued, not written yet
+        assert counted.calls == 1
+        assert _delivered(c) == sent
+
+
+def test_a_long_batch_is_written_every_batch_bytes(daemon: Daemon) -> None:
+    with evs.Client(daemon.path) as c:
+        c.join(["g"])
+        counted = _counted(c)
+        sent = [bytes([i]) * 1000 for i in range(3 * BATCH_BYTES // 1000)]
+        with c.batch():
+            for data in sent:
+                c.mcast_joined(data)
+            inside = counted.calls
+        assert 2 <= inside <= 3  # one write per BATCH_BYTES of messages
+        assert _delivered(c) == sent
+
+
+def test_without_a_batch_every_message_is_written_at_once(daemon: Daemon) -> None:
+    with evs.Client(daemon.path) as c:
+        c.join(["g"])
+        counted = _counted(c)
+        for i in range(5):
+            c.mcast_joined(b"%d" % i)
+            assert counted.calls == i + 1
+
+
+def test_a_batch_ended_by_an_exception_still_sends_what_it_accepted(daemon: Daemon) -> None:
+    with evs.Client(daemon.path) as c:
+        c.join(["g"])
+
+        def fails() -> None:
+            with c.batch():
+                c.mcast_joined(b"a")
+                c.mcast_joined(b"b")
+                raise RuntimeError("the application failed")
+
+        with pytest.raises(RuntimeError, match="application"):
+            fails()
+        assert _delivered(c) == [b"a", b"b"]
+
+
+def test_nested_batches_write_at_the_outermost_end(daemon: Daemon) -> None:
+    with evs.Client(daemon.path) as c:
+        c.join(["g"])
+        counted = _counted(c)
+        with c.batch():
+            c.mcast_joined(b"a")
+            with c.batch():
+                c.mcast_joined(b"b")
+            assert counted.calls == 0
+            c.mcast_joined(b"c")
+        assert counted.calls == 1
+        assert _delivered(c) == [b"a", b"b", b"c"]
+
+
+def test_a_request_inside_a_batch_writes_the_messages_queued_before_it(daemon: Daemon) -> None:
+    with evs.Client(daemon.path) as c:
+        c.join(["g"])
+        with c.batch():
+            c.mcast_joined(b"a")
+            c.mcast_joined(b"b")
+            assert _delivered(c) == [b"a", b"b"]  # the round trip went after them
+
+
+def test_another_threads_send_writes_the_batch_queued_before_it(daemon: Daemon) -> None:
+    with evs.Client(daemon.path) as c:
+        c.join(["g"])
+        counted = _counted(c)
+        with c.batch():
+            c.mcast_joined(b"a")
+            t = threading.Thread(target=c.mcast_joined, args=(b"b",))
+            t.start()
+            t.join(5)
+            assert not t.is_alive()
+            assert counted.calls == 1  # the other thread is not batching: both left
+            c.mcast_joined(b"c")
+        assert _delivered(c) == [b"a", b"b", b"c"]
+
+
+def test_a_full_window_inside_a_batch_writes_the_batch_and_waits_for_room(
+    sock_path: Path,
+) -> None:
+    """The executive gives room back only for messages it has read: a batch that filled the
+    window must be written before the send waits, or the wait never ends (TryAgain here)."""
+    d = Daemon(sock_path, FakeHost(send_window=1000))  # 6 messages of 100 bytes (164 each)
+    try:
+        with evs.Client(d.path) as c:
+            c.join(["g"])
+            sent = [b"%02d" % i + bytes(98) for i in range(30)]
+            with c.batch():
+                for data in sent:
+                    c.mcast_joined(data, timeout=5)
+            assert _delivered(c) == sent
+    finally:
+        d.stop()
+
+
+def test_close_inside_a_batch_sends_what_it_queued(daemon: Daemon) -> None:
+    with evs.Client(daemon.path) as listener:
+        listener.join(["g"])
+        sender = evs.Client(daemon.path)
+        with sender.batch():
+            for i in range(10):
+                sender.mcast_groups(["g"], b"m%d" % i)
+            sender.close()
+        with pytest.raises(evs.NotConnected, match="closed"):
+            sender.mcast_groups(["g"], b"late")
+        got: list[bytes] = []
+        for e in listener.events(timeout=5):
+            if isinstance(e, Delivery):
+                got.append(e.data)
+                if len(got) == 10:
+                    break
+        assert got == [b"m%d" % i for i in range(10)]
+
+
+def test_a_batch_of_a_closed_client_says_so(daemon: Daemon) -> None:
+    c = evs.Client(daemon.path)
+    c.close()
+    with pytest.raises(evs.NotConnected, match="closed"), c.batch():
+        pass
