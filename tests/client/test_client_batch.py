@@ -6,9 +6,12 @@ count writes, so each test sees when bytes left, not only that they arrived.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,3 +178,117 @@ def test_a_batch_of_a_closed_client_says_so(daemon: Daemon) -> None:
     c.close()
     with pytest.raises(evs.NotConnected, match="closed"), c.batch():
         pass
+
+
+# ---------------------------------------------------------------- AsyncClient.batch
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def _count_writes(c: evs.AsyncClient) -> list[int]:
+    """Sizes of the client's writes from now on (each one passed on)."""
+    writer = c._writer
+    assert writer is not None
+    sizes: list[int] = []
+    write = writer.write
+
+    def counted(data: bytes) -> None:
+        sizes.append(len(data))
+        write(data)
+
+    writer.write = counted  # type: ignore[method-assign]
+    return sizes
+
+
+async def _adelivered(c: evs.AsyncClient) -> list[bytes]:
+    await c.membership_get()  # a round trip: everything sent before it is delivered by now
+    got: list[bytes] = []
+    while (ev := await c.next_event(timeout=0)) is not None:
+        if isinstance(ev, Delivery):
+            got.append(ev.data)
+    return got
+
+
+def test_an_async_batch_is_written_once_at_its_end_in_order(daemon: Daemon) -> None:
+    async def main() -> None:
+        async with evs.AsyncClient(daemon.path) as c:
+            await c.join(["g"])
+            writes = _count_writes(c)
+            sent = [b"m%d" % i for i in range(50)]
+            async with c.batch():
+                for data in sent:
+                    await c.mcast_joined(data)
+                assert writes == []
+            assert len(writes) == 1
+            assert await _adelivered(c) == sent
+            writes.clear()
+            for i in range(3):  # outside a batch: one write per message again
+                await c.mcast_joined(b"%d" % i)
+            assert len(writes) == 3
+
+    _run(main())
+
+
+def test_an_async_batch_is_per_task_and_kept_in_order(daemon: Daemon) -> None:
+    async def main() -> None:
+        async with evs.AsyncClient(daemon.path) as c:
+            await c.join(["g"])
+            writes = _count_writes(c)
+            async with c.batch():
+                await c.mcast_joined(b"a")
+                await asyncio.create_task(c.mcast_joined(b"b"))  # not batching: both leave
+                assert len(writes) == 1
+                await c.mcast_joined(b"c")
+            assert await _adelivered(c) == [b"a", b"b", b"c"]
+
+    _run(main())
+
+
+def test_an_async_batch_that_fills_the_window_writes_and_waits(sock_path: Path) -> None:
+    d = Daemon(sock_path, FakeHost(send_window=1000))
+
+    async def main() -> None:
+        async with evs.AsyncClient(d.path) as c:
+            await c.join(["g"])
+            sent = [b"%02d" % i + bytes(98) for i in range(30)]
+            async with c.batch():
+                for data in sent:
+                    await c.mcast_joined(data, timeout=5)
+            assert await _adelivered(c) == sent
+
+    try:
+        _run(main())
+    finally:
+        d.stop()
+
+
+def test_an_async_batch_ended_by_an_exception_or_close_still_sends(daemon: Daemon) -> None:
+    async def main() -> None:
+        async with evs.AsyncClient(daemon.path) as listener:
+            await listener.join(["g"])
+            sender = await evs.AsyncClient.connect(daemon.path)
+
+            async def fails() -> None:
+                async with sender.batch():
+                    await sender.mcast_groups(["g"], b"a")
+                    raise RuntimeError("the application failed")
+
+            with pytest.raises(RuntimeError, match="application"):
+                await fails()
+            async with sender.batch():
+                await sender.mcast_groups(["g"], b"b")
+                await sender.close()
+            with pytest.raises(evs.NotConnected, match="closed"):
+                async with sender.batch():
+                    pass
+            got: list[bytes] = []
+            while len(got) < 2:
+                ev = await listener.next_event(timeout=5)
+                assert ev is not None, got
+                if isinstance(ev, Delivery):
+                    got.append(ev.data)
+            assert got == [b"a", b"b"]
+
+    _run(main())

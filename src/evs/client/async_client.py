@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from evs.client.session import ClientSession, window_full
 from evs.client.sync_client import (
+    BATCH_BYTES,
     CLOSE_LINGER_S,
     CONNECT_TIMEOUT_S,
     connect_error,
@@ -56,6 +57,8 @@ class AsyncClient:
         self._changed = asyncio.Event()
         self._awaiting = 0
         self._closed = False
+        #: Tasks inside ``batch()``: task -> depth of nesting.
+        self._batching: dict[asyncio.Task[Any], int] = {}
         self.nodeid = 0
         self.handle_id = 0
         self.max_data = 0
@@ -99,9 +102,12 @@ class AsyncClient:
         it half-closes and waits (at most ``CLOSE_LINGER_S``) until the executive closes."""
         if self._closed:
             return
-        self._closed = True  # from here on, requests raise NotConnected (see _send)
         s = self._session
         writer = self._writer
+        if s.ended is None and s.pending_bytes and writer is not None:
+            with contextlib.suppress(OSError):  # a batch's messages (``batch``): buffered first
+                writer.write(s.data_to_send())
+        self._closed = True  # from here on, requests raise NotConnected (see _send)
         try:
             if s.ended is None and s.outstanding and writer is not None:
                 with contextlib.suppress(OSError, TimeoutError):
@@ -243,6 +249,8 @@ class AsyncClient:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while not s.send(groups, data, guarantee):
+            # The executive gives room back for what it read: a batch's messages go first.
+            await self._send()
             if not block:
                 raise TryAgain(window_full(s))
             left = None if deadline is None else deadline - loop.time()
@@ -254,9 +262,37 @@ class AsyncClient:
                 raise TryAgain(f"{window_full(s)}, for {timeout} s") from None
             finally:
                 self._awaiting -= 1
-        await self._send()
+        batching = self._batching
+        if not batching or s.pending_bytes >= BATCH_BYTES or asyncio.current_task() not in batching:
+            await self._send()
         if s.ended is not None:  # the message may not have reached the executive
             raise s.ended
+
+    @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Send the messages multicast inside the block together (see ``Client.batch``).
+
+        Per task: this task's sends inside ``async with client.batch():`` queue and are
+        written once per ``BATCH_BYTES`` and when the block ends (also by an exception or a
+        cancellation); another task's send, any request, a full window and ``close()`` write
+        what is queued first, so the order is kept.
+        """
+        if self._closed:
+            raise NotConnected("this client is closed")
+        task = asyncio.current_task()
+        assert task is not None  # a coroutine of a running loop
+        self._batching[task] = self._batching.get(task, 0) + 1
+        depth = 0
+        try:
+            yield
+        finally:
+            depth = self._batching.pop(task) - 1
+            if depth:
+                self._batching[task] = depth
+            elif not self._closed and self._session.ended is None:
+                await self._send()
+        if not depth and self._session.ended is not None and not self._closed:
+            raise self._session.ended
 
     async def membership_get(self) -> Membership:
         reply = await self._call(self._session.membership_get(), MembershipReply)
