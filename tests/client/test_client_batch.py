@@ -194,7 +194,7 @@ def _count_writes(c: evs.AsyncClient) -> list[int]:
     sizes: list[int] = []
     write = writer.write
 
-    def counted(data: bytes) -> None:
+    def counted(data: bytes | bytearray | memoryview) -> None:
         sizes.append(len(data))
         write(data)
 
