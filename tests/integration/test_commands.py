@@ -92,7 +92,7 @@ def test_status_send_listen_and_signals(make_cluster: Callable[..., LocalCluster
     assert "send queue: 0 messages (0 bytes) in the core, 0 held for room\n" in text.stdout
 
     listener = subprocess.Popen(
-        [*EVS, "listen", "chat", "--count", "2", "--socket", cluster.socket(1)],
+        [*EVS, "listen", "chat", "--count", "5", "--socket", cluster.socket(1)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -102,6 +102,15 @@ def test_status_send_listen_and_signals(make_cluster: Callable[..., LocalCluster
         for word in ("hello", "world"):
             r = run_evs("send", "chat", word, "--socket", cluster.socket(2))
             assert r.returncode == 0, r.stderr
+        r = subprocess.run(
+            [*EVS, "send", "chat", "-", "--lines", "--socket", cluster.socket(2)],
+            input="one\n\ntwo\nthree",
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert r.returncode == 0, r.stderr
         out, _ = listener.communicate(timeout=20)
     finally:
         if listener.poll() is None:
@@ -112,6 +121,8 @@ def test_status_send_listen_and_signals(make_cluster: Callable[..., LocalCluster
     assert lines[0].startswith("node 2 pid ")
     assert lines[0].endswith("[agreed]: hello")
     assert lines[1].endswith("[agreed]: world")
+    # --lines: one message per non-empty line, the last one without its newline too.
+    assert [line.rsplit(": ", 1)[1] for line in lines[2:]] == ["one", "two", "three"]
 
     # SIGHUP: the log file is reopened (as after a rotation moved it away).
     log = cluster.logs[2]
