@@ -86,8 +86,10 @@ class TotemConfig:
     max_message_size: int = 1 << 20
     #: Bytes of application messages one processor may have queued before TryAgain. Queued
     #: bytes are latency the ring must carry: 2 MiB per processor on a 16-processor ring
-    #: drain in about 11 s after a partition heals (8 MiB took 29 s; docs/benchmarks.md).
-    queue_bytes_max: int = 2 << 20
+    #: drained in about 11 s after a partition healed (8 MiB took 29 s), and a saturating
+    #: sender's messages waited 0.87 s at 64 bytes against 0.55 s with 1 MiB, for the same
+    #: throughput (docs/benchmarks.md, "A smaller send queue"). At least max_message_size.
+    queue_bytes_max: int = 1 << 20
     cluster_name: str = "evs"
     _derived: dict[str, float] = field(default_factory=dict, init=False, repr=False, compare=False)
 
