@@ -13,7 +13,7 @@ from evs.sim.scenario import Scenario
 
 
 def test_a_second_sender_gets_in_while_a_lone_sender_fills_the_window() -> None:
-    sc = Scenario(3)
+    sc = Scenario(3, queue_bytes_max=2 << 20)  # two such messages queued at once
     sc.run_until_ring((1, 2, 3))
     sc.submit(1, 900_000)  # about 670 packets each: some 20 rotations of a whole window
     sc.submit(1, 900_000)

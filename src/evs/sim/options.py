@@ -284,7 +284,9 @@ def _draw_flow(
         elif saturating:
             queue = 1 << 20 if light or u[6] < 0.5 else 2 << 20
         else:
-            queue = (1 << 20, 2 << 20, _TOTEM.queue_bytes_max)[int(u[6] * 3)]
+            # Spelled out, not the core's default (1 MiB since stop 25; 2 MiB before): a
+            # seed draws the queue it always drew.
+            queue = (1 << 20, 2 << 20, 2 << 20)[int(u[6] * 3)]
     if biggest is None:
         biggest = LARGE if small else _TOTEM.max_message_size
         if biggest > queue >= largest:
