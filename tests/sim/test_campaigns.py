@@ -109,3 +109,17 @@ def test_fault_campaign_full_workload_seeds_with_16_processor_rings(seeds: int) 
     assert sum(o.nodes == 16 for o in result.outcomes) >= 8
     assert_clean_and_proven(result, {}, True, False)
     assert_faults_took_effect(result)
+
+
+def test_fault_campaign_with_the_send_queue_bounded_in_messages() -> None:
+    """The send queue's bound in messages (``queue_messages_max``, the core's default since
+    stop 25; drawn seeds run without it, so that they replay as before), small enough to
+    refuse sends at every seed: every EVS property and liveness still hold under faults and
+    saturation. (tests/totem/test_groups.py checks the bound itself.)"""
+    overrides: dict[str, Any] = {"queue_messages_max": 8, "saturate": (0.0, float("inf"))}
+    result = run_campaign(range(50_001, 50_031), overrides, with_faults=True, light=True, jobs=2)
+    assert len(result.outcomes) == 30
+    assert not result.failures, report(result, overrides, True, True)
+    assert all(o.converged_ms is not None for o in result.outcomes)
+    assert all(o.options.totem_config().queue_messages_max == 8 for o in result.outcomes)
+    assert all(o.accounting["saturation try again"] > 0 for o in result.outcomes)

@@ -7,6 +7,7 @@ import struct
 import pytest
 
 from evs.errors import InvalidArgument, TryAgain
+from evs.totem.config import ConfigError, TotemConfig
 from evs.totem.groups import (
     FORMAT_VERSION,
     HEADER_SIZE,
@@ -16,6 +17,7 @@ from evs.totem.groups import (
     max_packets_for,
     message_size,
 )
+from evs.totem.processor import Processor
 from evs.types import Guarantee
 
 AGREED = Guarantee.AGREED
@@ -181,6 +183,31 @@ def test_data_may_be_bytearray_or_memoryview() -> None:
 
 
 # --- admission and accounting ---------------------------------------------------------------
+
+
+def test_try_again_at_the_bound_in_messages_whatever_their_size() -> None:
+    packer = Packer(PAYLOAD, queue_messages_max=3)
+    for _ in range(3):
+        packer.submit([b"g"], b"x", AGREED)
+    with pytest.raises(TryAgain, match="holds 3 messages, queue_messages_max=3"):
+        packer.submit([b"g"], b"x", AGREED)
+    packer.next_packet()  # all three leave in one packet: room again
+    packer.submit([b"g"], b"x", AGREED)
+    assert packer.queued_messages() == 1
+    with pytest.raises(ValueError, match="queue_messages_max"):
+        Packer(PAYLOAD, queue_messages_max=0)
+
+
+def test_the_processor_takes_the_bound_in_messages_from_its_config() -> None:
+    p = Processor(TotemConfig(queue_messages_max=2), 1, static_members=(1, 2))
+    p.start(0.0)
+    p.submit(0.0, [b"g"], b"a", AGREED)
+    p.submit(0.0, [b"g"], b"b", AGREED)
+    with pytest.raises(TryAgain, match="queue_messages_max=2"):
+        p.submit(0.0, [b"g"], b"c", AGREED)
+    assert TotemConfig().queue_messages_max == 4096
+    with pytest.raises(ConfigError, match="queue_messages_max"):
+        TotemConfig(queue_messages_max=0)
 
 
 def test_try_again_when_full_but_an_empty_queue_takes_any_message() -> None:

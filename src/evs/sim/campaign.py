@@ -128,6 +128,7 @@ FLAGS = {
     "max_messages": "--max-messages",
     "sort_queue_slots": "--sort-queue-slots",
     "queue_bytes_max": "--queue-bytes-max",
+    "queue_messages_max": "--queue-messages-max",
     "max_message_size": "--max-message-size",
     "saturate": "--saturate",
     "handles": "--handles",

@@ -87,6 +87,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--queue-bytes-max", type=_count, help="send queue bytes per processor before TryAgain"
     )
+    p.add_argument(
+        "--queue-messages-max",
+        type=_count,
+        help="send queue messages per processor before TryAgain (default: no bound)",
+    )
     p.add_argument("--max-message-size", type=_count, help="largest application message, bytes")
     p.add_argument(
         "--saturate",
@@ -131,6 +136,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "max_messages": args.max_messages,
         "sort_queue_slots": args.sort_queue_slots,
         "queue_bytes_max": args.queue_bytes_max,
+        "queue_messages_max": args.queue_messages_max,
         "max_message_size": args.max_message_size,
         "saturate": args.saturate,
         "handles": args.handles,

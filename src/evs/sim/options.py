@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from evs.sim.rng import derive
 from evs.totem.config import TotemConfig
@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 _TOTEM = TotemConfig()
+#: ``queue_messages_max`` of a seed that does not give one: no bound in messages.
+UNBOUNDED_MESSAGES: Final = 1 << 30
 #: Size of a huge message, and the largest large one (the workload's size mix).
 HUGE = 1 << 20
 LARGE = 64 << 10
@@ -117,6 +119,9 @@ class SimOptions:
     sort_queue_slots: int = _TOTEM.sort_queue_slots
     queue_bytes_max: int = _TOTEM.queue_bytes_max
     max_message_size: int = _TOTEM.max_message_size
+    #: The send queue's messages before TryAgain. Unbounded unless given (the core's default
+    #: is 4096 since stop 25): every seed drawn before then replays as it ran.
+    queue_messages_max: int = UNBOUNDED_MESSAGES
     #: Saturating load from ``saturate[0]`` to ``saturate[1]`` ms (equal: none): every
     #: processor keeps its send queue full, on top of the Poisson workload.
     saturate: tuple[float, float] = (0.0, 0.0)
@@ -137,6 +142,7 @@ class SimOptions:
             sort_queue_slots=self.sort_queue_slots,
             queue_bytes_max=self.queue_bytes_max,
             max_message_size=self.max_message_size,
+            queue_messages_max=self.queue_messages_max,
         )
 
     def largest_message(self) -> int:
@@ -160,7 +166,12 @@ class SimOptions:
             f"flow control: window={self.window_size} max_messages={self.max_messages} "
             f"sort_queue_slots={self.sort_queue_slots} "
             f"queue_bytes_max={self.queue_bytes_max} "
-            f"max_message_size={self.max_message_size}",
+            + (
+                f"queue_messages_max={self.queue_messages_max} "
+                if self.queue_messages_max != UNBOUNDED_MESSAGES
+                else ""
+            )
+            + f"max_message_size={self.max_message_size}",
             f"service: {self.handles} handle(s) per process",
         ]
         if self.faults:

@@ -90,6 +90,11 @@ class TotemConfig:
     #: sender's messages waited 0.87 s at 64 bytes against 0.55 s with 1 MiB, for the same
     #: throughput (docs/benchmarks.md, "A smaller send queue"). At least max_message_size.
     queue_bytes_max: int = 1 << 20
+    #: Messages one processor may have queued before TryAgain, whatever their size: small
+    #: messages fill ``queue_bytes_max`` only at tens of thousands, a wait of a third of a
+    #: second at 64 bytes; 4096 is still a dozen visits' worth (docs/benchmarks.md, "A smaller
+    #: send queue").
+    queue_messages_max: int = 4096
     cluster_name: str = "evs"
     _derived: dict[str, float] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -142,6 +147,7 @@ class TotemConfig:
             self.queue_bytes_max >= self.max_message_size,
             "queue_bytes_max must be at least max_message_size",
         )
+        need(self.queue_messages_max >= 1, "queue_messages_max must be at least 1")
         need(bool(self.cluster_name), "cluster_name must not be empty")
         self._derived.update(
             token_retransmit=retransmit,

@@ -142,6 +142,7 @@ class Packer:
         "_next_fragment",
         "_next_number",
         "_queue_bytes_max",
+        "_queue_messages_max",
         "_queued_bytes",
         "_room",
         "_runs",
@@ -154,16 +155,22 @@ class Packer:
         max_message_size: int = MiB,
         max_groups: int = 32,
         max_group_name: int = 64,
+        *,
+        queue_messages_max: int = 1 << 30,
     ) -> None:
         self._room = _room(payload_max)
         # Every packet but the last of a guarantee run moves at least this many queued bytes
         # (counting 2 per message for its length slot); see backlog_packets.
         self._cap = self._room - _SLOT
-        if queue_bytes_max < 1 or max_message_size < 0:
-            raise ValueError("queue_bytes_max must be positive and max_message_size not negative")
+        if queue_bytes_max < 1 or max_message_size < 0 or queue_messages_max < 1:
+            raise ValueError(
+                "queue_bytes_max and queue_messages_max must be positive and max_message_size "
+                "not negative"
+            )
         if not (1 <= max_groups <= 255 and 1 <= max_group_name <= 255):
             raise ValueError("max_groups and max_group_name must be in 1..255 (u8 on the wire)")
         self._queue_bytes_max = queue_bytes_max
+        self._queue_messages_max = queue_messages_max
         self._max_message_size = max_message_size
         self._max_groups = max_groups
         self._max_group_name = max_group_name
@@ -208,12 +215,18 @@ class Packer:
         header = self._group_header(groups)
         size = len(header) + len(body)
         queued = self._queued_bytes
-        if self._items and queued + size > self._queue_bytes_max:
-            raise TryAgain(
-                f"send queue holds {queued} bytes and {size} more would exceed "
-                f"queue_bytes_max={self._queue_bytes_max}"
-            )
         items = self._items
+        if items:
+            if queued + size > self._queue_bytes_max:
+                raise TryAgain(
+                    f"send queue holds {queued} bytes and {size} more would exceed "
+                    f"queue_bytes_max={self._queue_bytes_max}"
+                )
+            if len(items) >= self._queue_messages_max:
+                raise TryAgain(
+                    f"send queue holds {len(items)} messages, "
+                    f"queue_messages_max={self._queue_messages_max}"
+                )
         guarantees = self._guarantees
         if not guarantees or guarantees[-1] != guarantee:
             self._runs += 1

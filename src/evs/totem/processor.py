@@ -118,6 +118,7 @@ class Processor:
             config.payload_max,
             queue_bytes_max=config.queue_bytes_max,
             max_message_size=config.max_message_size,
+            queue_messages_max=config.queue_messages_max,
         )
         self.unpacker = Unpacker(max_message_size=config.max_message_size)
         self.memb = membership.MembershipState(nodeid)
