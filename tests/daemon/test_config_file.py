@@ -63,7 +63,7 @@ def test_minimal_file_takes_every_default(tmp_path: Path) -> None:
     assert c.ipc.socket == Path(DEFAULT_SOCKET)
     assert c.ipc.allowed_uids == c.ipc.allowed_gids == ()
     assert c.ipc.client_queue_bytes == 8 << 20
-    assert c.ipc.send_window_bytes == 1 << 20
+    assert c.ipc.send_window_bytes == 512 << 10
     assert c.ipc.reader_hold_ms == 1000
     assert c.crypto.cipher == "chacha20-poly1305"  # wire security unless a file says "none"
     assert c.crypto.key_file == Path("/etc/evs/authkey")

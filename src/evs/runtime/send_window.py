@@ -31,7 +31,7 @@ from evs.types import Guarantee
 __all__ = ["SEND_WINDOW", "SendWindows", "WindowExceeded"]
 
 #: Default bytes of windowed sends one handle may have outstanding.
-SEND_WINDOW: Final = 1 << 20
+SEND_WINDOW: Final = 1 << 19
 
 _Waiting = tuple[Handle, tuple[bytes, ...], bytes, Guarantee, int]
 
