@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import pytest
 
 import evs
 from evs.client.sync_client import BATCH_BYTES
+from evs.ipc.codec import FrameDecoder, encode
+from evs.ipc.messages import IPC_VERSION, Welcome
 from evs.types import Delivery
 
 from .conftest import Daemon, FakeHost
@@ -292,3 +295,56 @@ def test_an_async_batch_ended_by_an_exception_or_close_still_sends(daemon: Daemo
             assert got == [b"a", b"b"]
 
     _run(main())
+
+
+def test_close_gives_up_writing_a_batch_to_a_daemon_that_stopped_reading(
+    sock_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's rest waits for room in the socket at close(); a daemon that never reads
+    again must not hang close() past the linger bound."""
+    from evs.client import sync_client  # noqa: PLC0415
+
+    monkeypatch.setattr(sync_client, "CLOSE_LINGER_S", 0.5)
+    sock_path.parent.mkdir(parents=True, exist_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_path))
+    listener.listen(1)
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        held.append(conn)
+        dec = FrameDecoder()
+        hello = None
+        while hello is None:
+            dec.feed(conn.recv(4096))
+            hello = next(dec, None)
+        welcome = Welcome(hello.request_id, IPC_VERSION, 1, 1, 1 << 30, 64, 32, 1 << 31)
+        conn.sendall(encode(welcome))
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        c = evs.Client(str(sock_path))
+        server.join(5)
+        monkeypatch.setattr(sync_client, "BATCH_BYTES", 1 << 40)  # nothing written before close
+        with c.batch():
+            for _ in range(300):  # 18 MB: far more than the socket's buffers hold
+                c.mcast_groups(["g"], bytes(60_000))
+            assert c._session.pending_bytes > 17_000_000
+            started = time.monotonic()
+            closing = threading.Thread(target=c.close)  # a hang fails the test, not the run
+            closing.start()
+            closing.join(5)
+            hung = closing.is_alive()
+            if hung:  # end the write (it fails once the daemon's side is gone), then fail
+                for conn in held:
+                    conn.close()
+                closing.join(5)
+            assert not hung, "close() hung on a daemon that stopped reading"
+            assert time.monotonic() - started < 3
+        assert c.closed
+    finally:
+        for conn in held:
+            conn.close()
+        listener.close()

@@ -165,7 +165,8 @@ class Client:
             if self._closed:
                 return
             if self._session.ended is None and self._session.pending_bytes:
-                self._send_pending()  # a batch's messages not yet written (``batch``)
+                # A batch's messages not yet written (``batch``); bounded like the linger.
+                self._send_pending(_deadline(CLOSE_LINGER_S))
             self._closed = True
             if self._session.ended is None and self._session.outstanding:
                 self._linger()
@@ -220,11 +221,12 @@ class Client:
 
     # ---------------------------------------------------------------- I/O (lock held)
 
-    def _send_pending(self) -> None:
+    def _send_pending(self, deadline: float | None = None) -> None:
         """Write the session's requests; while the socket is full, wait with the lock released.
 
         One writer at a time (frames must not interleave); ``close()`` from another thread
-        ends a wait for a daemon that stopped reading (the write then fails: NotConnected)."""
+        ends a wait for a daemon that stopped reading (the write then fails: NotConnected), and
+        so does ``deadline`` (``close`` writing a batch's rest)."""
         while self._writing:
             self._cond.wait()
         data: bytes | memoryview = self._session.data_to_send()
@@ -238,7 +240,7 @@ class Client:
                     # In turns: a daemon that stopped reading never makes the socket writable,
                     # and close() must still end the wait.
                     while not select.select([], [self._sock], [], _WRITE_WAIT_S)[1]:
-                        if self._closed:
+                        if self._closed or (deadline is not None and time.monotonic() > deadline):
                             break
                 finally:
                     self._cond.acquire()
@@ -248,6 +250,13 @@ class Client:
                     self._session.connection_lost(
                         "this client was closed while a send waited for the evs daemon at "
                         f"{self.socket_path} to read"
+                    )
+                    return
+                if deadline is not None and time.monotonic() > deadline:
+                    self._session.connection_lost(
+                        f"the evs daemon at {self.socket_path} did not read for "
+                        f"{CLOSE_LINGER_S} s while this client closed: messages of its batch "
+                        "were not all written"
                     )
                     return
                 continue
