@@ -2,7 +2,8 @@
 # chat.sh: a group chat made of two evs commands, no code.
 #
 #   evs listen GROUP        joins GROUP and prints every message and configuration change
-#   evs send GROUP TEXT     multicasts TEXT to GROUP (the sender need not join it)
+#   evs send GROUP - --lines   multicasts each line of its input to GROUP (the sender need
+#                              not join it)
 #
 # Every member of the group prints the same lines in the same order: the ring orders the
 # messages of all senders, and a configuration change ("-- transitional ...", "-- regular
@@ -28,7 +29,8 @@ evs listen "$group" &
 listener=$!
 trap 'kill "$listener" 2>/dev/null || true' EXIT
 
-# One `evs send` per line typed: each is a new handle that multicasts one message and exits.
+# One handle for the whole session: `evs send --lines` multicasts each line it reads from
+# standard input as a message of its own (the lines of one read are written together).
 while IFS= read -r line; do
-    evs send "$group" "$name: $line"
-done
+    printf '%s: %s\n' "$name" "$line"
+done | evs send "$group" - --lines
