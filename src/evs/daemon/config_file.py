@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evs.crypto import CIPHERS, DEFAULT_CIPHER
+from evs.runtime.send_window import SEND_WINDOW
 from evs.totem.config import ConfigError, TotemConfig
 
 __all__ = [
@@ -62,10 +63,8 @@ DEFAULT_KEY_FILE = "/etc/evs/authkey"
 DEFAULT_SOCKET_BUFFER = 4 << 20
 #: Bytes of undelivered events one IPC client may have queued before it is disconnected.
 DEFAULT_CLIENT_QUEUE_BYTES = 8 << 20
-#: Bytes of windowed sends one client may have on their way. Under saturation a message waits
-#: behind its client's whole window: 512 KiB halved the wait of 1 MiB for the same throughput
-#: (docs/benchmarks.md, "A smaller send queue").
-DEFAULT_SEND_WINDOW_BYTES = 1 << 19
+#: Bytes of windowed sends one client may have on their way: the runtime's default.
+DEFAULT_SEND_WINDOW_BYTES = SEND_WINDOW
 #: Longest hold of a node's client sends while one of its clients catches up (ms).
 DEFAULT_READER_HOLD_MS = 1000
 _NODEID_MAX = (1 << 32) - 1  # node ids are u32 on the wire, 0 means "every node"

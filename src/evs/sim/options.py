@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from evs.sim.rng import derive
 from evs.totem.config import TotemConfig
+from evs.totem.groups import NO_MESSAGE_BOUND
 
 __all__ = [
     "FAULT_KINDS",
@@ -40,7 +41,7 @@ __all__ = [
 
 _TOTEM = TotemConfig()
 #: ``queue_messages_max`` of a seed that does not give one: no bound in messages.
-UNBOUNDED_MESSAGES: Final = 1 << 30
+UNBOUNDED_MESSAGES: Final = NO_MESSAGE_BOUND
 #: Size of a huge message, and the largest large one (the workload's size mix).
 HUGE = 1 << 20
 LARGE = 64 << 10

@@ -48,6 +48,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "LARGE_PER_PACKET",
+    "NO_MESSAGE_BOUND",
     "Packer",
     "Unpacker",
     "max_packets_for",
@@ -67,6 +68,8 @@ _MIN_PAYLOAD: Final = HEADER_SIZE + _SLOT + 1
 _MAX_PAYLOAD: Final = HEADER_SIZE + _SLOT + 0xFFFF
 
 MiB = 1 << 20
+#: ``queue_messages_max`` of a Packer given none: no bound in messages.
+NO_MESSAGE_BOUND: Final = 1 << 30
 #: A queued message is large when it takes at least 1/LARGE_PER_PACKET of a packet's room.
 LARGE_PER_PACKET: Final = 4
 
@@ -156,7 +159,7 @@ class Packer:
         max_groups: int = 32,
         max_group_name: int = 64,
         *,
-        queue_messages_max: int = 1 << 30,
+        queue_messages_max: int = NO_MESSAGE_BOUND,
     ) -> None:
         self._room = _room(payload_max)
         # Every packet but the last of a guarantee run moves at least this many queued bytes
