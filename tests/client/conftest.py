@@ -8,6 +8,7 @@ steps (feed events, pump) in the server's loop. Waits are on conditions with bou
 from __future__ import annotations
 
 import asyncio
+import socket
 import tempfile
 import threading
 import time
@@ -17,8 +18,11 @@ from typing import Any, TypeVar
 
 import pytest
 
+import evs
 from evs.daemon.ipc_server import IpcServer
 from evs.errors import TryAgain
+from evs.ipc.codec import FrameDecoder, encode
+from evs.ipc.messages import IPC_VERSION, Welcome
 from evs.runtime.send_window import SEND_WINDOW, SendWindows
 from evs.runtime.service import HANDLE_QUEUE_BYTES, EvsService
 from evs.totem.events import CoreEvent, Deliver, Sent
@@ -125,6 +129,49 @@ class Daemon:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+class SilentDaemon:
+    """A daemon that answers one client's Hello with a Welcome and never reads again: the
+    client's writes fill the socket, as with an executive that stopped reading."""
+
+    def __init__(self, path: Path, send_window: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.send_window = send_window
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(1)
+        self.held: list[socket.socket] = []
+
+    def connect(self) -> evs.Client:
+        """A client of this daemon, its Welcome received."""
+        server = threading.Thread(target=self._serve)
+        server.start()
+        client = evs.Client(str(self.path))
+        server.join(5)
+        return client
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        self.held.append(conn)
+        dec = FrameDecoder()
+        hello = None
+        while hello is None:
+            dec.feed(conn.recv(4096))
+            hello = next(dec, None)
+        welcome = Welcome(hello.request_id, IPC_VERSION, 1, 1, self.send_window, 64, 32, 1 << 31)
+        conn.sendall(encode(welcome))
+
+    def hang_up(self) -> None:
+        """Close the daemon's side: a write the client waits on then fails."""
+        for conn in self.held:
+            conn.close()
+        self.held.clear()
+
+    def close(self) -> None:
+        self.hang_up()
+        self.listener.close()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -18,11 +18,9 @@ import pytest
 
 import evs
 from evs.client.sync_client import BATCH_BYTES
-from evs.ipc.codec import FrameDecoder, encode
-from evs.ipc.messages import IPC_VERSION, Welcome
 from evs.types import Delivery
 
-from .conftest import Daemon, FakeHost
+from .conftest import Daemon, FakeHost, SilentDaemon
 
 
 class _CountedWrites:
@@ -305,28 +303,9 @@ def test_close_gives_up_writing_a_batch_to_a_daemon_that_stopped_reading(
     from evs.client import sync_client  # noqa: PLC0415
 
     monkeypatch.setattr(sync_client, "CLOSE_LINGER_S", 0.5)
-    sock_path.parent.mkdir(parents=True, exist_ok=True)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(sock_path))
-    listener.listen(1)
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        held.append(conn)
-        dec = FrameDecoder()
-        hello = None
-        while hello is None:
-            dec.feed(conn.recv(4096))
-            hello = next(dec, None)
-        welcome = Welcome(hello.request_id, IPC_VERSION, 1, 1, 1 << 30, 64, 32, 1 << 31)
-        conn.sendall(encode(welcome))
-
-    server = threading.Thread(target=serve)
-    server.start()
+    d = SilentDaemon(sock_path, 1 << 30)  # a window far larger than the socket's buffers
     try:
-        c = evs.Client(str(sock_path))
-        server.join(5)
+        c = d.connect()
         monkeypatch.setattr(sync_client, "BATCH_BYTES", 1 << 40)  # nothing written before close
         with c.batch():
             for _ in range(300):  # 18 MB: far more than the socket's buffers hold
@@ -338,13 +317,10 @@ def test_close_gives_up_writing_a_batch_to_a_daemon_that_stopped_reading(
             closing.join(5)
             hung = closing.is_alive()
             if hung:  # end the write (it fails once the daemon's side is gone), then fail
-                for conn in held:
-                    conn.close()
+                d.hang_up()
                 closing.join(5)
             assert not hung, "close() hung on a daemon that stopped reading"
             assert time.monotonic() - started < 3
         assert c.closed
     finally:
-        for conn in held:
-            conn.close()
-        listener.close()
+        d.close()

@@ -21,7 +21,7 @@ from evs.ipc.codec import FrameDecoder, encode
 from evs.ipc.messages import IPC_VERSION, Error, ErrorCode, Hello, Join, Mcast, Welcome
 from evs.types import ConfigChange, Delivery, DispatchFlags, Guarantee
 
-from .conftest import RING, Daemon, FakeHost, wait_until
+from .conftest import RING, Daemon, FakeHost, SilentDaemon, wait_until
 
 FIRST = ConfigChange(RING, False, (1,), (), (1,))
 
@@ -103,27 +103,9 @@ def test_close_ends_a_send_waiting_on_a_daemon_that_stopped_reading(
     from evs.client import sync_client  # noqa: PLC0415
 
     monkeypatch.setattr(sync_client, "CLOSE_LINGER_S", 0.5)
-    sock_path.parent.mkdir(parents=True, exist_ok=True)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(sock_path))
-    listener.listen(1)
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        held.append(conn)
-        dec = FrameDecoder()
-        hello = None
-        while hello is None:
-            dec.feed(conn.recv(4096))
-            hello = next(dec, None)
-        conn.sendall(encode(Welcome(hello.request_id, IPC_VERSION, 1, 1, 1 << 20, 64, 32, 1 << 31)))
-
-    server = threading.Thread(target=serve)
-    server.start()
+    d = SilentDaemon(sock_path, 1 << 20)
     try:
-        c = evs.Client(str(sock_path))
-        server.join(5)
+        c = d.connect()
         errors: list[BaseException] = []
 
         def flood() -> None:
@@ -145,9 +127,7 @@ def test_close_ends_a_send_waiting_on_a_daemon_that_stopped_reading(
         assert isinstance(errors[0], evs.NotConnected)
         assert "closed while a send waited" in str(errors[0])
     finally:
-        for conn in held:
-            conn.close()
-        listener.close()
+        d.close()
 
 
 @pytest.mark.pure_only("evs.client.sync_client")  # stages the race by replacing _take
