@@ -9,6 +9,7 @@ import pytest
 
 from evs.cli.__main__ import main
 from evs.cli.send import _read_lines
+from evs.ipc.codec import DATA_MAX
 
 
 def _lines_of(chunks: list[bytes]) -> list[list[bytes]]:
@@ -55,3 +56,11 @@ def test_lines_needs_standard_input(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert err.startswith("evs send: --lines reads standard input")
     assert "Traceback" not in err
+
+
+def test_a_line_longer_than_any_message_is_handed_on_not_buffered_for_ever() -> None:
+    size = DATA_MAX + 10
+    got = _lines_of([b"x" * size])
+    pieces = [len(line) for lines in got for line in lines]
+    assert pieces[0] > DATA_MAX  # handed on once past the limit (the send refuses it)
+    assert sum(pieces) == size

@@ -19,11 +19,15 @@ from collections.abc import Iterator
 
 import evs
 from evs.cli._common import add_socket_option, socket_path
+from evs.ipc.codec import DATA_MAX
 
 __all__ = ["add_parser", "run"]
 
 #: Bytes ``--lines`` asks for per read of standard input.
 _READ_CHUNK = 1 << 16
+#: A longer line without its newline yet is handed on as it is (the executive refuses it
+#: with its limit) rather than buffered for ever.
+_LINE_MAX = DATA_MAX
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,6 +83,9 @@ def _read_lines(fd: int) -> Iterator[list[bytes]]:
     rest = b""
     while chunk := os.read(fd, _READ_CHUNK):
         *lines, rest = (rest + chunk).split(b"\n")
+        if len(rest) > _LINE_MAX:  # a line no message can carry: the send says so, and ends
+            lines.append(rest)
+            rest = b""
         if lines := [line for line in lines if line]:
             yield lines
     if rest:
