@@ -64,8 +64,11 @@ __all__ = [
     "decode",
     "encode",
     "encode_mcast",
+    "interned_ring_id",
     "peek_type",
 ]
+
+_new_tuple = tuple.__new__
 
 #: Every sequence number a peer sends (message, token, ring, aru) must be below this.
 SEQ_LIMIT: Final = 1 << 62
@@ -125,6 +128,13 @@ Datagram: TypeAlias = bytes | bytearray | memoryview
 # ring ids come from the network.
 _RINGS: Final[dict[tuple[int, int], RingId]] = {}
 _RINGS_MAX: Final = 64
+
+
+def interned_ring_id(ring_id: RingId) -> RingId:
+    """The one RingId object decoding hands out for this ring: a processor that holds it
+    compares a packet's ring with ``is``, not field by field."""
+    key = (ring_id.seq, ring_id.rep)
+    return _RINGS.get(key) or _new_ring(ring_id.seq, ring_id.rep)
 
 
 def _new_ring(seq: int, rep: int) -> RingId:
@@ -202,9 +212,9 @@ def _truncated(n: int, need: int, what: str) -> DecodeError:
 
 def _decode_mcast(data: Datagram, cluster_id: int, inner: bool) -> Mcast:
     """Mcast with at least MCAST_HEADER_SIZE bytes; ``inner`` when inside an encapsulation."""
-    (magic, version, _type, cid, sender, rep, rseq, seq, system_from, guarantee, encap) = (
-        _MCAST.unpack_from(data)
-    )
+    # Typed, so compiled code compares C integers rather than boxed objects.
+    head: tuple[int, int, int, int, int, int, int, int, int, int, int] = _MCAST.unpack_from(data)
+    (magic, version, _type, cid, sender, rep, rseq, seq, system_from, guarantee, encap) = head
     if magic != MAGIC or version != VERSION or cid != cluster_id:
         raise _header_error(magic, version, cid, cluster_id)
     if not (sender and rep and system_from):
@@ -217,11 +227,12 @@ def _decode_mcast(data: Datagram, cluster_id: int, inner: bool) -> Mcast:
     if (seq | rseq) >= SEQ_LIMIT:
         raise _out_of_range("mcast", seq=seq, ring_seq=rseq)
     if encap == 0:
-        payload = data[MCAST_HEADER_SIZE:]
-        if type(payload) is not bytes:
-            payload = bytes(payload)
+        payload = (
+            data[MCAST_HEADER_SIZE:] if isinstance(data, bytes) else bytes(data[MCAST_HEADER_SIZE:])
+        )
         ring = _RINGS.get((rseq, rep)) or _new_ring(rseq, rep)
-        return Mcast(sender, ring, seq, system_from, level, payload)
+        # tuple.__new__ skips the named tuple's __new__, interpreted Python even when compiled.
+        return _new_tuple(Mcast, (sender, ring, seq, system_from, level, payload, None))
     if encap != 1:
         raise DecodeError(DropReason.BAD_FLAG, f"encapsulated byte {encap}")
     if inner:

@@ -375,13 +375,18 @@ class Packer:
 class _Assembly:
     """One originator's message in progress, or an orphan chain being thrown away."""
 
-    __slots__ = ("buffer", "expect", "guarantee")
+    __slots__ = ("expect", "guarantee", "pieces", "size")
 
-    def __init__(self, expect: int, buffer: bytearray | None, guarantee: Guarantee) -> None:
+    def __init__(
+        self, expect: int, pieces: list[bytes | memoryview] | None, size: int, guarantee: Guarantee
+    ) -> None:
         #: The fragment id the next packet's first item must continue.
         self.expect = expect
-        #: Bytes so far; None while discarding the remainder of an orphaned message.
-        self.buffer = buffer
+        #: The fragments so far, joined once when the last comes (one copy of the message, not
+        #: one per fragment); None while discarding the remainder of an orphaned message.
+        self.pieces = pieces
+        #: Bytes in ``pieces``.
+        self.size = size
         self.guarantee = guarantee
 
 
@@ -428,6 +433,22 @@ def _parse_message(payload: bytes, start: int, stop: int) -> tuple[tuple[bytes, 
     return tuple(names), payload[position:stop]
 
 
+def _assemble(pieces: list[bytes | memoryview]) -> tuple[tuple[bytes, ...], bytes] | None:
+    """(groups, data) of a message from its fragments; None if its group header is malformed.
+
+    When the first fragment holds a one-group header whole (the usual case), the data is
+    joined straight from the fragments: one copy of the message, not a copy of the joined
+    message and another of its data."""
+    first = pieces[0]
+    if isinstance(first, bytes) and len(first) > 2 and first[0] == 1:
+        end = 2 + first[1]
+        if end > 2 and end <= len(first):
+            pieces[0] = memoryview(first)[end:]
+            return (first[2:end],), b"".join(pieces)
+    whole = b"".join(pieces)
+    return _parse_message(whole, 0, len(whole))
+
+
 class Unpacker:
     """Reassembles each originator's packets into messages; never raises on peer input.
 
@@ -461,9 +482,9 @@ class Unpacker:
     def pending_bytes(self, originator: int) -> int:
         """Bytes held for ``originator``'s message in progress."""
         assembly = self._assemblies.get(originator)
-        if assembly is None or assembly.buffer is None:
+        if assembly is None or assembly.pieces is None:
             return 0
-        return len(assembly.buffer)
+        return assembly.size
 
     def _drop(self, originator: int, reason: str) -> list[tuple[tuple[bytes, ...], bytes]]:
         self._assemblies.pop(originator, None)
@@ -479,22 +500,25 @@ class Unpacker:
         were lost: the message in progress and that orphaned item are thrown away (counted as
         "broken_chain"), and the packet's fresh items are delivered as usual.
         """
-        if not isinstance(payload, bytes):
-            payload = bytes(payload)
-        size = len(payload)
+        data: bytes = payload if isinstance(payload, bytes) else bytes(payload)
+        size = len(data)
         if size < HEADER_SIZE:
             return self._drop(originator, TRUNCATED)
-        version, flags, count, continues, fragmented = _HEADER.unpack_from(payload)
-        if version != FORMAT_VERSION:
+        # The fixed header read byte by byte (as _HEADER lays it out): native integers when
+        # compiled, and no tuple to build and take apart.
+        if data[0] != FORMAT_VERSION:
             return self._drop(originator, BAD_VERSION)
-        if flags:
+        if data[1]:
             return self._drop(originator, BAD_FLAG)
+        count = data[2] << 8 | data[3]
         if not count:
             return self._drop(originator, NO_ITEMS)
+        continues = data[4]
+        fragmented = data[5]
         position = HEADER_SIZE + _SLOT * count
         if position > size:
             return self._drop(originator, TRUNCATED)
-        lengths = _length_table(count).unpack_from(payload, HEADER_SIZE)
+        lengths: tuple[int, ...] = _length_table(count).unpack_from(data, HEADER_SIZE)
         total = sum(lengths)
         if total != size - position:
             return self._drop(originator, TRUNCATED if total > size - position else TRAILING_BYTES)
@@ -508,20 +532,20 @@ class Unpacker:
         if assembly is not None:
             if continues == assembly.expect:
                 length = lengths[0]
-                buffer = assembly.buffer
-                if buffer is not None:
+                pieces = assembly.pieces
+                if pieces is not None:
                     if assembly.guarantee != guarantee:
                         return self._drop(originator, GUARANTEE_CHANGED)
-                    if len(buffer) + length > self._limit:
+                    if assembly.size + length > self._limit:
                         return self._drop(originator, OVERSIZE)
-                    buffer += payload[position : position + length]
+                    pieces.append(data[position : position + length])
+                    assembly.size += length
                 if last == 0 and fragmented:
                     assembly.expect = fragmented
                     return out
                 del self._assemblies[originator]
-                if buffer is not None:
-                    whole = bytes(buffer)
-                    message = _parse_message(whole, 0, len(whole))
+                if pieces is not None:
+                    message = _assemble(pieces)
                     if message is None:
                         return self._drop(originator, BAD_GROUPS)
                     out.append(message)
@@ -549,18 +573,18 @@ class Unpacker:
                 if length > self._limit:
                     return self._drop(originator, OVERSIZE)
                 self._assemblies[originator] = _Assembly(
-                    fragmented, bytearray(payload[position:stop]), guarantee
+                    fragmented, [data[position:stop]], length, guarantee
                 )
                 break
-            if length > 2 and payload[position] == 1:
+            if length > 2 and data[position] == 1:
                 # One group, the usual case, parsed here (as _parse_message does): a call less
                 # per message. length > 2 keeps the name's length byte inside the item.
-                end = position + 2 + payload[position + 1]
+                end = position + 2 + data[position + 1]
                 if end == position + 2 or end > stop:
                     return self._drop(originator, BAD_GROUPS)
-                out.append(((payload[position + 2 : end],), payload[end:stop]))
+                out.append(((data[position + 2 : end],), data[end:stop]))
             else:
-                message = _parse_message(payload, position, stop)
+                message = _parse_message(data, position, stop)
                 if message is None:
                     return self._drop(originator, BAD_GROUPS)
                 out.append(message)
@@ -575,6 +599,6 @@ class Unpacker:
         and continues, in which case its later pieces are thrown away as they arrive.
         """
         if last == 0 and fragmented:
-            self._assemblies[originator] = _Assembly(fragmented, None, guarantee)
+            self._assemblies[originator] = _Assembly(fragmented, None, 0, guarantee)
             return -1
         return 1

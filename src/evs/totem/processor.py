@@ -21,7 +21,14 @@ from collections.abc import Sequence
 from typing import Final
 
 from evs.totem import membership, recovery
-from evs.totem.codec import DecodeError, cluster_id_for, decode, encode, encode_mcast
+from evs.totem.codec import (
+    DecodeError,
+    cluster_id_for,
+    decode,
+    encode,
+    encode_mcast,
+    interned_ring_id,
+)
 from evs.totem.config import TotemConfig
 from evs.totem.events import (
     BROADCAST,
@@ -81,6 +88,9 @@ class Processor:
         if not 0 < nodeid < 1 << 32:
             raise ValueError(f"nodeid must be 1..2^32-1, got {nodeid}")
         self.config = config
+        # Read on every packet: copied out of the (uncompiled, frozen) config once.
+        self._pause_after = config.token / 2
+        self._sort_queue_slots = config.sort_queue_slots
         self.nodeid = nodeid
         self.cluster_id = cluster_id_for(config.cluster_name)
         self.static = static_members is not None
@@ -92,7 +102,7 @@ class Processor:
         self.started = False
 
         self.state = MembState.OPERATIONAL
-        self.ring_id = RingId(seq=ring_seq, rep=nodeid)
+        self.ring_id = interned_ring_id(RingId(seq=ring_seq, rep=nodeid))
         self.memb_list: tuple[int, ...] = (nodeid,)
         #: The same members as a set: who may originate messages on the current ring.
         self.member_set: frozenset[int] = frozenset(self.memb_list)
@@ -197,7 +207,7 @@ class Processor:
         round that ended while it slept.
         """
         due = self.timers.next_deadline()
-        if due is not None and now - due > self.config.token / 2:
+        if due is not None and now - due > self._pause_after:
             self.paused_at = now
             self.stats["pause detected"] += 1
             self.notice("pause", f"stalled for about {now - due:.0f} ms past a timer")
@@ -253,7 +263,7 @@ class Processor:
 
     def install_ring(self, ring_id: RingId, members: tuple[int, ...]) -> None:
         """Make ``ring_id`` the current ring with a fresh, empty ordering state."""
-        self.ring_id = ring_id
+        self.ring_id = interned_ring_id(ring_id)
         self.token_ring_id_seq = max(self.token_ring_id_seq, ring_id.seq)
         self.set_members(members)
         self.ring = RingOrdering()
@@ -282,8 +292,11 @@ class Processor:
     # ------------------------------------------------------------------ MCAST
 
     def _on_mcast(self, now: float, msg: Mcast, data: bytes) -> None:
-        if msg.ring_id != self.ring_id:
-            membership.on_foreign(self, now, msg.system_from, msg.ring_id)
+        ring_id = msg.ring_id
+        # ``is`` first: the codec hands out one RingId object per ring, so the usual case
+        # costs no tuple comparison.
+        if ring_id is not self.ring_id and ring_id != self.ring_id:
+            membership.on_foreign(self, now, msg.system_from, ring_id)
             return
         if msg.system_from not in self.member_set:
             # Only members originate on a ring: a forged originator must not get a
@@ -295,7 +308,7 @@ class Processor:
             # operational ring, one would be re-sent wrapped twice at the next change.
             self.drops["encapsulated mcast outside recovery"] += 1
             return
-        if not self.ring.store(msg.seq, (msg, data), self.config.sort_queue_slots):
+        if not self.ring.store(msg.seq, (msg, data), self._sort_queue_slots):
             self.stats["mcast duplicate or outside window"] += 1
             return
         if msg.inner is not None:
@@ -312,7 +325,7 @@ class Processor:
         if self.orf_token_discard or self.state in (MembState.GATHER, MembState.COMMIT):
             self.stats["token discarded outside ring"] += 1
             return
-        if tok.ring_id != self.ring_id:
+        if tok.ring_id is not self.ring_id and tok.ring_id != self.ring_id:
             self.stats["token of another ring"] += 1
             return
         ring = self.ring
@@ -645,12 +658,13 @@ class Processor:
             seq = tok.seq + 1
             tok.seq = seq
             data = encode_mcast(me, ring_id, seq, me, guarantee, payload, cid)
-            rq[seq] = (Mcast(me, ring_id, seq, me, guarantee, payload), data)
+            # tuple.__new__: a named tuple's own __new__ is interpreted Python, even compiled.
+            rq[seq] = (_new_tuple(Mcast, (me, ring_id, seq, me, guarantee, payload, None)), data)
             ring.my_high_seq_received = seq
             self.broadcast(data)
             sent += 1
             for number in completed:
-                events.append(Sent(number, ring_id))
+                events.append(_new_tuple(Sent, (number, ring_id)))
         if sent:
             ring.update_aru()
             self.stats["mcast sent"] += sent
@@ -661,7 +675,13 @@ class Processor:
     def safe_bound(self, ring: RingOrdering) -> int:
         """Highest seq a safe message may be delivered at: every member held it at two
         successive token visits (protocol.md section 4.3)."""
-        return min(ring.my_aru, ring.my_last_aru, ring.my_prev_aru)
+        # Compares, not min(): compiled, min() of three ints boxes them for a generic call.
+        bound = ring.my_aru
+        if ring.my_last_aru < bound:
+            bound = ring.my_last_aru
+        if ring.my_prev_aru < bound:
+            bound = ring.my_prev_aru
+        return bound
 
     def deliver(self) -> None:
         """Deliver, in sequence order, every message the rules allow (section 4.3)."""

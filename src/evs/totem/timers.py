@@ -45,7 +45,12 @@ class Timers:
         return self._at.get(timer)
 
     def next_deadline(self) -> float | None:
-        return min(self._at.values()) if self._at else None
+        # A loop rather than min(): asked on every packet, and compiled it runs on C floats.
+        best: float | None = None
+        for at in self._at.values():
+            if best is None or at < best:
+                best = at
+        return best
 
     def pop_next_due(self, now: float) -> Timer | None:
         """Remove and return the earliest timer due at ``now`` (ties by name order), if any."""

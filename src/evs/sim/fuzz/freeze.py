@@ -54,7 +54,7 @@ _BLANKS: dict[type, Callable[[], object]] = {
     Processor: lambda: Processor(TotemConfig(), 1),
     MembershipState: lambda: MembershipState(1),
     Packer: lambda: Packer(1024),
-    _Assembly: lambda: _Assembly(0, None, Guarantee.AGREED),
+    _Assembly: lambda: _Assembly(0, None, 0, Guarantee.AGREED),
 }
 
 
