@@ -650,6 +650,8 @@ class Processor:
         me = self.nodeid
         cid = self.cluster_id
         events = self.events
+        new_tuple = _new_tuple
+        sent_cls = Sent
         while sent < allowed:
             item = packer.next_packet()
             if item is None:
@@ -664,7 +666,7 @@ class Processor:
             self.broadcast(data)
             sent += 1
             for number in completed:
-                events.append(_new_tuple(Sent, (number, ring_id)))
+                events.append(new_tuple(sent_cls, (number, ring_id)))
         if sent:
             ring.update_aru()
             self.stats["mcast sent"] += sent
@@ -675,13 +677,9 @@ class Processor:
     def safe_bound(self, ring: RingOrdering) -> int:
         """Highest seq a safe message may be delivered at: every member held it at two
         successive token visits (protocol.md section 4.3)."""
-        # Compares, not min(): compiled, min() of three ints boxes them for a generic call.
-        bound = ring.my_aru
-        if ring.my_last_aru < bound:
-            bound = ring.my_last_aru
-        if ring.my_prev_aru < bound:
-            bound = ring.my_prev_aru
-        return bound
+        # Two-argument min()s: compiled, those are compares; min() of three is a generic call.
+        bound = min(ring.my_aru, ring.my_last_aru)
+        return min(bound, ring.my_prev_aru)
 
     def deliver(self) -> None:
         """Deliver, in sequence order, every message the rules allow (section 4.3)."""
@@ -708,11 +706,12 @@ class Processor:
         seq = msg.seq
         # tuple.__new__ skips the named tuple's Python-level __new__ (0.18 -> 0.10 us a
         # delivery); the fields are the class's, in its order.
+        # Locals, not globals: compiled, each global is a module-dict lookup per delivery.
         append = self.events.append
+        new_tuple = _new_tuple
+        cls = Deliver
         for groups, data in self.unpacker.feed(sender, msg.payload, guarantee):
-            append(
-                _new_tuple(Deliver, (sender, groups, data, guarantee, ring_id, transitional, seq))
-            )
+            append(new_tuple(cls, (sender, groups, data, guarantee, ring_id, transitional, seq)))
 
     # ------------------------------------------------------------------ recovery decisions
 
