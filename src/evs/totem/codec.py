@@ -124,23 +124,33 @@ _GUARANTEES: Final = {int(g): g for g in Guarantee}
 Datagram: TypeAlias = bytes | bytearray | memoryview
 
 # Decoded ring ids are shared from a small memo: a processor sees one or two rings at a time,
-# and building a frozen RingId costs about a third of an mcast decode. Bounded, because the
-# ring ids come from the network.
-_RINGS: Final[dict[tuple[int, int], RingId]] = {}
+# and building a frozen RingId costs about a third of an mcast decode. Keyed by one integer
+# (seq above the 32-bit rep), which hashes without a tuple. Bounded, because the ring ids come
+# from the network.
+_RINGS: Final[dict[int, RingId]] = {}
 _RINGS_MAX: Final = 64
+#: The guarantee of each possible guarantee byte (None: not one), read by index.
+_GUARANTEE_OF_BYTE: Final[tuple[Guarantee | None, ...]] = tuple(
+    _GUARANTEES.get(b) for b in range(256)
+)
+#: Bound once: a method lookup per mcast decoded otherwise.
+_MCAST_UNPACK: Final = _MCAST.unpack_from
 
 
 def interned_ring_id(ring_id: RingId) -> RingId:
     """The one RingId object decoding hands out for this ring: a processor that holds it
     compares a packet's ring with ``is``, not field by field."""
-    key = (ring_id.seq, ring_id.rep)
-    return _RINGS.get(key) or _new_ring(ring_id.seq, ring_id.rep)
+    return _ring(ring_id.seq, ring_id.rep)
 
 
-def _new_ring(seq: int, rep: int) -> RingId:
+def _ring(seq: int, rep: int) -> RingId:
+    """The memo's RingId for (seq, rep); ``rep`` is a u32 from the wire."""
+    ring = _RINGS.get(seq << 32 | rep)
+    if ring is not None:
+        return ring
     if len(_RINGS) >= _RINGS_MAX:
         _RINGS.clear()
-    ring = _RINGS[seq, rep] = RingId(seq, rep)
+    ring = _RINGS[seq << 32 | rep] = RingId(seq, rep)
     return ring
 
 
@@ -213,7 +223,7 @@ def _truncated(n: int, need: int, what: str) -> DecodeError:
 def _decode_mcast(data: Datagram, cluster_id: int, inner: bool) -> Mcast:
     """Mcast with at least MCAST_HEADER_SIZE bytes; ``inner`` when inside an encapsulation."""
     # Typed, so compiled code compares C integers rather than boxed objects.
-    head: tuple[int, int, int, int, int, int, int, int, int, int, int] = _MCAST.unpack_from(data)
+    head: tuple[int, int, int, int, int, int, int, int, int, int, int] = _MCAST_UNPACK(data)
     (magic, version, _type, cid, sender, rep, rseq, seq, system_from, guarantee, encap) = head
     if magic != MAGIC or version != VERSION or cid != cluster_id:
         raise _header_error(magic, version, cid, cluster_id)
@@ -221,7 +231,7 @@ def _decode_mcast(data: Datagram, cluster_id: int, inner: bool) -> Mcast:
         raise DecodeError(
             DropReason.ZERO_NODEID, f"mcast sender {sender}, ring rep {rep}, from {system_from}"
         )
-    level = _GUARANTEES.get(guarantee)
+    level = _GUARANTEE_OF_BYTE[guarantee]
     if level is None:
         raise DecodeError(DropReason.BAD_GUARANTEE, f"guarantee byte {guarantee}")
     if (seq | rseq) >= SEQ_LIMIT:
@@ -230,7 +240,7 @@ def _decode_mcast(data: Datagram, cluster_id: int, inner: bool) -> Mcast:
         payload = (
             data[MCAST_HEADER_SIZE:] if isinstance(data, bytes) else bytes(data[MCAST_HEADER_SIZE:])
         )
-        ring = _RINGS.get((rseq, rep)) or _new_ring(rseq, rep)
+        ring = _ring(rseq, rep)
         # tuple.__new__ skips the named tuple's __new__, interpreted Python even when compiled.
         return _new_tuple(Mcast, (sender, ring, seq, system_from, level, payload, None))
     if encap != 1:
@@ -238,7 +248,7 @@ def _decode_mcast(data: Datagram, cluster_id: int, inner: bool) -> Mcast:
     if inner:
         raise DecodeError(DropReason.NESTED_ENCAPSULATION, "inner mcast is encapsulated too")
     wrapped = _decode_inner(data[MCAST_HEADER_SIZE:], cluster_id)
-    ring = _RINGS.get((rseq, rep)) or _new_ring(rseq, rep)
+    ring = _ring(rseq, rep)
     return Mcast(sender, ring, seq, system_from, level, b"", wrapped)
 
 
@@ -277,7 +287,7 @@ def _decode_token(data: Datagram, n: int, sender: int, cluster_id: int) -> OrfTo
         raise DecodeError(DropReason.BAD_FLAG, f"token retrans_flg byte {retrans}")
     if (rseq | token_seq | seq | aru) >= SEQ_LIMIT:
         raise _out_of_range("token", ring_seq=rseq, token_seq=token_seq, seq=seq, aru=aru)
-    ring = _RINGS.get((rseq, rep)) or _new_ring(rseq, rep)
+    ring = _ring(rseq, rep)
     rtr: list[RtrEntry] = []
     if count:
         for erep, eseq, mseq in _RTR.iter_unpack(data[_TOKEN_END:]):
@@ -286,7 +296,7 @@ def _decode_token(data: Datagram, n: int, sender: int, cluster_id: int) -> OrfTo
             if erep == rep and eseq == rseq:
                 rtr.append(RtrEntry(ring, mseq))
             elif erep:
-                rtr.append(RtrEntry(_RINGS.get((eseq, erep)) or _new_ring(eseq, erep), mseq))
+                rtr.append(RtrEntry(_ring(eseq, erep), mseq))
             else:
                 raise DecodeError(DropReason.ZERO_NODEID, "rtr entry ring rep is 0")
     return OrfToken(sender, ring, token_seq, seq, aru, aru_addr, backlog, fcc, retrans == 1, rtr)
