@@ -616,3 +616,47 @@ def test_the_largest_legal_message_is_reassembled_not_dropped() -> None:
     unpacker = Unpacker(max_message_size=4000, max_groups=3, max_group_name=5)
     assert feed_all(unpacker, drain(packer)) == [(tuple(groups), data)]
     assert unpacker.drops == {}
+
+
+@pytest.mark.parametrize("count", [1, 4, 5, 13])
+def test_length_tables_of_any_count_are_checked_alike(count: int) -> None:
+    """Short tables are read in a loop and long ones with a struct (the faster of each): both
+    must refuse the same packets for the same reasons, and parse the same good ones."""
+    items = [GOOD] * count
+    assert Unpacker().feed(1, raw(items), AGREED) == [((b"g",), b"data")] * count
+    for bad, reason in (
+        (raw([*items[:-1], b""]), "empty_item"),
+        (raw(items) + b"x", "trailing_bytes"),
+        (raw(items)[:-1], "truncated"),
+        (raw(items)[: HEADER_SIZE + 2 * count - 1], "truncated"),  # the table itself cut
+    ):
+        unpacker = Unpacker()
+        assert unpacker.feed(1, bad, AGREED) == []
+        assert unpacker.drops == {reason: 1}
+
+
+def test_a_fragment_with_an_empty_group_name_is_dropped_when_complete() -> None:
+    unpacker = Unpacker()
+    assert unpacker.feed(1, raw([b"\x01\x00abc"], fragmented=3), AGREED) == []
+    assert unpacker.feed(1, raw([b"tail", GOOD], continues=3), AGREED) == []
+    assert unpacker.drops == {"bad_groups": 1}
+    assert unpacker.pending_bytes(1) == 0
+
+
+def test_messages_that_straddle_packets_keep_their_own_groups() -> None:
+    """Every packet completes one message and starts the next: the assembly carried from one
+    message to the next must take nothing of the last one (its groups above all), whether
+    the next one's group header fits its first fragment or not."""
+    packer = Packer(300, queue_bytes_max=1 << 30)
+    sent = []
+    for i in range(60):
+        groups = ([b"a"], [b"bb"], [b"x", b"yy"], [b"g" * 40])[i % 4]
+        data = pattern(170 + 37 * (i % 5), i)
+        packer.submit(groups, data, AGREED if i % 7 else SAFE)
+        sent.append((tuple(groups), data))
+    packets = drain(packer)
+    assert sum(1 for p, _, _ in packets if header(p)[3] and header(p)[4]) > 20  # straddles
+    unpacker = Unpacker()
+    assert feed_all(unpacker, packets) == sent
+    assert unpacker.drops == {}
+    assert unpacker.pending_bytes(1) == 0
