@@ -93,6 +93,18 @@ def _length_table(count: int) -> struct.Struct:
     return table
 
 
+_PACKET_HEADS: Final[dict[int, struct.Struct]] = {}
+
+
+def _packet_head(count: int) -> struct.Struct:
+    """The struct of a packet's header and its table of ``count`` lengths, packed in one
+    call; ``count`` is at most a packet's room over 3 (our own packets only)."""
+    head = _PACKET_HEADS.get(count)
+    if head is None:
+        head = _PACKET_HEADS[count] = struct.Struct(f"{_HEADER.format}{count}H")
+    return head
+
+
 def _room(payload_max: int) -> int:
     """Bytes of a packet left for the length table and items."""
     if not _MIN_PAYLOAD <= payload_max <= _MAX_PAYLOAD:
@@ -325,8 +337,10 @@ class Packer:
         offset = self._head_offset
         number = self._head_number
         first_number = number
-        # Slots 0 and 1 receive the header and the length table once the items are known.
-        parts: list[bytes | memoryview] = [b"", b""]
+        # Slot 0 receives the header and the length table once the items are known. Pieces
+        # of a message are bytes slices: a copy of at most a packet, cheaper than the two
+        # memoryview objects a view takes.
+        parts: list[bytes] = [b""]
         lengths: list[int] = []
         sent = 0
         fragment = 0
@@ -335,7 +349,7 @@ class Packer:
             size = len(item) - offset
             room -= _SLOT
             if size <= room:
-                parts.append(memoryview(item)[offset:] if offset else item)
+                parts.append(item[offset:] if offset else item)
                 lengths.append(size)
                 sent += size
                 room -= size
@@ -349,15 +363,16 @@ class Packer:
                 if room <= _SLOT:
                     break
             else:
-                parts.append(memoryview(item)[offset : offset + room])
+                parts.append(item[offset : offset + room])
                 lengths.append(room)
                 sent += room
                 offset += room
                 fragment = self._next_fragment
                 self._next_fragment = fragment % 255 + 1
                 break
-        parts[0] = _HEADER.pack(FORMAT_VERSION, 0, len(lengths), self._continues, fragment)
-        parts[1] = _length_table(len(lengths)).pack(*lengths)
+        parts[0] = _packet_head(len(lengths)).pack(
+            FORMAT_VERSION, 0, len(lengths), self._continues, fragment, *lengths
+        )
         self._continues = fragment
         self._head_offset = offset
         self._head_number = number
