@@ -99,13 +99,17 @@ class ServiceHeader:
         """The header at the start of ``data``; None if it is not a valid one."""
         if len(data) < _HEADER.size:
             return None
-        version, flags, pid, incarnation, counter = _HEADER.unpack_from(data)
+        # Typed: compiled, the compares below are on C integers.
+        head: tuple[int, int, int, int, int] = _HEADER_UNPACK(data)
+        version, flags, pid, incarnation, counter = head
         if version != _VERSION or flags:
             return None
         return cls(pid, incarnation, counter)
 
 
 SIZE: Final = _HEADER.size
+#: Bound once: a method lookup per delivered message otherwise.
+_HEADER_UNPACK: Final = _HEADER.unpack_from
 
 #: A core event as the trace needs it: the event, its message id and guarantee (if any).
 Traced = tuple[CoreEvent, str | None, Guarantee | None]
@@ -336,12 +340,23 @@ class EvsService:
             if not names:
                 raise InvalidArgument("this handle has joined no group: join one, or name groups")
         elif type(groups) is tuple:
-            # A decoded frame's list: remembered if it is one plain name (evs.types).
-            names = _group_names_seen(
-                groups,
-                self._names_seen,
-                name_max=GROUP_NAME_MAX,
-                count_max=GROUPS_PER_HANDLE_MAX,
+            # A decoded frame's list: remembered if it is one plain name (evs.types). The
+            # memo is read here first: compiled, that saves a call into interpreted code per
+            # message.
+            known = (
+                self._names_seen.get(groups[0])
+                if len(groups) == 1 and type(groups[0]) is bytes
+                else None
+            )
+            names = (
+                known
+                if known is not None
+                else _group_names_seen(
+                    groups,
+                    self._names_seen,
+                    name_max=GROUP_NAME_MAX,
+                    count_max=GROUPS_PER_HANDLE_MAX,
+                )
             )
         else:
             names = group_names(groups)
@@ -356,7 +371,7 @@ class EvsService:
                 guarantee = Guarantee(guarantee)
             except ValueError:
                 raise InvalidArgument(f"unknown guarantee {guarantee!r}") from None
-        return names, bytes(data), guarantee
+        return names, data if type(data) is bytes else bytes(data), guarantee
 
     def submit_checked(
         self,
@@ -448,7 +463,9 @@ class EvsService:
         if len(data) < SIZE:
             self.counters["foreign messages dropped"] += 1
             return None
-        version, flags, pid, incarnation, counter = _HEADER.unpack_from(data)
+        # Typed: compiled, the compares below are on C integers.
+        head: tuple[int, int, int, int, int] = _HEADER_UNPACK(data)
+        version, flags, pid, incarnation, counter = head
         if version != _VERSION or flags:
             internal = self.internal
             if version == _VERSION and flags == FLAG_INTERNAL and internal is not None:
