@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 
 import pytest
 
@@ -660,3 +661,24 @@ def test_messages_that_straddle_packets_keep_their_own_groups() -> None:
     assert feed_all(unpacker, packets) == sent
     assert unpacker.drops == {}
     assert unpacker.pending_bytes(1) == 0
+
+
+def test_a_chain_of_tiny_fragments_holds_about_the_bytes_it_counts() -> None:
+    """A hostile sender may cut a message into 2-byte fragments: the reassembly must hold
+    about the bytes its limit counts, not an object (40-odd bytes) per fragment."""
+    unpacker = Unpacker(max_message_size=100_000, max_groups=1, max_group_name=1)
+    limit = 100_000 + 1 + 1 * (1 + 1)
+    tracemalloc.start()
+    try:
+        unpacker.feed(7, raw([b"\x01\x01a"], fragmented=1), AGREED)
+        fragment = 1
+        while unpacker.pending_bytes(7) + 2 <= limit:
+            following = fragment % 255 + 1
+            unpacker.feed(7, raw([b"xy"], continues=fragment, fragmented=following), AGREED)
+            fragment = following
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert unpacker.pending_bytes(7) > limit - 2
+    assert not unpacker.drops
+    assert held < 2 * limit, f"{held} bytes held for a {limit}-byte reassembly"

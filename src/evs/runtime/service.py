@@ -44,7 +44,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 from evs.errors import InvalidArgument, TryAgain
 from evs.totem.events import CoreEvent, Deliver, Sent
@@ -339,15 +339,14 @@ class EvsService:
             names = h.joined_names
             if not names:
                 raise InvalidArgument("this handle has joined no group: join one, or name groups")
-        elif type(groups) is tuple:
+        elif type(given := cast(object, groups)) is tuple:
             # A decoded frame's list: remembered if it is one plain name (evs.types). The
             # memo is read here first: compiled, that saves a call into interpreted code per
-            # message.
-            known = (
-                self._names_seen.get(groups[0])
-                if len(groups) == 1 and type(groups[0]) is bytes
-                else None
-            )
+            # message. Through ``given`` (an object): compiled, a tuple typed by its items
+            # would be checked item by item, refusing a bytearray name with a TypeError
+            # where the contract says InvalidArgument.
+            first = given[0] if len(given) == 1 else None
+            known = self._names_seen.get(first) if type(first) is bytes else None
             names = (
                 known
                 if known is not None
