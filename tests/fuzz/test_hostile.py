@@ -257,7 +257,14 @@ def test_a_slow_call_is_reported(corpus: Corpus, monkeypatch: pytest.MonkeyPatch
 
     plant(monkeypatch, membership, "on_merge_detect", slow)
     report = fuzz(5, 2 * ROUND, corpus=corpus, watchdog_s=WATCHDOG_S, slow_s=0.1)
-    assert report.failure_counts["slow"] == 1
+    # The planted call is reported, once. The limit is wall-clock time: at the end of the
+    # whole suite on two busy cores another call now and then crosses 0.1 s too (a collection
+    # of the test process's large heap), which is reported as it should be, with its own time.
+    slow_reports = [f for f in report.failures if f.kind == "slow"]
+    planted = [f for f in slow_reports if float(f.detail.split()[1]) >= 0.25]
+    assert len(planted) == 1, [f.render() for f in slow_reports]
+    assert planted[0].call == "receive"
+    assert report.failure_counts["slow"] == len(slow_reports) <= 2
     assert report.slowest_ms >= 250.0
 
 

@@ -96,6 +96,8 @@ _CODE: Final = struct.Struct("!H")
 _MEMBERSHIP: Final = struct.Struct("!IQIH")
 _DELIVER: Final = struct.Struct("!IIB")
 _DELIVER_SIZE: Final = 9  # _DELIVER.size, a constant the compiled build folds in
+#: Bound once: a method lookup per delivery a client decodes otherwise.
+_DELIVER_UNPACK: Final = _DELIVER.unpack_from
 _CONFCHG: Final = struct.Struct("!QIBHHH")
 _U32: Final = struct.Struct("!I")
 
@@ -603,7 +605,8 @@ class _DeliverySink(_FrameSink):
         head = start + _DELIVER_SIZE
         if head > end:
             raise FrameError("frame ends inside DeliverNote")
-        nodeid, pid, g = _DELIVER.unpack_from(buf, start)
+        fields: tuple[int, int, int] = _DELIVER_UNPACK(buf, start)  # typed: C integers
+        nodeid, pid, g = fields
         guarantee = _GUARANTEE_OF.get(g)
         if guarantee is None:
             raise FrameError(f"unknown guarantee {g}")
@@ -743,7 +746,9 @@ class FrameDecoder:
         view = memoryview(buf)  # released before returning: feed() resizes the buffer
         try:
             while size - pos >= header_size:
-                length, frame_kind, rid = unpack_header(buf, pos)
+                # Typed: compiled, the compares below are on C integers, not objects.
+                head: tuple[int, int, int] = unpack_header(buf, pos)
+                length, frame_kind, rid = head
                 if length > frame_max or length < shortest:
                     view.release()  # _fail() clears the buffer: no view may be left on it
                     self._pos = pos
