@@ -145,12 +145,13 @@ def interned_ring_id(ring_id: RingId) -> RingId:
 
 def _ring(seq: int, rep: int) -> RingId:
     """The memo's RingId for (seq, rep); ``rep`` is a u32 from the wire."""
-    ring = _RINGS.get(seq << 32 | rep)
+    key = seq << 32 | rep
+    ring = _RINGS.get(key)
     if ring is not None:
         return ring
     if len(_RINGS) >= _RINGS_MAX:
         _RINGS.clear()
-    ring = _RINGS[seq << 32 | rep] = RingId(seq, rep)
+    ring = _RINGS[key] = RingId(seq, rep)
     return ring
 
 

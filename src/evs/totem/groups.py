@@ -584,11 +584,11 @@ class Unpacker:
                     if assembly.size + length > self._limit:
                         return self._drop(originator, OVERSIZE)
                     piece = data[position : position + length]
-                    tail = pieces[-1]
                     if last == 0 and fragmented and length < _SMALL_PIECE:
                         # A small piece in mid-message (only a hostile or oddly configured
                         # sender cuts those): appended to a bytearray, not kept as an object
                         # of its own, so what we hold stays near ``size``, not 40 bytes a piece.
+                        tail = pieces[-1]
                         if type(tail) is bytearray:
                             tail += piece
                         else:

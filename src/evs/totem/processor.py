@@ -661,7 +661,7 @@ class Processor:
             tok.seq = seq
             data = encode_mcast(me, ring_id, seq, me, guarantee, payload, cid)
             # tuple.__new__: a named tuple's own __new__ is interpreted Python, even compiled.
-            rq[seq] = (_new_tuple(Mcast, (me, ring_id, seq, me, guarantee, payload, None)), data)
+            rq[seq] = (new_tuple(Mcast, (me, ring_id, seq, me, guarantee, payload, None)), data)
             ring.my_high_seq_received = seq
             self.broadcast(data)
             sent += 1
