@@ -8,16 +8,10 @@ nothing and its node's receiver is the one that sees its messages come back. A *
 joins the group, waits for the regular configuration with every node, and then reads events
 with ``Client.events``.
 
-A payload is ``HEADER`` (magic, sender node id, per-sender sequence number, send time from
-CLOCK_MONOTONIC in ns, a CRC-32 of those 24 bytes) followed by a body that is one of
-``BODIES`` pseudo-random blocks picked by the sequence number. The receiver checks
-everything about each message (``Verifier``): the header's CRC, that the header names the node
-the executive says sent it, that the sequence number is the next one of that sender (no gap,
-no duplicate, FIFO), and that the body is the expected block, byte for byte (a ``memcmp``,
-cheaper than a checksum and stronger). It folds (sender, seq) of every delivery into a chained
-64-bit hash; equal hashes and counts at every receiver mean the same total order. All
-processes run on one machine, so CLOCK_MONOTONIC is one clock and send-to-deliver latency is
-the receiver's clock minus the stamp.
+What a payload holds and what a receiver checks about each message is in
+``evs.cli._bench_verify`` (the per-message work, compiled in the compiled build as cpgbench's
+is C). All processes run on one machine, so CLOCK_MONOTONIC is one clock and send-to-deliver
+latency is the receiver's clock minus the stamp.
 
 The coordinator talks to each process over a ``multiprocessing`` pipe (small tuples) and
 reads live counts from a shared array for its progress line.
@@ -26,15 +20,22 @@ reads live counts from a shared array for its progress line.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import random
-import struct
 import time
-import zlib
 from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from evs.cli._bench_verify import (
+    BODIES,
+    HEADER,
+    MAGIC,
+    MIN_SIZE,
+    ORDER_BLOCK,
+    Payloads,
+    Reading,
+    Verifier,
+)
 
 __all__ = [
     "BODIES",
@@ -51,25 +52,6 @@ __all__ = [
     "sender_main",
 ]
 
-#: "EVB1": a payload of this benchmark.
-MAGIC = 0x45564231
-_HEAD = struct.Struct("<IIQQ")
-_CRC = struct.Struct("<I")
-#: magic, sender node id, sequence number, CLOCK_MONOTONIC ns at send, CRC-32 of the 24 above.
-HEADER = struct.Struct("<IIQQI")
-#: The smallest payload: a header and a few body bytes.
-MIN_SIZE = HEADER.size + 4
-#: Distinct bodies per size; a message carries ``seq % BODIES``.
-BODIES = 16
-#: A sender id is the node id in the low 16 bits and the sending client's index on that node
-#: above (``--sender-clients``); each such stream has its own sequence numbers.
-_NODE_MASK = 0xFFFF
-#: Entries (two per delivery: sender, seq) per block of the order hash (Verifier).
-ORDER_BLOCK = 8192
-#: The order hash of no delivery at all.
-_EMPTY_DIGEST = hashlib.blake2b(digest_size=8).digest()
-#: Violations kept word for word per receiver (all are counted).
-VIOLATIONS_KEPT = 10
 #: A sender waits at most this long for room in its send window (``--count`` runs) ...
 SEND_TIMEOUT_S = 30.0
 #: ... and in a timed run at most this long past the end of sending.
@@ -78,126 +60,6 @@ SEND_GRACE_S = 5.0
 #: changed, three times its longest pause between deliveries when that is longer: a slow but
 #: working ring) stops waiting.
 DRAIN_IDLE_S = 10.0
-
-
-class Payloads:
-    """The deterministic bodies of one message size, shared by senders and receivers."""
-
-    def __init__(self, size: int) -> None:
-        if size < MIN_SIZE:
-            raise ValueError(f"message size {size} is below the minimum of {MIN_SIZE} bytes")
-        self.size = size
-        rnd = random.Random(size)
-        tail = size - HEADER.size
-        #: Full-size blocks whose first HEADER.size bytes are zero: a receiver compares with
-        #: ``data.endswith(block[HEADER.size:])`` without copying.
-        self.tails = [rnd.randbytes(tail) for _ in range(BODIES)]
-
-    def make(self, sender: int, seq: int, ts_ns: int) -> bytes:
-        """The payload of message ``seq`` of ``sender`` stamped ``ts_ns``."""
-        head = _HEAD.pack(MAGIC, sender, seq, ts_ns)
-        return head + _CRC.pack(zlib.crc32(head)) + self.tails[seq % BODIES]
-
-
-@dataclass(slots=True)
-class Verifier:
-    """Checks one receiver's delivery stream (see the module docstring).
-
-    ``check`` returns the send stamp of a good message, or -1 after recording a violation. A
-    receiver that found a violation keeps checking (so the count is complete) but its order
-    hash no longer means anything.
-
-    The order hash is folded in blocks: ``check`` appends sender and seq to an array and each
-    full block (``ORDER_BLOCK`` entries) goes into a BLAKE2b chain, so a delivery costs an
-    append rather than a 64-bit multiply on Python integers (this process's CPU competes with
-    the executives' on a small machine).
-    """
-
-    size: int
-    next_seq: dict[int, int] = field(default_factory=dict)
-    total: int = 0
-    violation_count: int = 0
-    violations: list[str] = field(default_factory=list)
-    _tails: list[bytes] = field(init=False, repr=False)
-    _order: array[int] = field(init=False, repr=False)
-    _chain: bytes = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._tails = Payloads(self.size).tails
-        self._order = array("Q")
-        self._chain = b""
-
-    @property
-    def order_hash(self) -> int:
-        """A 64-bit digest of every (sender, seq) delivered so far, in order. Reading it
-        changes nothing: the blocks stay where they are, so equal streams give equal hashes
-        however often each receiver looked."""
-        return int.from_bytes(self._linked() or _EMPTY_DIGEST, "big")
-
-    def _linked(self) -> bytes:
-        """The chain with the entries not yet folded linked in (the chain itself if none)."""
-        if not self._order:
-            return self._chain
-        return hashlib.blake2b(self._chain + self._order.tobytes(), digest_size=8).digest()
-
-    def _fold(self) -> None:
-        self._chain = self._linked()
-        del self._order[:]
-
-    def violation(self, text: str) -> None:
-        self.violation_count += 1
-        if len(self.violations) < VIOLATIONS_KEPT:
-            self.violations.append(text)
-
-    def check(self, nodeid: int, data: bytes) -> int:
-        """Verify one delivery from executive ``nodeid``; returns its send stamp or -1."""
-        self.total += 1
-        n = self.total
-        if len(data) != self.size:
-            self.violation(f"delivery {n}: {len(data)} bytes, expected {self.size}")
-            return -1
-        magic, sender, seq, ts, crc = HEADER.unpack_from(data)
-        if magic != MAGIC or zlib.crc32(data[:24]) != crc:
-            self.violation(f"delivery {n}: header corrupted (magic or CRC wrong)")
-            return -1
-        if sender & _NODE_MASK != nodeid:
-            self.violation(
-                f"delivery {n}: the header says sender {sender}, the executive says {nodeid}"
-            )
-            return -1
-        next_seq = self.next_seq
-        want = next_seq.get(sender, 0)
-        if seq != want:
-            kind = "a duplicate or reordering" if seq < want else "a gap"
-            self.violation(
-                f"delivery {n}: sender {sender} seq {seq}, expected {want} ({kind}; FIFO broken)"
-            )
-            if seq > want:
-                next_seq[sender] = seq + 1
-            return -1
-        next_seq[sender] = seq + 1
-        if not data.endswith(self._tails[seq % BODIES]):
-            self.violation(f"delivery {n}: sender {sender} seq {seq}: body corrupted")
-            return -1
-        order = self._order
-        order.append(sender)
-        order.append(seq)
-        if len(order) >= ORDER_BLOCK:
-            self._fold()
-        return ts  # type: ignore[no-any-return]
-
-    def missing(self, sent: dict[int, int]) -> dict[int, int]:
-        """Messages each sender sent that this receiver has not delivered (sender -> count)."""
-        return {
-            s: n - self.next_seq.get(s, 0) for s, n in sent.items() if self.next_seq.get(s, 0) < n
-        }
-
-    def finish(self, sent: dict[int, int]) -> None:
-        """Record as violations the messages that never came and senders nobody announced."""
-        for s, k in sorted(self.missing(sent).items()):
-            self.violation(f"sender {s}: {k} of its {sent[s]} messages never delivered")
-        for s in sorted(set(self.next_seq) - set(sent)):
-            self.violation(f"deliveries from node {s}, which was not a sender")
 
 
 def compare_orders(results: Iterable[dict[str, Any]]) -> list[str]:
@@ -387,43 +249,22 @@ def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
         _, w0, w1 = msg
         w0_ns, w1_ns = int(w0 * 1e9), int(w1 * 1e9) if w1 else 1 << 62
         ver = Verifier(size)
-        check = ver.check
-        lat = array("q")
-        add_lat = lat.append
-        now = time.monotonic_ns
-        win_msgs = 0
-        first_ns = last_ns = 0
-        confchg: list[str] = []
+        reading = Reading(ver, w0_ns, w1_ns, time.monotonic_ns)
+        confchg = reading.other
         sent: dict[int, int] | None = None
         stop_at: float | None = None
         stopped = ""
         last_delivery, last_total, longest_pause = time.monotonic(), 0, 0.0
-        delivery_type = evs.Delivery
+
+        def enough() -> bool:
+            """Asked every 256 events: everything came, or the coordinator wrote."""
+            return (sent is not None and not ver.missing(sent)) or conn.poll()
+
         cpu0 = time.process_time()
         prof = _profiled(profile_path)
         try:
             while True:
-                for k, ev in enumerate(client.events(timeout=0.05), 1):
-                    t = now()
-                    if type(ev) is delivery_type:
-                        ts = check(ev.nodeid, ev.data)
-                        if w0_ns <= t < w1_ns:
-                            win_msgs += 1
-                            if not first_ns:
-                                first_ns = t
-                            last_ns = t
-                            if ts >= 0:
-                                add_lat(t - ts)
-                    else:
-                        confchg.append(str(ev))
-                    if k & 31 == 0:
-                        counter[slot] = ver.total  # the progress line's live count
-                    if k & 255 == 0:
-                        if sent is not None and not ver.missing(sent):
-                            break
-                        if conn.poll():
-                            break
-                counter[slot] = ver.total
+                reading.take(client.events(timeout=0.05), counter, slot, enough)
                 mono = time.monotonic()
                 if ver.total != last_total:
                     if last_total:
@@ -461,15 +302,15 @@ def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
             ver.finish(sent)
         for text in confchg:
             ver.violation(f"node {client.nodeid}: configuration changed during the run: {text}")
-        lat_sorted = array("q", sorted(lat))
+        lat_sorted = array("q", sorted(reading.lat))
         conn.send(
             (
                 "result",
                 {
                     "nodeid": client.nodeid,
-                    "window_msgs": win_msgs,
-                    "first_ns": first_ns,
-                    "last_ns": last_ns,
+                    "window_msgs": reading.win_msgs,
+                    "first_ns": reading.first_ns,
+                    "last_ns": reading.last_ns,
                     "total": ver.total,
                     "order_hash": ver.order_hash,
                     "violation_count": ver.violation_count,
