@@ -21,14 +21,17 @@ the latency samples.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import struct
+import time
 import zlib
 from array import array
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from evs.errors import TryAgain
 from evs.types import Delivery
 
 __all__ = [
@@ -37,9 +40,12 @@ __all__ = [
     "MAGIC",
     "MIN_SIZE",
     "ORDER_BLOCK",
+    "SEND_GRACE_S",
+    "SEND_TIMEOUT_S",
     "VIOLATIONS_KEPT",
     "Payloads",
     "Reading",
+    "Sending",
     "Verifier",
 ]
 
@@ -64,6 +70,10 @@ ORDER_BLOCK: Final = 8192
 _EMPTY_DIGEST: Final = hashlib.blake2b(digest_size=8).digest()
 #: Violations kept word for word per receiver (all are counted).
 VIOLATIONS_KEPT: Final = 10
+#: A sender waits at most this long for room in its send window (``--count`` runs) ...
+SEND_TIMEOUT_S: Final = 30.0
+#: ... and in a timed run at most this long past the end of sending.
+SEND_GRACE_S: Final = 5.0
 
 
 class Payloads:
@@ -231,3 +241,81 @@ class Reading:
             if k & 255 == 0 and stop():
                 break
         counter[slot] = ver.total
+
+
+class Sending:
+    """A sender's loop: ``run`` multicasts payloads of ``sender`` until ``stop_ns`` or
+    ``limit`` messages, each stamped with its send time.
+
+    Paced (``interval_ns``): message k is due at ``start_ns + k * interval_ns``, with no
+    catching up in bursts after a stall. With ``per_batch`` > 0, that many messages at a time
+    are sent inside ``batch()`` (``Client.batch``). A send blocks while the window is full, but
+    not much past the end: a ring that stopped taking messages ends the run in bounded time,
+    and ``stalled`` says why the sender stopped early."""
+
+    def __init__(
+        self,
+        mcast: Callable[..., None],
+        groups: list[str],
+        payloads: Payloads,
+        *,
+        sender: int,
+        now: Callable[[], int],
+        who: str,
+    ) -> None:
+        self._mcast = mcast
+        self._who = who
+        self._groups = groups
+        self._payloads = payloads
+        self._now = now
+        self.sender = sender
+        #: Messages sent, and the time spent in the loop on them, ns.
+        self.seq = 0
+        self.busy_ns = 0
+        self.stalled = ""
+
+    def run(
+        self,
+        start_ns: int,
+        stop_ns: int,
+        *,
+        limit: int,
+        interval_ns: int,
+        per_batch: int,
+        batch: Callable[[], contextlib.AbstractContextManager[None]],
+    ) -> None:
+        mcast, groups, payloads, now, me = (
+            self._mcast,
+            self._groups,
+            self._payloads,
+            self._now,
+            self.sender,
+        )
+        due_ns = start_ns
+        done = False
+        while not done and self.seq < limit:
+            with batch() if per_batch else contextlib.nullcontext():
+                for _ in range(min(per_batch or 1, limit - self.seq)):
+                    t: int = now()
+                    if interval_ns:
+                        if due_ns > t:
+                            time.sleep((due_ns - t) / 1e9)  # pacing, not synchronisation
+                            t = now()
+                        due_ns = max(due_ns + interval_ns, t)
+                    if t >= stop_ns:
+                        done = True
+                        break
+                    wait = min(SEND_TIMEOUT_S, (stop_ns - t) / 1e9 + SEND_GRACE_S)
+                    try:
+                        mcast(groups, payloads.make(me, self.seq, t), timeout=wait)
+                    except TryAgain:
+                        # Not sent (the window stayed full): stop, and say why.
+                        self.stalled = (
+                            f"{self._who}: its send window had no room for {wait:.1f} s after "
+                            f"{self.seq} messages (the ring took nothing from it, or too "
+                            "little); it stopped sending"
+                        )
+                        done = True
+                        break
+                    self.seq += 1
+                    self.busy_ns += now() - t

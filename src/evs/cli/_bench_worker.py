@@ -19,7 +19,6 @@ reads live counts from a shared array for its progress line.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from array import array
 from collections.abc import Iterable
@@ -32,8 +31,11 @@ from evs.cli._bench_verify import (
     MAGIC,
     MIN_SIZE,
     ORDER_BLOCK,
+    SEND_GRACE_S,
+    SEND_TIMEOUT_S,
     Payloads,
     Reading,
+    Sending,
     Verifier,
 )
 
@@ -43,6 +45,8 @@ __all__ = [
     "MAGIC",
     "MIN_SIZE",
     "ORDER_BLOCK",
+    "SEND_GRACE_S",
+    "SEND_TIMEOUT_S",
     "ClientSpec",
     "Payloads",
     "Verifier",
@@ -52,10 +56,6 @@ __all__ = [
     "sender_main",
 ]
 
-#: A sender waits at most this long for room in its send window (``--count`` runs) ...
-SEND_TIMEOUT_S = 30.0
-#: ... and in a timed run at most this long past the end of sending.
-SEND_GRACE_S = 5.0
 #: A draining receiver that delivered nothing for this long (or, while its ring has not
 #: changed, three times its longest pause between deliveries when that is longer: a slow but
 #: working ring) stops waiting.
@@ -150,62 +150,51 @@ def sender_main(conn: _Conn, spec: ClientSpec) -> None:
         _, t0, t_stop, count = msg
         time.sleep(max(0.0, t0 - time.monotonic()))
         me = client.nodeid | spec.stream << 16
-        groups = [group]
-        make = payloads.make
-        mcast = client.mcast_groups
-        now = time.monotonic_ns
+        sending = Sending(
+            client.mcast_groups,
+            [group],
+            payloads,
+            sender=me,
+            now=time.monotonic_ns,
+            who=f"sender {me} on node {client.nodeid}",
+        )
         stop_ns = int(t_stop * 1e9)
         limit = count if count else 1 << 62
-        seq = 0
-        busy_ns = 0
-        stalled = ""
         # Paced: message k is due at t0 + k / rate (no catching up in bursts after a stall).
         interval_ns = int(1e9 / spec.rate) if spec.rate else 0
-        due_ns = int(t0 * 1e9)
         cpu0 = time.process_time()
         prof = _profiled(profile_path)
-        # With --batch, N messages at a time are written together (Client.batch).
-        batching = client.batch if spec.batch else contextlib.nullcontext
-        per_batch = spec.batch or 1
-        done = False
         try:
-            while not done and seq < limit:
-                with batching():
-                    for _ in range(min(per_batch, limit - seq)):
-                        t = now()
-                        if interval_ns:
-                            if due_ns > t:
-                                time.sleep((due_ns - t) / 1e9)  # pacing, not synchronisation
-                                t = now()
-                            due_ns = max(due_ns + interval_ns, t)
-                        if t >= stop_ns:
-                            done = True
-                            break
-                        # A send blocks while the window is full; it may not hold the sender
-                        # much past the end, so a ring that stopped taking messages ends the
-                        # run in bounded time.
-                        wait = min(SEND_TIMEOUT_S, (stop_ns - t) / 1e9 + SEND_GRACE_S)
-                        try:
-                            mcast(groups, make(me, seq, t), timeout=wait)
-                        except evs.TryAgain:
-                            # Not sent (the window stayed full): stop, and say why.
-                            stalled = (
-                                f"sender {me} on node {client.nodeid}: its send window had no "
-                                f"room for {wait:.1f} s after {seq} messages (the ring took "
-                                "nothing from it, or too little); it stopped sending"
-                            )
-                            done = True
-                            break
-                        seq += 1
-                        busy_ns += now() - t
+            # With --batch, N messages at a time are written together (Client.batch).
+            sending.run(
+                int(t0 * 1e9),
+                stop_ns,
+                limit=limit,
+                interval_ns=interval_ns,
+                per_batch=spec.batch,
+                batch=client.batch,
+            )
         except evs.EvsError as exc:
             _dump(prof, profile_path)
             conn.send(
-                ("error", f"sender {me} on node {client.nodeid} failed after {seq} messages: {exc}")
+                (
+                    "error",
+                    f"sender {me} on node {client.nodeid} failed after {sending.seq} "
+                    f"messages: {exc}",
+                )
             )
             return
         _dump(prof, profile_path)
-        conn.send(("sent", me, seq, busy_ns / 1e9, time.process_time() - cpu0, stalled))
+        conn.send(
+            (
+                "sent",
+                me,
+                sending.seq,
+                sending.busy_ns / 1e9,
+                time.process_time() - cpu0,
+                sending.stalled,
+            )
+        )
 
 
 def receiver_main(conn: _Conn, spec: ClientSpec, counter: Any) -> None:
