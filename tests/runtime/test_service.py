@@ -256,7 +256,8 @@ def test_take_encoded_stops_at_the_budget_and_keeps_the_byte_count() -> None:
     full = h.queued_bytes
     out: list[bytes] = [b"before"]
     # 100-byte frames, budget 150: the second frame crosses it, and the taking stops there.
-    added = h.take_encoded(lambda ev: bytes(100) if isinstance(ev, Delivery) else b"", 150, out)
+    # A delivery reaches the encoder as its queued fields (QueuedDelivery), not a Delivery.
+    added = h.take_encoded(lambda ev: bytes(100) if isinstance(ev, tuple) else b"", 150, out)
     assert added == 200
     assert len(out) == 3
     assert out[0] == b"before"
@@ -278,10 +279,12 @@ def test_take_encoded_drops_only_the_event_its_encoder_refuses() -> None:
         s.feed([deliver_of(core, i)])
 
     def encode(ev: object) -> bytes:
-        assert isinstance(ev, Delivery)
-        if ev.data == bytes([1]):
+        assert isinstance(ev, tuple)  # a QueuedDelivery: Delivery's fields in its order
+        data = ev[3]
+        assert isinstance(data, bytes)
+        if data == bytes([1]):
             raise ValueError("refused")
-        return ev.data
+        return data
 
     out: list[bytes] = []
     with pytest.raises(ValueError, match="refused"):

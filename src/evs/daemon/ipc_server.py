@@ -50,7 +50,14 @@ from pathlib import Path
 from typing import Any, Final, Protocol, cast
 
 from evs.errors import EvsError, InvalidArgument
-from evs.ipc.codec import DATA_MAX, FrameDecoder, FrameError, encode, encode_delivery
+from evs.ipc.codec import (
+    DATA_MAX,
+    FrameDecoder,
+    FrameError,
+    encode,
+    encode_delivery,
+    encode_delivery_fields,
+)
 from evs.ipc.messages import (
     IPC_VERSION,
     ConfChgNote,
@@ -76,8 +83,8 @@ from evs.ipc.messages import (
     mcast_cost,
 )
 from evs.runtime.send_window import SendWindows
-from evs.runtime.service import GROUP_NAME_MAX, GROUPS_PER_HANDLE_MAX, EvsService, Handle
-from evs.types import Delivery, Event, Guarantee
+from evs.runtime.service import GROUP_NAME_MAX, GROUPS_PER_HANDLE_MAX, EvsService, Handle, Queued
+from evs.types import Delivery, Guarantee
 
 __all__ = [
     "CLIENT_QUEUE_BYTES",
@@ -99,8 +106,11 @@ GOODBYE_GRACE_S: Final = 2.0
 _CRED: Final = struct.Struct("3i")
 
 
-def _encode_event(ev: Event) -> bytes:
-    """An event's notification frame (most are deliveries: no note object for those)."""
+def _encode_event(ev: Queued) -> bytes:
+    """A queued event's notification frame (most are deliveries, queued as their fields: no
+    Delivery and no note object for those)."""
+    if isinstance(ev, tuple):
+        return encode_delivery_fields(ev)
     if isinstance(ev, Delivery):
         return encode_delivery(ev)
     return encode(ConfChgNote(ev))

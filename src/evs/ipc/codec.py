@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Final, cast
 
 from evs.ipc.messages import (
     ConfChgNote,
@@ -69,6 +69,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_delivery",
+    "encode_delivery_fields",
     "encode_mcast",
 ]
 
@@ -310,20 +311,34 @@ def _encode_delivery(d: Delivery, request_id: int) -> bytes:
 
 
 def encode_delivery(d: Delivery) -> bytes:
-    """``encode(DeliverNote(d))`` without the note: the executive encodes one per message and
-    receiving handle. FrameError if a field is out of its bounds."""
+    """``encode(DeliverNote(d))`` without the note. FrameError if a field is out of its
+    bounds."""
     try:
         # (Compiled, reading a field of the wrong type raises TypeError: inside the try.)
-        data, groups, g = d.data, d.groups, d.guarantee
+        fields = (d.nodeid, d.pid, d.groups, d.data, d.guarantee)
+    except TypeError as exc:
+        raise FrameError(f"cannot encode DeliverNote: {exc}") from None
+    return encode_delivery_fields(fields)
+
+
+def encode_delivery_fields(fields: tuple[int, int, tuple[bytes, ...], bytes, int]) -> bytes:
+    """``encode_delivery`` of a delivery given as its fields in ``Delivery``'s order: the
+    executive encodes one per message and receiving handle, from the tuple its handle queues
+    hold (``evs.runtime.service.QueuedDelivery``). FrameError if a field is out of its
+    bounds."""
+    try:
+        # (Compiled, unpacking a field of the wrong type raises TypeError: inside the try.)
+        nodeid, pid, groups, data, g = fields
         # The usual case inline (a group list already checked and encoded, a known guarantee,
         # data within the limit): two calls less per delivery; anything else is checked.
         glist = _GROUPS_SEEN.get(groups) if type(groups) is tuple else None
         if glist is not None and g in _GUARANTEES and len(data) <= DATA_MAX:
             head = _DELIVER_HEAD.pack(
-                _DELIVER_HEAD.size - 4 + len(glist) + len(data), 128, 0, d.nodeid, d.pid, g
+                _DELIVER_HEAD.size - 4 + len(glist) + len(data), 128, 0, nodeid, pid, g
             )
             return b"".join((head, glist, data))
-        return _encode_delivery(d, 0)
+        # Checked there, with the words of each bound (a plain int for a guarantee included).
+        return _encode_delivery(make_delivery(nodeid, pid, groups, data, cast(Guarantee, g)), 0)
     except (struct.error, TypeError) as exc:
         raise FrameError(f"cannot encode DeliverNote: {exc}") from None
 
