@@ -229,7 +229,10 @@ class Client:
         so does ``deadline`` (``close`` writing a batch's rest)."""
         while self._writing:
             self._cond.wait()
-        data: bytes | memoryview = self._session.data_to_send()
+        self._write(self._session.data_to_send(), deadline)
+
+    def _write(self, data: bytes | memoryview, deadline: float | None = None) -> None:
+        """``_send_pending``'s loop for ``data``, taken from the session already."""
         while data:
             try:
                 n = self._sock.send(data)
@@ -458,7 +461,17 @@ class Client:
                 or s.pending_bytes >= BATCH_BYTES
                 or threading.get_ident() not in self._batching
             ):
-                self._send_pending()
+                if self._writing:
+                    self._send_pending()
+                else:
+                    # _send_pending inline: nearly always one send takes it all.
+                    out = s.data_to_send()
+                    try:
+                        n = self._sock.send(out)
+                    except OSError:
+                        n = 0  # _write waits for room, or meets the error again and reports it
+                    if n != len(out):
+                        self._write(memoryview(out)[n:])
             if s.ended is not None:  # the message may not have reached the executive
                 raise s.ended
 
