@@ -10,6 +10,7 @@ import importlib.util
 
 #: The modules ``tools/compile.py`` compiles (its MODULES list, as module names).
 HOT_MODULES = (
+    "evs._delivery",
     "evs.totem.codec",
     "evs.totem.drops",
     "evs.totem.events",

@@ -79,31 +79,6 @@ class Delivery:
     guarantee: Guarantee
 
 
-_new_object = object.__new__
-_set_nodeid, _set_pid, _set_groups, _set_data, _set_guarantee = (
-    Delivery.__dict__[name].__set__ for name in ("nodeid", "pid", "groups", "data", "guarantee")
-)
-
-
-def make_delivery(
-    nodeid: int, pid: int, groups: tuple[bytes, ...], data: bytes, guarantee: Guarantee
-) -> Delivery:
-    """``Delivery(...)`` for the executive's and the library's own decoders, at half the cost.
-
-    Every message passes through one of these at every node and every receiving client. The
-    frozen dataclass's ``__init__`` stores each field through ``object.__setattr__``; this
-    fills the slots directly. The result is an ordinary, equal and equally frozen Delivery; the
-    callers pass fields of the declared types (the class itself checks nothing either).
-    """
-    d: Delivery = _new_object(Delivery)
-    _set_nodeid(d, nodeid)
-    _set_pid(d, pid)
-    _set_groups(d, groups)
-    _set_data(d, data)
-    _set_guarantee(d, guarantee)
-    return d
-
-
 @dataclass(frozen=True, slots=True)
 class ConfigChange:
     """A transitional or regular configuration, delivered in the stream of messages."""
@@ -190,3 +165,7 @@ def group_names(
     if len(out) > count_max:
         raise InvalidArgument(f"{len(out)} groups given; the limit is {count_max}")
     return tuple(out)
+
+
+# Last: it needs Delivery above. Compiled in the compiled build (evs._delivery says why).
+from evs._delivery import make_delivery  # noqa: E402
