@@ -497,3 +497,29 @@ def test_encode_delivery_refuses_what_encode_refuses() -> None:
             codec.encode_delivery(wrong)
         with pytest.raises(FrameError):
             encode(DeliverNote(wrong))
+
+
+def test_encode_delivery_fields_never_reuses_another_deliverys_prefix() -> None:
+    """Runs of deliveries share one frame prefix; any field that changes makes a new one."""
+    groups, other = (b"g",), (b"g", b"h")
+    base = (7, 70, groups, b"x" * 10, Guarantee.AGREED)
+    changes = [
+        base,
+        base,  # the same fields again: the remembered prefix
+        (8, 70, groups, b"x" * 10, Guarantee.AGREED),
+        (8, 71, groups, b"x" * 10, Guarantee.AGREED),
+        (8, 71, groups, b"y" * 10, Guarantee.AGREED),  # other bytes, the same size
+        (8, 71, groups, b"x" * 11, Guarantee.AGREED),
+        (8, 71, groups, b"x" * 11, Guarantee.SAFE),
+        (8, 71, other, b"x" * 11, Guarantee.SAFE),
+        (8, 71, (b"g", b"h"), b"x" * 11, Guarantee.SAFE),  # an equal list, another tuple
+        (8, 71, groups, b"", Guarantee.SAFE),
+        base,
+    ]
+    for fields in changes:
+        want = encode(DeliverNote(Delivery(*fields)))
+        assert codec.encode_delivery_fields(fields) == want, fields
+    # A refused delivery leaves no prefix behind for the next one to take.
+    with pytest.raises(FrameError):
+        codec.encode_delivery_fields((2**32, 70, groups, b"x" * 10, Guarantee.AGREED))
+    assert codec.encode_delivery_fields(base) == encode(DeliverNote(Delivery(*base)))
