@@ -523,3 +523,28 @@ def test_encode_delivery_fields_never_reuses_another_deliverys_prefix() -> None:
     with pytest.raises(FrameError):
         codec.encode_delivery_fields((2**32, 70, groups, b"x" * 10, Guarantee.AGREED))
     assert codec.encode_delivery_fields(base) == encode(DeliverNote(Delivery(*base)))
+
+
+def test_encode_mcast_never_reuses_another_sends_prefix() -> None:
+    """A sender's run of sends shares one frame prefix; any field that changes makes a new one."""
+    groups, other = (b"g",), (b"g", b"h")
+    changes: list[tuple[tuple[bytes, ...] | None, Guarantee, bytes]] = [
+        (groups, Guarantee.AGREED, b"x" * 10),
+        (groups, Guarantee.AGREED, b"x" * 10),  # the same fields again: the remembered prefix
+        (groups, Guarantee.AGREED, b"y" * 10),  # other bytes, the same size
+        (groups, Guarantee.AGREED, b"x" * 11),
+        (groups, Guarantee.SAFE, b"x" * 11),
+        (other, Guarantee.SAFE, b"x" * 11),
+        ((b"g", b"h"), Guarantee.SAFE, b"x" * 11),  # an equal list, another tuple
+        (None, Guarantee.SAFE, b"x" * 11),  # to the joined groups
+        (None, Guarantee.SAFE, b""),
+        (groups, Guarantee.AGREED, b"x" * 10),
+    ]
+    for named, g, data in changes:
+        want = encode(Mcast(0, named, g, data))
+        assert codec.encode_mcast(named, g, data) == want, (named, g, data)
+    with pytest.raises(FrameError):
+        codec.encode_mcast(groups, 9, b"x" * 10)
+    assert codec.encode_mcast(groups, 2, b"x" * 10) == encode(
+        Mcast(0, groups, Guarantee.AGREED, b"x" * 10)
+    )

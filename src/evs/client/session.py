@@ -81,7 +81,10 @@ class ClientSession:
     """Request ids, pending replies, buffered events and the room-again flag of one client."""
 
     def __init__(self, pid: int) -> None:
-        self._out = bytearray()
+        #: Encoded requests not yet taken by ``data_to_send``, and their bytes: a lone send's
+        #: frame goes out as it is, with no copy into and out of a buffer.
+        self._out: list[bytes] = []
+        self._out_bytes = 0
         self._decoder = FrameDecoder()
         self._next_id = 1
         self._pending: set[int] = set()
@@ -112,7 +115,9 @@ class ClientSession:
             raise self.ended
         rid = self._next_id
         self._next_id = rid + 1 if rid < _ID_MAX else 1
-        self._out += encode(dataclasses.replace(frame, request_id=rid))
+        data = encode(dataclasses.replace(frame, request_id=rid))
+        self._out.append(data)
+        self._out_bytes += len(data)
         self._pending.add(rid)
         return rid
 
@@ -147,7 +152,9 @@ class ClientSession:
         cost = mcast_cost(len(body))
         if self.outstanding and self.outstanding + cost > self.send_window:
             return False
-        self._out += encode_mcast(names, g, body)
+        frame = encode_mcast(names, g, body)
+        self._out.append(frame)
+        self._out_bytes += len(frame)
         self.outstanding += cost
         return True
 
@@ -213,12 +220,16 @@ class ClientSession:
     @property
     def pending_bytes(self) -> int:
         """Bytes of requests made and not yet taken by ``data_to_send``."""
-        return len(self._out)
+        return self._out_bytes
 
     def data_to_send(self) -> bytes:
         """Bytes of the requests made since the last call, to write to the daemon."""
-        out = bytes(self._out)
-        self._out.clear()
+        frames = self._out
+        if not frames:
+            return b""
+        out = frames[0] if len(frames) == 1 else b"".join(frames)
+        frames.clear()
+        self._out_bytes = 0
         return out
 
     # ---------------------------------------------------------------- input

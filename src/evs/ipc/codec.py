@@ -321,24 +321,15 @@ def encode_delivery(d: Delivery) -> bytes:
     return encode_delivery_fields(fields)
 
 
-class _DeliveryPrefix:
-    """The frame prefix (header and group list) of the last delivery ``encode_delivery_fields``
-    encoded, with what it was made of. A node's deliveries come in runs from one sending
-    process, of one size, to one group list (the same tuple, from the core's decoder), so the
-    next prefix is usually this one: five compares instead of a pack and a three-part join."""
-
-    __slots__ = ("g", "groups", "nodeid", "pid", "prefix", "size")
-
-    def __init__(self) -> None:
-        self.nodeid = -1
-        self.pid = -1
-        self.g = -1
-        self.size = -1
-        self.groups: tuple[bytes, ...] = ()
-        self.prefix = b""
-
-
-_LAST_PREFIX: Final = _DeliveryPrefix()
+#: The frame prefix (header and group list) of the last delivery ``encode_delivery_fields``
+#: encoded, with what it was made of: (node id, pid, guarantee, data size, groups, prefix). A
+#: node's deliveries come in runs from one sending process, of one size, to one group list
+#: (the same tuple, from the core's decoder), so the next prefix is usually this one: five
+#: compares instead of a pack and a three-part join. One tuple, replaced whole: embedded
+#: executives in threads of one process share it, and each reads a consistent entry.
+_LAST_PREFIX: Final[list[tuple[int, int, int, int, tuple[bytes, ...], bytes]]] = [
+    (-1, -1, -1, -1, (), b"")
+]
 
 
 def encode_delivery_fields(fields: tuple[int, int, tuple[bytes, ...], bytes, int]) -> bytes:
@@ -349,16 +340,16 @@ def encode_delivery_fields(fields: tuple[int, int, tuple[bytes, ...], bytes, int
     try:
         # (Compiled, unpacking a field of the wrong type raises TypeError: inside the try.)
         nodeid, pid, groups, data, g = fields
-        last = _LAST_PREFIX
+        last_nodeid, last_pid, last_g, last_size, last_groups, prefix = _LAST_PREFIX[0]
         size = len(data)
         if (
-            groups is last.groups
-            and size == last.size
-            and nodeid == last.nodeid
-            and pid == last.pid
-            and g == last.g
+            groups is last_groups
+            and size == last_size
+            and nodeid == last_nodeid
+            and pid == last_pid
+            and g == last_g
         ):
-            return last.prefix + data  # checked when the prefix was made: the same fields
+            return prefix + data  # checked when the prefix was made: the same fields
         # The usual case inline (a group list already checked and encoded, a known guarantee,
         # data within the limit): two calls less per delivery; anything else is checked.
         glist = _GROUPS_SEEN.get(groups) if type(groups) is tuple else None
@@ -369,8 +360,7 @@ def encode_delivery_fields(fields: tuple[int, int, tuple[bytes, ...], bytes, int
                 )
                 + glist
             )
-            last.nodeid, last.pid, last.g, last.size = nodeid, pid, g, size
-            last.groups, last.prefix = groups, prefix
+            _LAST_PREFIX[0] = (nodeid, pid, g, size, groups, prefix)
             return prefix + data
         # Checked there, with the words of each bound (a plain int for a guarantee included).
         return _encode_delivery(make_delivery(nodeid, pid, groups, data, cast(Guarantee, g)), 0)
@@ -386,11 +376,23 @@ def _hot_error(g: object, groups: object, data: bytes) -> str:
     return f"data of {len(data)} bytes; the limit is {DATA_MAX}"
 
 
+#: The prefix (header and group list) of the last Mcast ``encode_mcast`` encoded, with what it
+#: was made of: (groups, guarantee, data size, prefix); as ``_LAST_PREFIX`` for deliveries: a
+#: sender names one group list, at one size, send after send.
+_LAST_MCAST: Final[list[tuple[tuple[bytes, ...] | None, int, int, bytes]]] = [(None, -1, -1, b"")]
+
+
 def encode_mcast(groups: tuple[bytes, ...] | None, guarantee: int, data: bytes) -> bytes:
     """``encode(Mcast(0, groups, guarantee, data))`` without building the frame: a client's
     send path, once per message."""
     try:
-        return _encode_mcast(0, groups, guarantee, data)
+        last_groups, last_g, last_size, prefix = _LAST_MCAST[0]
+        size = len(data)
+        if groups is last_groups and size == last_size and guarantee == last_g:
+            return prefix + data  # checked when the prefix was made: the same fields
+        frame = _encode_mcast(0, groups, guarantee, data)
+        _LAST_MCAST[0] = (groups, guarantee, size, frame[: len(frame) - size])
+        return frame
     except (struct.error, TypeError) as exc:
         raise FrameError(f"cannot encode Mcast: {exc}") from None
 
