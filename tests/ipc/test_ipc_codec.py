@@ -548,3 +548,24 @@ def test_encode_mcast_never_reuses_another_sends_prefix() -> None:
     assert codec.encode_mcast(groups, 2, b"x" * 10) == encode(
         Mcast(0, groups, Guarantee.AGREED, b"x" * 10)
     )
+
+
+@FUSED
+@pytest.mark.parametrize("step", [1 << 16, 1 << 22])
+def test_fused_reads_slice_small_and_large_messages_alike(
+    read: Callable[[FrameDecoder], list[Frame]], step: int
+) -> None:
+    """Data comes from a copy of a small buffer, and through a view of one past
+    _SNAPSHOT_MAX (a large message): the same bytes either way, in order."""
+    large = bytes(range(256)) * ((codec._SNAPSHOT_MAX + 1000) // 256)
+    if read is fused:
+        batch: list[Frame] = [
+            DeliverNote(Delivery(n, 7, (b"g",), data, Guarantee.AGREED))
+            for n, data in enumerate([b"a" * 64, large, b"b" * 64, b"c" * 100, large[:-1]])
+        ]
+    else:
+        batch = [
+            Mcast(0, (b"g",), Guarantee.SAFE, data)
+            for data in [b"a" * 64, large, b"b" * 64, b"c" * 100, large[:-1]]
+        ]
+    assert read_in_pieces(read, batch, step) == batch

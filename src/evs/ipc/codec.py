@@ -97,6 +97,9 @@ _CODE: Final = struct.Struct("!H")
 _MEMBERSHIP: Final = struct.Struct("!IQIH")
 _DELIVER: Final = struct.Struct("!IIB")
 _DELIVER_SIZE: Final = 9  # _DELIVER.size, a constant the compiled build folds in
+#: The hot decoding loop slices message data from a copy of a buffer up to this size (and
+#: through a view of a larger one): see FrameDecoder._take_hot.
+_SNAPSHOT_MAX: Final = 256 << 10
 #: Bound once: a method lookup per delivery a client decodes otherwise.
 _DELIVER_UNPACK: Final = _DELIVER.unpack_from
 _CONFCHG: Final = struct.Struct("!QIBHHH")
@@ -609,8 +612,11 @@ class _FrameSink:
 
     __slots__ = ()
 
-    def take(self, buf: bytearray, view: memoryview, start: int, end: int) -> bool:
-        """The frame body ``buf[start:end]`` (``view`` over ``buf``); False stops the read."""
+    def take(
+        self, buf: bytearray, view: memoryview, snap: bytes | None, start: int, end: int
+    ) -> bool:
+        """The frame body ``buf[start:end]`` (``view`` over ``buf``; ``snap``, when not None, a
+        copy of ``buf`` to slice data from); False stops the read."""
         raise NotImplementedError
 
 
@@ -625,7 +631,9 @@ class _McastSink(_FrameSink):
         self.accept = accept
         self.memo = _GroupListMemo()
 
-    def take(self, buf: bytearray, view: memoryview, start: int, end: int) -> bool:
+    def take(
+        self, buf: bytearray, view: memoryview, snap: bytes | None, start: int, end: int
+    ) -> bool:
         head = start + _MCAST_SIZE
         if head > end:
             raise FrameError("frame ends inside Mcast")
@@ -641,7 +649,8 @@ class _McastSink(_FrameSink):
             raise FrameError(f"unknown guarantee {g}")
         if end - at > DATA_MAX:
             raise FrameError(f"data of {end - at} bytes; the limit is {DATA_MAX}")
-        return self.accept(None if flags else groups, guarantee, bytes(view[at:end]))
+        data = snap[at:end] if snap is not None else bytes(view[at:end])
+        return self.accept(None if flags else groups, guarantee, data)
 
 
 class _DeliverySink(_FrameSink):
@@ -653,7 +662,9 @@ class _DeliverySink(_FrameSink):
         self.append = append
         self.memo = _GroupListMemo()
 
-    def take(self, buf: bytearray, view: memoryview, start: int, end: int) -> bool:
+    def take(
+        self, buf: bytearray, view: memoryview, snap: bytes | None, start: int, end: int
+    ) -> bool:
         head = start + _DELIVER_SIZE
         if head > end:
             raise FrameError("frame ends inside DeliverNote")
@@ -665,7 +676,8 @@ class _DeliverySink(_FrameSink):
         groups, at = self.memo.at(buf, head, end)
         if end - at > DATA_MAX:
             raise FrameError(f"data of {end - at} bytes; the limit is {DATA_MAX}")
-        self.append(make_delivery(nodeid, pid, groups, bytes(view[at:end]), guarantee))
+        data = snap[at:end] if snap is not None else bytes(view[at:end])
+        self.append(make_delivery(nodeid, pid, groups, data, guarantee))
         return True
 
 
@@ -782,10 +794,10 @@ class FrameDecoder:
 
     def _take_hot(self, kind: int, sink: _FrameSink) -> Frame | None:
         """The loop of ``take_mcasts`` and ``take_deliveries``: each whole frame of ``kind``
-        with request id 0 goes to ``sink.take(buffer, view, body start, end)``, which returns
-        False to stop (None is returned, that frame consumed); any other frame is decoded as
-        iterating would (a DeliverNote with a request id is refused there) and returned; None
-        when no whole frame is left."""
+        with request id 0 goes to ``sink.take(buffer, view, snapshot, body start, end)``,
+        which returns False to stop (None is returned, that frame consumed); any other frame is
+        decoded as iterating would (a DeliverNote with a request id is refused there) and
+        returned; None when no whole frame is left."""
         if self._broken is not None:
             raise self._broken
         buf = self._buf
@@ -796,6 +808,12 @@ class FrameDecoder:
         frame_max = self._frame_max
         shortest = header_size - 4
         view = memoryview(buf)  # released before returning: feed() resizes the buffer
+        # Message data is sliced from one copy of a buffer of at most SNAPSHOT_MAX bytes,
+        # taken at its first whole frame: a bytes slice costs a third of a memoryview's
+        # (an object the garbage collector tracks) and its copy. A larger buffer (a large
+        # message) is sliced through the view, copied once.
+        snap: bytes | None = None
+        snapshot = size <= _SNAPSHOT_MAX
         try:
             while size - pos >= header_size:
                 # Typed: compiled, the compares below are on C integers, not objects.
@@ -815,7 +833,9 @@ class FrameDecoder:
                 start = pos + header_size
                 pos = end
                 self._pos = pos  # ``take`` may look at the decoder (a refusal ends the read)
-                if not sink.take(buf, view, start, end):
+                if snapshot and snap is None:
+                    snap = bytes(buf)
+                if not sink.take(buf, view, snap, start, end):
                     break
         except FrameError as exc:
             view.release()
