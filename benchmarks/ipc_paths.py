@@ -46,7 +46,11 @@ def measure(size: int, n: int) -> dict[str, float]:
     h = svc.open_handle(100)
     svc.join(h, [b"bench-1-0"])
     payload = ServiceHeader(4242, 1, 7).pack() + b"x" * size
-    core_events = [Deliver(2, groups, payload, Guarantee.AGREED, RingId(1, 1)) for _ in range(n)]
+    # Each with its own group tuple and name, as the core's decoder makes them.
+    core_events = [
+        Deliver(2, (bytes(bytearray(groups[0])),), payload, Guarantee.AGREED, RingId(1, 1))
+        for _ in range(n)
+    ]
 
     def fan_out() -> bytes:
         svc.feed(core_events)

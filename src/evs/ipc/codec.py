@@ -327,7 +327,7 @@ def encode_delivery(d: Delivery) -> bytes:
 #: The frame prefix (header and group list) of the last delivery ``encode_delivery_fields``
 #: encoded, with what it was made of: (node id, pid, guarantee, data size, groups, prefix). A
 #: node's deliveries come in runs from one sending process, of one size, to one group list
-#: (the same tuple, from the core's decoder), so the next prefix is usually this one: five
+#: (an equal tuple, often the same one), so the next prefix is usually this one: five
 #: compares instead of a pack and a three-part join. One tuple, replaced whole: embedded
 #: executives in threads of one process share it, and each reads a consistent entry.
 _LAST_PREFIX: Final[list[tuple[int, int, int, int, tuple[bytes, ...], bytes]]] = [
@@ -346,8 +346,8 @@ def encode_delivery_fields(fields: tuple[int, int, tuple[bytes, ...], bytes, int
         last_nodeid, last_pid, last_g, last_size, last_groups, prefix = _LAST_PREFIX[0]
         size = len(data)
         if (
-            groups is last_groups
-            and size == last_size
+            size == last_size
+            and (groups is last_groups or groups == last_groups)
             and nodeid == last_nodeid
             and pid == last_pid
             and g == last_g
