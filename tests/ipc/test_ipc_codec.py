@@ -569,3 +569,26 @@ def test_fused_reads_slice_small_and_large_messages_alike(
             for data in [b"a" * 64, large, b"b" * 64, b"c" * 100, large[:-1]]
         ]
     assert read_in_pieces(read, batch, step) == batch
+
+
+def test_a_read_copies_its_buffer_once_and_keeps_no_copy_after() -> None:
+    """The data snapshot of the hot loop outlives the other frames a read holds (one copy per
+    read), and not the read itself (an idle connection holds no copy of its last read)."""
+    note = DeliverNote(Delivery(3, 7, (b"g",), b"d" * 64, Guarantee.AGREED))
+    credit = encode(SendCredit(64))
+    wire = encode(note) + credit + encode(note) + credit + encode(note) * 2
+    dec = FrameDecoder()
+    dec.feed(wire)
+    taken: list[Delivery] = []
+    assert dec.take_deliveries(taken.append) == SendCredit(64)
+    kept = dec._snap
+    assert kept is not None
+    assert dec.take_deliveries(taken.append) == SendCredit(64)
+    assert dec._snap is kept  # the same copy, not a second one
+    assert dec.take_deliveries(taken.append) is None
+    assert taken == [note.delivery] * 4
+    assert dec._snap is None
+    dec.feed(encode(note))  # a new read: a new copy, dropped again at its end
+    assert dec.take_deliveries(taken.append) is None
+    assert dec._snap is None
+    assert len(taken) == 5

@@ -317,11 +317,11 @@ def encode_delivery(d: Delivery) -> bytes:
     """``encode(DeliverNote(d))`` without the note. FrameError if a field is out of its
     bounds."""
     try:
-        # (Compiled, reading a field of the wrong type raises TypeError: inside the try.)
-        fields = (d.nodeid, d.pid, d.groups, d.data, d.guarantee)
-    except TypeError as exc:
+        # Every field checked, every time: a Delivery may come from anywhere (the remembered
+        # prefix of encode_delivery_fields is for the executive's own queue).
+        return _encode_delivery(d, 0)
+    except (struct.error, TypeError) as exc:
         raise FrameError(f"cannot encode DeliverNote: {exc}") from None
-    return encode_delivery_fields(fields)
 
 
 #: The frame prefix (header and group list) of the last delivery ``encode_delivery_fields``
@@ -339,7 +339,8 @@ def encode_delivery_fields(fields: tuple[int, int, tuple[bytes, ...], bytes, int
     """``encode_delivery`` of a delivery given as its fields in ``Delivery``'s order: the
     executive encodes one per message and receiving handle, from the tuple its handle queues
     hold (``evs.runtime.service.QueuedDelivery``). FrameError if a field is out of its
-    bounds."""
+    bounds. The fields are the service's, of their declared types: one equal by value to the
+    remembered prefix's (a float node id, a bytearray name) is not checked again."""
     try:
         # (Compiled, unpacking a field of the wrong type raises TypeError: inside the try.)
         nodeid, pid, groups, data, g = fields
@@ -367,7 +368,7 @@ def encode_delivery_fields(fields: tuple[int, int, tuple[bytes, ...], bytes, int
             return prefix + data
         # Checked there, with the words of each bound (a plain int for a guarantee included).
         return _encode_delivery(make_delivery(nodeid, pid, groups, data, cast(Guarantee, g)), 0)
-    except (struct.error, TypeError) as exc:
+    except (struct.error, TypeError, ValueError) as exc:  # ValueError: not five fields
         raise FrameError(f"cannot encode DeliverNote: {exc}") from None
 
 
@@ -387,7 +388,8 @@ _LAST_MCAST: Final[list[tuple[tuple[bytes, ...] | None, int, int, bytes]]] = [(N
 
 def encode_mcast(groups: tuple[bytes, ...] | None, guarantee: int, data: bytes) -> bytes:
     """``encode(Mcast(0, groups, guarantee, data))`` without building the frame: a client's
-    send path, once per message."""
+    send path, once per message, with the fields its session checked (of their declared
+    types: see ``encode_delivery_fields`` on the remembered prefix)."""
     try:
         last_groups, last_g, last_size, prefix = _LAST_MCAST[0]
         size = len(data)
@@ -734,6 +736,9 @@ class FrameDecoder:
         self._pos = 0
         self._frame_max = frame_max
         self._broken: FrameError | None = None
+        #: A copy of the buffer for ``_take_hot`` to slice data from, kept while a read
+        #: interleaves other frames (``feed`` changes the buffer: it is dropped there).
+        self._snap: bytes | None = None
 
     @property
     def buffered(self) -> int:
@@ -744,6 +749,7 @@ class FrameDecoder:
         if self._broken is not None:
             raise self._broken
         buf = self._buf
+        self._snap = None
         if self._pos:
             del buf[: self._pos]
             self._pos = 0
@@ -765,6 +771,7 @@ class FrameDecoder:
     def _fail(self, exc: FrameError) -> None:
         self._broken = exc
         self._buf.clear()
+        self._snap = None
         self._pos = 0
         raise exc
 
@@ -811,8 +818,10 @@ class FrameDecoder:
         # Message data is sliced from one copy of a buffer of at most SNAPSHOT_MAX bytes,
         # taken at its first whole frame: a bytes slice costs a third of a memoryview's
         # (an object the garbage collector tracks) and its copy. A larger buffer (a large
-        # message) is sliced through the view, copied once.
-        snap: bytes | None = None
+        # message) is sliced through the view, copied once. The copy is kept while this read
+        # returns other frames in between (one copy per read, not one per run of frames),
+        # and dropped once the read is done, so an idle connection holds none.
+        snap = self._snap
         snapshot = size <= _SNAPSHOT_MAX
         try:
             while size - pos >= header_size:
@@ -834,7 +843,7 @@ class FrameDecoder:
                 pos = end
                 self._pos = pos  # ``take`` may look at the decoder (a refusal ends the read)
                 if snapshot and snap is None:
-                    snap = bytes(buf)
+                    snap = self._snap = bytes(buf)
                 if not sink.take(buf, view, snap, start, end):
                     break
         except FrameError as exc:
@@ -842,6 +851,7 @@ class FrameDecoder:
             self._fail(exc)
         view.release()
         self._pos = pos
+        self._snap = None
         if size - pos >= 4:
             self._check_length(_U32.unpack_from(buf, pos)[0])
         return None
