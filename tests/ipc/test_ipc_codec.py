@@ -571,6 +571,11 @@ def test_fused_reads_slice_small_and_large_messages_alike(
     assert read_in_pieces(read, batch, step) == batch
 
 
+def snapshot_of(dec: FrameDecoder) -> bytes | None:
+    """The decoder's data snapshot (read through a call: each read may have changed it)."""
+    return dec._snap
+
+
 def test_a_read_copies_its_buffer_once_and_keeps_no_copy_after() -> None:
     """The data snapshot of the hot loop outlives the other frames a read holds (one copy per
     read), and not the read itself (an idle connection holds no copy of its last read)."""
@@ -581,14 +586,14 @@ def test_a_read_copies_its_buffer_once_and_keeps_no_copy_after() -> None:
     dec.feed(wire)
     taken: list[Delivery] = []
     assert dec.take_deliveries(taken.append) == SendCredit(64)
-    kept = dec._snap
+    kept = snapshot_of(dec)
     assert kept is not None
     assert dec.take_deliveries(taken.append) == SendCredit(64)
-    assert dec._snap is kept  # the same copy, not a second one
+    assert snapshot_of(dec) is kept  # the same copy, not a second one
     assert dec.take_deliveries(taken.append) is None
     assert taken == [note.delivery] * 4
-    assert dec._snap is None
+    assert snapshot_of(dec) is None
     dec.feed(encode(note))  # a new read: a new copy, dropped again at its end
     assert dec.take_deliveries(taken.append) is None
-    assert dec._snap is None
+    assert snapshot_of(dec) is None
     assert len(taken) == 5
