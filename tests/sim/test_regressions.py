@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import pytest
 
+from evs.sim import cluster as cluster_module
 from evs.sim.cluster import Cluster
 from evs.sim.options import FaultAction, SimOptions
 from evs.totem.events import MembState
@@ -1160,3 +1161,80 @@ def test_hold_stall_seed_fails_with_the_old_hold_rule(
     assert len(behind) == 1, [(p.nodeid, p.ring.my_aru) for p in procs]
     rep = next(p for p in procs if p.nodeid == p.ring_id.rep)
     assert rep.ring.holding
+
+
+#: Captured from ``draw_options(44485, with_faults=True, window_size=72, max_messages=47,
+#: sort_queue_slots=170, queue_bytes_max=1048576, max_message_size=1048576,
+#: saturate=(1424.0, 3539.0))`` at commit dc3bdae.
+SEND_BUFFER_REGRESSION = SimOptions(
+    seed=44485,
+    nodes=2,
+    duration_ms=4000.0,
+    liveness_ms=30000.0,
+    static_ring=False,
+    token_ms=1000.0,
+    delay_min_ms=0.34615816779408787,
+    delay_mean_ms=0.31913316903219185,
+    loss=0.04468171188892222,
+    dup=0.026946108818582795,
+    reorder=0.12523879889510434,
+    reorder_delay_ms=2.9009358880486587,
+    bandwidth_mbps=27.191604869720244,
+    rate=20.0,
+    safe_fraction=0.2,
+    large_fraction=0.0,
+    huge_fraction=0.002,
+    faults=(
+        FaultAction(at_ms=311.4596404665692, kind="partition", groups=((1,), (2,))),
+        FaultAction(at_ms=563.8774382950432, kind="heal"),
+        FaultAction(at_ms=1191.0440311095394, kind="partition", groups=((1,), (2,))),
+        FaultAction(at_ms=1437.0046172662542, kind="start", nodes=(2,)),
+        FaultAction(at_ms=2665.6829218809094, kind="partition", groups=((1,), (2,))),
+        FaultAction(at_ms=2883.6700378318787, kind="partition", groups=((1,), (2,))),
+        FaultAction(at_ms=2889.615479604258, kind="heal"),
+        FaultAction(at_ms=2932.6231506917115, kind="partition", groups=((1,), (2,))),
+        FaultAction(at_ms=2960.3595769453304, kind="heal"),
+        FaultAction(at_ms=3060.091035835645, kind="heal"),
+        FaultAction(at_ms=3169.2002934717366, kind="heal"),
+        FaultAction(at_ms=3195.7387140952533, kind="partition", groups=((1,), (2,))),
+        FaultAction(at_ms=3335.6893545591643, kind="heal"),
+        FaultAction(
+            at_ms=3932.9361431231055,
+            kind="burst",
+            duration_ms=732.9956792967424,
+            value=0.518931433886322,
+        ),
+    ),
+    canary="",
+    window_size=72,
+    max_messages=47,
+    sort_queue_slots=170,
+    queue_bytes_max=1048576,
+    max_message_size=1048576,
+    queue_messages_max=1073741824,
+    saturate=(1424.0, 3539.0),
+    handles=3,
+)
+
+
+def test_send_buffer_seed_stays_clean() -> None:
+    """Seed 44485: two one-member rings saturated at 27 Mbit/s. Node 1's token loops back
+    without touching the wire, so nothing paced it: with an unbounded egress queue it queued
+    49 s of packets, every JOIN it sent later left after the liveness bound, and node 2 never
+    heard it (node 1 heard node 2, failed it as silent each round, and cycled through
+    singleton rings). The send buffer now drops what does not fit, as the daemon's socket does.
+    """
+    result = Cluster(SEND_BUFFER_REGRESSION).run()
+    assert result.violations == [], result.violations[:3]
+    assert result.stats["datagrams dropped at a full send buffer"] > 0
+
+
+def test_send_buffer_seed_fails_with_an_unbounded_egress_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pinned seed still catches the defect: with no bound on the send buffer it stalls."""
+    monkeypatch.setattr(cluster_module, "SEND_BUFFER_BYTES", float("inf"))
+    cluster = Cluster(SEND_BUFFER_REGRESSION)
+    result = cluster.run()
+    assert [v.split(":", 1)[0] for v in result.violations] == ["liveness"], result.violations
+    assert cluster.egress_busy[1] > cluster.now  # node 1's egress is still busy at the end

@@ -217,7 +217,8 @@ def _print_summary(cluster: Cluster, result: SimResult) -> None:
         f"{s['handle trace events']} handle trace events"
     )
     print(
-        f"network: {s['datagrams sent']} datagrams, {s['datagrams lost']} lost; "
+        f"network: {s['datagrams sent']} datagrams, {s['datagrams lost']} lost, "
+        f"{s['datagrams dropped at a full send buffer']} dropped at a full send buffer; "
         f"{s['mcast retransmitted']} retransmissions, {s['token retransmitted']} token "
         f"retransmits, {s['token lost']} token losses"
     )
