@@ -55,7 +55,6 @@ from evs.ipc.codec import (
     FrameDecoder,
     FrameError,
     encode,
-    encode_delivery,
     encode_delivery_fields,
 )
 from evs.ipc.messages import (
@@ -84,7 +83,7 @@ from evs.ipc.messages import (
 )
 from evs.runtime.send_window import SendWindows
 from evs.runtime.service import GROUP_NAME_MAX, GROUPS_PER_HANDLE_MAX, EvsService, Handle, Queued
-from evs.types import Delivery, Guarantee
+from evs.types import Guarantee
 
 __all__ = [
     "CLIENT_QUEUE_BYTES",
@@ -111,8 +110,6 @@ def _encode_event(ev: Queued) -> bytes:
     Delivery and no note object for those)."""
     if isinstance(ev, tuple):
         return encode_delivery_fields(ev)
-    if isinstance(ev, Delivery):
-        return encode_delivery(ev)
     return encode(ConfChgNote(ev))
 
 

@@ -53,7 +53,7 @@ from typing import Final, cast
 
 from evs.errors import InvalidArgument, TryAgain
 from evs.totem.events import CoreEvent, Deliver, Sent
-from evs.types import ConfigChange, Delivery, Event, Guarantee, Membership, RingId, make_delivery
+from evs.types import ConfigChange, Event, Guarantee, Membership, RingId, make_delivery
 from evs.types import group_names as _group_names
 from evs.types import group_names_seen as _group_names_seen
 
@@ -80,8 +80,8 @@ _EVENT_OVERHEAD: Final = 64
 #: A delivery waiting in a handle's queue: (node id, pid, groups, data, guarantee), the
 #: fields of ``Delivery`` in its order (see the module docstring).
 QueuedDelivery = tuple[int, int, tuple[bytes, ...], bytes, Guarantee]
-#: What a handle's queue holds.
-Queued = Event | QueuedDelivery
+#: What a handle's queue holds: deliveries as their fields, configuration changes as they are.
+Queued = ConfigChange | QueuedDelivery
 
 
 #: The service header's layout: version, flags, pid, sender incarnation, sender's message
@@ -206,9 +206,7 @@ class Handle:
 
 
 def _cost(ev: Queued) -> int:
-    if isinstance(ev, tuple):
-        return _EVENT_OVERHEAD + len(ev[3])
-    return _EVENT_OVERHEAD + (len(ev.data) if isinstance(ev, Delivery) else 8 * len(ev.members))
+    return _EVENT_OVERHEAD + (len(ev[3]) if isinstance(ev, tuple) else 8 * len(ev.members))
 
 
 def _event(ev: Queued) -> Event:
