@@ -19,15 +19,8 @@ import pytest
 
 from evs.cli.__main__ import main
 from evs.cli._bench_run import _notes, table
-from evs.cli._bench_worker import (
-    HEADER,
-    MIN_SIZE,
-    ORDER_BLOCK,
-    Payloads,
-    Verifier,
-    compare_orders,
-    percentile,
-)
+from evs.cli._bench_verify import HEADER, MIN_SIZE, ORDER_BLOCK, Payloads, Verifier
+from evs.cli._bench_worker import compare_orders, percentile
 from evs.cli._lab import lab_available
 from evs.cli.bench import parse_rate, parse_sizes
 

@@ -27,9 +27,8 @@ from multiprocessing.context import ForkProcess
 from pathlib import Path
 from typing import Any
 
+from evs.cli._bench_verify import SEND_GRACE_S, SEND_TIMEOUT_S
 from evs.cli._bench_worker import (
-    SEND_GRACE_S,
-    SEND_TIMEOUT_S,
     ClientSpec,
     compare_orders,
     receiver_main,

@@ -25,31 +25,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from evs.cli._bench_verify import (
-    BODIES,
-    HEADER,
-    MAGIC,
-    MIN_SIZE,
-    ORDER_BLOCK,
-    SEND_GRACE_S,
-    SEND_TIMEOUT_S,
-    Payloads,
-    Reading,
-    Sending,
-    Verifier,
-)
+from evs.cli._bench_verify import Payloads, Reading, Sending, Verifier
 
 __all__ = [
-    "BODIES",
-    "HEADER",
-    "MAGIC",
-    "MIN_SIZE",
-    "ORDER_BLOCK",
-    "SEND_GRACE_S",
-    "SEND_TIMEOUT_S",
     "ClientSpec",
-    "Payloads",
-    "Verifier",
     "compare_orders",
     "percentile",
     "receiver_main",

@@ -264,7 +264,7 @@ def _check_args(args: argparse.Namespace) -> str | None:
         sizes = parse_sizes(args.sizes)
     except ValueError as exc:
         return str(exc)
-    from evs.cli._bench_worker import MIN_SIZE  # noqa: PLC0415  (light: struct, zlib)
+    from evs.cli._bench_verify import MIN_SIZE  # noqa: PLC0415  (light: struct, zlib)
 
     for s in sizes:
         if not MIN_SIZE <= s <= 1 << 20:
