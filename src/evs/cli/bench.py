@@ -27,7 +27,7 @@ draining receiver gives up after ``DRAIN_IDLE_S`` (or three times its longest pa
 delivery, and each run's ``notes`` say why its figures are low or zero (the ring broke, a
 receiver got nothing, a sender's window stayed full).
 
-Every receiver verifies everything it delivers (``_bench_worker.Verifier``: per-sender
+Every receiver verifies everything it delivers (``_bench_verify.Verifier``: per-sender
 sequence numbers, header CRC, sender id, body bytes, and a rolling hash of the whole delivery
 sequence compared across receivers). Any violation, lost message or configuration change
 during a run makes the command exit 1 and say why.
