@@ -463,15 +463,8 @@ class Client:
             ):
                 if self._writing:
                     self._send_pending()
-                else:
-                    # _send_pending inline: nearly always one send takes it all.
-                    out = s.data_to_send()
-                    try:
-                        n = self._sock.send(out)
-                    except OSError:
-                        n = 0  # _write waits for room, or meets the error again and reports it
-                    if n != len(out):
-                        self._write(memoryview(out)[n:])
+                else:  # _send_pending without its wait: a call less per send
+                    self._write(s.data_to_send())
             if s.ended is not None:  # the message may not have reached the executive
                 raise s.ended
 
