@@ -8,6 +8,7 @@ steps (feed events, pump) in the server's loop. Waits are on conditions with bou
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import tempfile
 import threading
@@ -22,7 +23,7 @@ import evs
 from evs.daemon.ipc_server import IpcServer
 from evs.errors import TryAgain
 from evs.ipc.codec import FrameDecoder, encode
-from evs.ipc.messages import IPC_VERSION, Welcome
+from evs.ipc.messages import IPC_VERSION, Error, ErrorCode, Frame, Ok, UsePipe, Welcome
 from evs.runtime.send_window import SEND_WINDOW, SendWindows
 from evs.runtime.service import HANDLE_QUEUE_BYTES, EvsService
 from evs.totem.events import CoreEvent, Deliver, Sent
@@ -132,17 +133,20 @@ class Daemon:
 
 
 class SilentDaemon:
-    """A daemon that answers one client's Hello with a Welcome and never reads again: the
-    client's writes fill the socket, as with an executive that stopped reading."""
+    """A daemon that answers one client's Hello with a Welcome and its UsePipe (taking the pipe
+    with ``pipe``, refusing it otherwise), and never reads again: the client's writes fill the
+    pipe or the socket, as with an executive that stopped reading."""
 
-    def __init__(self, path: Path, send_window: int) -> None:
+    def __init__(self, path: Path, send_window: int, *, pipe: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.send_window = send_window
+        self.pipe = pipe
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(path))
         self.listener.listen(1)
         self.held: list[socket.socket] = []
+        self.pipes: list[int] = []
 
     def connect(self) -> evs.Client:
         """A client of this daemon, its Welcome received."""
@@ -150,24 +154,38 @@ class SilentDaemon:
         server.start()
         client = evs.Client(str(self.path))
         server.join(5)
+        assert (client._wfd >= 0) == self.pipe
         return client
 
     def _serve(self) -> None:
         conn, _ = self.listener.accept()
         self.held.append(conn)
         dec = FrameDecoder()
-        hello = None
-        while hello is None:
-            dec.feed(conn.recv(4096))
-            hello = next(dec, None)
+
+        def take() -> Frame:
+            while (frame := next(dec, None)) is None:
+                dec.feed(conn.recv(4096))
+            return frame
+
+        hello = take()
         welcome = Welcome(hello.request_id, IPC_VERSION, 1, 1, self.send_window, 64, 32, 1 << 31)
         conn.sendall(encode(welcome))
+        use = take()
+        assert isinstance(use, UsePipe)
+        if self.pipe:
+            self.pipes.append(os.open(f"/proc/{os.getpid()}/fd/{use.fd}", os.O_RDONLY))
+            conn.sendall(encode(Ok(use.request_id)))
+        else:
+            conn.sendall(encode(Error(use.request_id, ErrorCode.ACCESS_DENIED, "no pipes here")))
 
     def hang_up(self) -> None:
         """Close the daemon's side: a write the client waits on then fails."""
         for conn in self.held:
             conn.close()
         self.held.clear()
+        for fd in self.pipes:
+            os.close(fd)
+        self.pipes.clear()
 
     def close(self) -> None:
         self.hang_up()

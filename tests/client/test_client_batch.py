@@ -1,16 +1,15 @@
 """``Client.batch()``: messages multicast inside the block are written together, in order.
 
-Against a real IpcServer on a real Unix socket (conftest). The client's socket is wrapped to
-count writes, so each test sees when bytes left, not only that they arrived.
+Against a real IpcServer on a real Unix socket (conftest). The client's request writer (its
+pipe) is wrapped to count writes, so each test sees when bytes left, not only that they arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +23,20 @@ from .conftest import Daemon, FakeHost, SilentDaemon
 
 
 class _CountedWrites:
-    """A client's socket that counts its writes (and passes them on)."""
+    """A client's request writer (to its pipe or socket) that counts its writes."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
+    def __init__(self, send: Callable[[bytes | memoryview], int]) -> None:
+        self._send = send
         self.calls = 0
 
-    def send(self, data: bytes | memoryview) -> int:
+    def __call__(self, data: bytes | memoryview) -> int:
         self.calls += 1
-        return self._sock.send(data)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._sock, name)
+        return self._send(data)
 
 
 def _counted(c: evs.Client) -> _CountedWrites:
-    counted = _CountedWrites(c._sock)
-    c._sock = counted  # type: ignore[assignment]
+    counted = _CountedWrites(c._send_raw)
+    c._send_raw = counted
     return counted
 
 
@@ -295,15 +291,16 @@ def test_an_async_batch_ended_by_an_exception_or_close_still_sends(daemon: Daemo
     _run(main())
 
 
+@pytest.mark.parametrize("pipe", [True, False])
 def test_close_gives_up_writing_a_batch_to_a_daemon_that_stopped_reading(
-    sock_path: Path, monkeypatch: pytest.MonkeyPatch
+    sock_path: Path, monkeypatch: pytest.MonkeyPatch, pipe: bool
 ) -> None:
     """A batch's rest waits for room in the socket at close(); a daemon that never reads
     again must not hang close() past the linger bound."""
     from evs.client import sync_client  # noqa: PLC0415
 
     monkeypatch.setattr(sync_client, "CLOSE_LINGER_S", 0.5)
-    d = SilentDaemon(sock_path, 1 << 30)  # a window far larger than the socket's buffers
+    d = SilentDaemon(sock_path, 1 << 30, pipe=pipe)  # a window far larger than any buffer
     try:
         c = d.connect()
         monkeypatch.setattr(sync_client, "BATCH_BYTES", 1 << 40)  # nothing written before close

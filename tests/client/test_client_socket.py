@@ -11,11 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import evs
+from evs.client.sync_client import ENV_PIPE
 from evs.daemon.ipc_server import IpcServer, ServerStartError
 from evs.ipc.codec import FrameDecoder, encode
 from evs.ipc.messages import IPC_VERSION, Error, ErrorCode, Hello, Join, Mcast, Welcome
@@ -57,53 +59,54 @@ def test_mcast_groups_reaches_members_only(daemon: Daemon) -> None:
 
 
 class _ShortWrites:
-    """A client's socket whose writes take at most ``limit`` bytes, and every third one none
-    (BlockingIOError): the kernel may do either to a send on a busy Unix socket."""
+    """A client's request writer whose writes take at most ``limit`` bytes, and every third
+    one none (BlockingIOError): the kernel may do either to a write on a busy pipe or socket."""
 
-    def __init__(self, sock: socket.socket, limit: int) -> None:
-        self._sock = sock
+    def __init__(self, send: Callable[[bytes | memoryview], int], limit: int) -> None:
+        self.send = send
         self.limit = limit
         self.calls = 0
 
-    def send(self, data: bytes | memoryview) -> int:
+    def __call__(self, data: bytes | memoryview) -> int:
         self.calls += 1
         if self.calls % 3 == 0:
             raise BlockingIOError
-        return self._sock.send(data[: self.limit])
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._sock, name)
+        return self.send(data[: self.limit])
 
 
+@pytest.mark.parametrize("pipe", ["1", "0"])
 @pytest.mark.parametrize("limit", [1, 7, 100])
 def test_sends_the_socket_takes_in_pieces_arrive_whole_and_in_order(
-    daemon: Daemon, limit: int
+    daemon: Daemon, limit: int, pipe: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A send the socket takes only in part (or not at all, for a moment) is finished before
-    the call returns: every message arrives whole, once, in order."""
+    """A send the pipe or socket takes only in part (or not at all, for a moment) is finished
+    before the call returns: every message arrives whole, once, in order."""
+    monkeypatch.setenv(ENV_PIPE, pipe)
     with evs.Client(daemon.path) as c:
+        assert (c._wfd >= 0) == (pipe == "1")
         c.join(["g"])
-        short = _ShortWrites(c._sock, limit)
-        c._sock = short  # type: ignore[assignment]
+        short = _ShortWrites(c._send_raw, limit)
+        c._send_raw = short
         sent = [bytes([i]) * (i * 13 % 300 + 1) for i in range(40)]
         for data in sent:
             c.mcast_groups(["g"], data)
-        c._sock = short._sock
+        c._send_raw = short.send
         c.membership_get()  # a round trip: everything sent before it is delivered by now
         got = [e.data for e in c.events(timeout=0) if isinstance(e, Delivery)]
         assert got == sent
         assert short.calls > len(sent)
 
 
+@pytest.mark.parametrize("pipe", [True, False])
 def test_close_ends_a_send_waiting_on_a_daemon_that_stopped_reading(
-    sock_path: Path, monkeypatch: pytest.MonkeyPatch
+    sock_path: Path, monkeypatch: pytest.MonkeyPatch, pipe: bool
 ) -> None:
-    """The daemon answers Hello and then never reads: a send waits for room in the socket, and
-    close() from another thread must end that wait (NotConnected), not hang on it."""
+    """The daemon answers Hello and then never reads: a send waits for room in the pipe or the
+    socket, and close() from another thread must end that wait (NotConnected), not hang."""
     from evs.client import sync_client  # noqa: PLC0415
 
     monkeypatch.setattr(sync_client, "CLOSE_LINGER_S", 0.5)
-    d = SilentDaemon(sock_path, 1 << 20)
+    d = SilentDaemon(sock_path, 1 << 20, pipe=pipe)
     try:
         c = d.connect()
         errors: list[BaseException] = []

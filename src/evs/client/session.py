@@ -58,6 +58,7 @@ from evs.ipc.messages import (
     SendCredit,
     StatusGet,
     StatusReply,
+    UsePipe,
     Welcome,
     exception_for,
     mcast_cost,
@@ -199,6 +200,9 @@ class ClientSession:
 
     def rekey(self, key: bytes, members_only: bool) -> int:
         return self._request(Rekey(0, members_only, key))
+
+    def use_pipe(self, fd: int, ino: int) -> int:
+        return self._request(UsePipe(0, fd, ino))
 
     def _names(self, groups: Iterable[str | bytes]) -> tuple[bytes, ...]:
         """Group names checked against the daemon's limits (from Welcome), first-seen order."""

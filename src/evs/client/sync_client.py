@@ -20,6 +20,12 @@ length. (``recv(n)`` allocates ``n`` bytes per call; at 256 KiB that is a fresh 
 page fault per page written and an ``mremap`` and ``munmap`` after, three system calls more
 than the read for every batch of events.)
 
+Writing: once connected, the client asks the executive to take its requests from a pipe
+(``UsePipe``): a small write to a pipe costs about half of one to a Unix socket, which counts
+when every message is a write. Refused (the executive may not open another user's pipe through
+/proc) or turned off (``EVS_IPC_PIPE=0``), requests go to the socket as before. Either way the
+socket carries everything the executive sends, and closing it ends the connection.
+
 Threads: a Client may be shared. One lock guards the session; the thread that needs input
 reads the socket with the lock released while the others wait on a condition, so one thread
 can sit in ``dispatch(BLOCKING)`` while others send, and ``close()`` from any thread ends it.
@@ -30,6 +36,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import functools
 import json
 import os
 import select
@@ -69,6 +77,10 @@ _R = TypeVar("_R", bound=Reply)
 _AS_GIVEN: Final = (list, tuple, str, bytes)
 #: A send waiting for room in the socket looks at ``close()`` this often, seconds.
 _WRITE_WAIT_S: Final = 0.25
+#: Environment variable: "0" keeps a client's requests on the socket (no request pipe).
+ENV_PIPE: Final = "EVS_IPC_PIPE"
+#: Capacity asked for the request pipe, bytes (Linux caps it at fs.pipe-max-size).
+PIPE_BYTES: Final = 1 << 20
 #: Inside ``batch()``, messages are written once this many bytes of them wait (and at its end).
 BATCH_BYTES: Final = 16 << 10
 
@@ -142,6 +154,10 @@ class Client:
         #: fileno()'s epoll descriptor and the eventfd it watches: made at the first call.
         self._evfd = -1
         self._epoll: select.epoll | None = None
+        #: The write end of the request pipe, or -1 while requests go to the socket; and
+        #: the call that writes requests to whichever of the two they go to.
+        self._wfd = -1
+        self._send_raw: Callable[[bytes | memoryview], int] = sock.send
         try:
             welcome = self._call(self._session.hello_id, Welcome, CONNECT_TIMEOUT_S)
         except BaseException:
@@ -151,6 +167,37 @@ class Client:
         self.nodeid = welcome.nodeid
         self.handle_id = welcome.handle_id
         self.max_data = welcome.max_data
+        try:
+            self._use_pipe()
+        except BaseException:
+            self.close()
+            raise
+
+    def _use_pipe(self) -> None:
+        """Ask the executive to read requests from a pipe: a small write to a pipe costs half
+        of one to a Unix socket (merged into the pipe's page rather than a buffer of its own,
+        which the reader also frees). Refused (another user's executive, /proc hidden), the
+        socket stays."""
+        if os.environ.get(ENV_PIPE, "1") == "0":
+            return
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            os.set_blocking(w, False)
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            rid = self._session.use_pipe(r, os.fstat(r).st_ino)
+            try:
+                self._call(rid, Ok, CONNECT_TIMEOUT_S)
+            except EvsError:
+                if self._session.ended is not None:
+                    raise
+                return
+            self._wfd, w = w, -1
+            self._send_raw = functools.partial(os.write, self._wfd)
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -175,6 +222,7 @@ class Client:
                 self._sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading
             while self._reading or self._writing:
                 self._cond.wait(1.0)
+            self._close_pipe()
             self._sock.close()
             if self._epoll is not None:
                 self._epoll.close()
@@ -186,9 +234,16 @@ class Client:
 
         Closing outright could make the executive's next write fail, and a transport that
         failed a write stops reading: messages still in its socket would be lost."""
+        self._close_pipe()
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_WR)
         self._wait(lambda: False, _deadline(CLOSE_LINGER_S))
+
+    def _close_pipe(self) -> None:
+        fd, self._wfd = self._wfd, -1
+        if fd >= 0:
+            self._send_raw = self._sock.send  # a shut socket: a late write fails, harmlessly
+            os.close(fd)
 
     def __enter__(self) -> Client:
         return self
@@ -235,14 +290,16 @@ class Client:
         """``_send_pending``'s loop for ``data``, taken from the session already."""
         while data:
             try:
-                n = self._sock.send(data)
+                n = self._send_raw(data)
             except BlockingIOError:
                 self._writing = True
                 self._cond.release()
                 try:
                     # In turns: a daemon that stopped reading never makes the socket writable,
                     # and close() must still end the wait.
-                    while not select.select([], [self._sock], [], _WRITE_WAIT_S)[1]:
+                    out = select.poll()
+                    out.register(self._wfd if self._wfd >= 0 else self._sock.fileno())
+                    while not out.poll(_WRITE_WAIT_S * 1000):
                         if self._closed or (deadline is not None and time.monotonic() > deadline):
                             break
                 finally:

@@ -22,6 +22,14 @@ held senders go on at once. A malformed or oversized frame or a disconnect in mi
 counted in ``counters`` and ends only that connection. The handle is closed however the
 connection ends.
 
+Request pipes: a client may ask (``UsePipe``) to write its requests to a pipe instead of the
+socket, since a small write to a pipe costs half as much. The server opens the pipe's read end
+through ``/proc/<peer pid>/fd/<n>`` (asyncio cannot receive a descriptor over the socket), only
+if it is an anonymous pipe of the client's uid with the inode the client named (checked before
+and after the open: nothing the client could not open itself), and reads it with the loop's
+reader callback into the same decoder. From then on the socket must stay silent; its end still
+ends the connection, and what the pipe holds then is read first (bounded).
+
 Use from the daemon (the host owns the service, the core and the loop)::
 
     server = IpcServer(host, cfg.ipc.socket, allowed_uids=..., allowed_gids=...)
@@ -77,6 +85,7 @@ from evs.ipc.messages import (
     SendCredit,
     StatusGet,
     StatusReply,
+    UsePipe,
     Welcome,
     error_code,
     mcast_cost,
@@ -103,6 +112,39 @@ SOCKET_MODE: Final = 0o660
 #: Seconds a disconnected client has to read its Goodbye before the socket is cut.
 GOODBYE_GRACE_S: Final = 2.0
 _CRED: Final = struct.Struct("3i")
+
+
+#: Most bytes read from a client's request pipe once its connection ended.
+PIPE_REST_MAX: Final = 16 << 20
+#: One read of a request pipe, bytes (every connection of the server reads into one buffer).
+PIPE_READ: Final = 256 << 10
+
+
+_PIPEFS_DEV: list[int] = []
+
+
+def _pipefs_dev() -> int:
+    """The device of anonymous pipes (pipefs): a named FIFO is on another file system."""
+    if not _PIPEFS_DEV:
+        r, w = os.pipe()
+        try:
+            _PIPEFS_DEV.append(os.fstat(r).st_dev)
+        finally:
+            os.close(r)
+            os.close(w)
+    return _PIPEFS_DEV[0]
+
+
+def _is_pipe(st: os.stat_result, ino: int, uid: int) -> bool:
+    """Whether ``st`` is the anonymous pipe ``ino`` made by a process of ``uid``: the server
+    then opens nothing its client could not open itself (a pipe is its maker's, mode 0600),
+    say the write end of another user's pipe that the client inherited."""
+    return (
+        stat.S_ISFIFO(st.st_mode)
+        and st.st_ino == ino
+        and st.st_dev == _pipefs_dev()
+        and st.st_uid == uid
+    )
 
 
 def _encode_event(ev: Queued) -> bytes:
@@ -183,6 +225,8 @@ class IpcServer:
         self._by_handle: dict[int, _Connection] = {}
         self._dirty: set[_Connection] = set()
         self._all_gone: asyncio.Event | None = None
+        #: Where request pipes are read (one loop, one read at a time).
+        self.pipe_view = memoryview(bytearray(PIPE_READ))
         #: ``close`` has begun: connections ending now are not news for the host.
         self.stopping = False
 
@@ -320,6 +364,10 @@ class _Connection(asyncio.Protocol):
         self.windowed_taken = 0
         self._abort_timer: asyncio.TimerHandle | None = None
         self._rest: socket.socket | None = None
+        #: The read end of the client's request pipe (UsePipe), or -1; ``piped``: the client
+        #: switched to it, so its socket carries nothing more.
+        self._pipe = -1
+        self.piped = False
 
     # ---------------------------------------------------------------- asyncio callbacks
 
@@ -357,6 +405,54 @@ class _Connection(asyncio.Protocol):
         self.disconnect(Error(0, ErrorCode.ACCESS_DENIED, reason))
 
     def data_received(self, data: bytes) -> None:
+        if self.piped and not self.closing:
+            self.server.counters["protocol errors"] += 1
+            self.disconnect(
+                Error(0, ErrorCode.ERROR, "a client that writes to a pipe may not use the socket")
+            )
+            return
+        self._received(data)
+
+    def _pipe_readable(self) -> None:
+        """The request pipe has bytes (or its end): the same path as the socket's bytes."""
+        view = self.server.pipe_view
+        try:
+            n = os.readv(self._pipe, [view])
+        except BlockingIOError:
+            return
+        except OSError:
+            n = 0
+        if n == 0:  # the client closed its end: its socket's end follows
+            self._close_pipe()
+            return
+        self._received(bytes(view[:n]))
+
+    def _close_pipe(self) -> None:
+        fd, self._pipe = self._pipe, -1
+        if fd >= 0:
+            asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
+
+    def _pipe_rest(self) -> bytes:
+        """What is still in the request pipe at the end of the connection (bounded: a writer
+        that keeps writing, say a child that inherited the descriptor, is not read forever)."""
+        if self._pipe < 0:
+            return b""
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            while total < PIPE_REST_MAX:
+                chunk = os.read(self._pipe, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+        except OSError:  # EAGAIN: all read
+            pass
+        self._close_pipe()
+        return b"".join(chunks)
+
+    def _received(self, data: bytes) -> None:
         if self.closing:
             # Being disconnected: no more replies, but messages already sent within the
             # window were accepted by the client's library and must not be lost.
@@ -407,7 +503,7 @@ class _Connection(asyncio.Protocol):
         return self.take_windowed(b"")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        rest = self._read_rest()
+        rest = self._read_rest() + self._pipe_rest()
         if rest and self.take_windowed(rest):
             self.server.host.after_request()
         if self.decoder.buffered and not self.closing:
@@ -506,6 +602,8 @@ class _Connection(asyncio.Protocol):
                 reply = StatusReply(rid, json.dumps(server.host.status()))
             elif isinstance(frame, Rekey):
                 reply = self.rekey(frame)
+            elif isinstance(frame, UsePipe):
+                reply = self.use_pipe(frame)
             elif isinstance(frame, Hello):
                 reply = Error(rid, ErrorCode.INVALID_ARGUMENT, "Hello was already received")
             else:
@@ -539,6 +637,34 @@ class _Connection(asyncio.Protocol):
         if start is None:
             return Error(rid, ErrorCode.ERROR, "this evs daemon cannot rotate keys")
         return RekeyReply(rid, json.dumps(start(frame.key, frame.members_only)))
+
+    def use_pipe(self, frame: UsePipe) -> Frame:
+        """Take the client's requests from a pipe it made: it is descriptor ``fd`` of the
+        peer's process (pid from SO_PEERCRED), opened through /proc, which needs the rights to
+        inspect that process (root, or the same uid). The pipe is checked (``_is_pipe``) before
+        the open and after it, so nothing but that pipe is ever opened. A refusal leaves the
+        socket as it was: the client goes on writing to it."""
+        rid = frame.request_id
+        if self.piped:
+            return Error(rid, ErrorCode.INVALID_ARGUMENT, "this client writes to a pipe already")
+        path = f"/proc/{self.pid}/fd/{frame.fd}"
+        try:
+            if self.pid <= 0 or not _is_pipe(os.stat(path), frame.ino, self.uid):
+                return Error(rid, ErrorCode.INVALID_ARGUMENT, f"{path} is not the client's pipe")
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            return Error(rid, ErrorCode.ACCESS_DENIED, f"cannot open {path}: {exc.strerror}")
+        try:
+            if not _is_pipe(os.fstat(fd), frame.ino, self.uid):
+                os.close(fd)
+                return Error(rid, ErrorCode.INVALID_ARGUMENT, f"{path} changed while opened")
+            asyncio.get_running_loop().add_reader(fd, self._pipe_readable)
+        except Exception:
+            os.close(fd)
+            raise
+        self._pipe = fd
+        self.piped = True
+        return Ok(rid)
 
     def accept_windowed(
         self, groups: tuple[bytes, ...] | None, guarantee: Guarantee, data: bytes

@@ -15,8 +15,12 @@ damages it, and feeds it in random pieces, as a stream socket would:
 ``ipc`` (the executive's side): a real ``IpcServer`` connection (``_Connection``) over an
 in-memory transport and a host whose service (a real ``EvsService`` and ``SendWindows``)
 delivers every message at once to this node, fed with ``data_received`` per piece, then
-``connection_lost``. Oracle: nothing escapes either call; no request ends in the server's
-catch-all ("internal errors" stays 0); the decoder never holds more than one maximal frame
+``connection_lost``. One stream in eight first makes a real pipe of this process the
+connection's request pipe (``UsePipe``; the peer's pid is then this process's), so the rest of
+the stream breaks the socket's silence, and writes a second damaged stream into the pipe, read
+piece by piece and then as the rest at ``connection_lost``. Oracle: nothing escapes either
+call; no request ends in the server's catch-all ("internal errors" stays 0); the request pipe
+is closed once the connection ended; the decoder never holds more than one maximal frame
 (``FRAME_MAX`` + 3 bytes, the 4-byte prefix included); everything the server wrote decodes
 into whole reply and notification frames.
 
@@ -36,6 +40,8 @@ The unit counted is a frame encoded into the stream (damaged or not).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import itertools
 import logging
 import os
@@ -70,6 +76,7 @@ from evs.ipc.messages import (
     SendCredit,
     StatusGet,
     StatusReply,
+    UsePipe,
     Welcome,
 )
 from evs.runtime.send_window import SendWindows
@@ -83,6 +90,8 @@ _GROUPS = (b"a", b"b", b"chat", b"x" * 64, b"\x00", b"\xff" * 3)
 _RING = RingId(4, 1)
 #: Bytes a decoder may hold: one maximal frame and its length prefix, less one byte.
 BUFFER_BOUND = FRAME_MAX + 3
+#: Capacity asked for a case's request pipe.
+_PIPE_CAPACITY = 1 << 20
 _REPLIES = (Welcome, Ok, Error, MembershipReply, StatusReply, RekeyReply)
 _NOTES = (DeliverNote, ConfChgNote, RoomAgain, SendCredit, Goodbye)
 _KINDS = (*range(1, 12), *range(64, 72), *range(128, 134), 0, 255)
@@ -226,7 +235,9 @@ class _Host:
 
 
 def _request(rng: Random, rid: int) -> Frame:
-    pick = rng.randrange(8)
+    pick = rng.randrange(9)
+    if pick == 7:
+        return UsePipe(rid, rng.randrange(64), rng.randrange(1 << 64))
     if pick == 0:
         return Join(rid, _groups(rng))
     if pick == 1:
@@ -243,16 +254,23 @@ def _request(rng: Random, rid: int) -> Frame:
     return Hello(rid, IPC_VERSION, rng.randrange(1 << 32))
 
 
-async def converse(chunks: Sequence[bytes], uid: int, seen: Counter[str]) -> None:
-    """A fresh connection of a client of ``uid`` reads ``chunks``, then loses the connection;
-    raises ``Escaped`` when an oracle of the ``ipc`` target is broken."""
+async def converse(
+    chunks: Sequence[bytes],
+    uid: int,
+    seen: Counter[str],
+    piped: Sequence[bytes] = (),
+    pipe_w: int = -1,
+) -> None:
+    """A fresh connection of a client of ``uid`` reads ``chunks`` from its socket, then, once
+    it took a request pipe, ``piped`` from the pipe ``pipe_w`` writes to, then loses the
+    connection; raises ``Escaped`` when an oracle of the ``ipc`` target is broken."""
     host = _Host()
     server = IpcServer(host, "/nonexistent/evs-fuzz.sock")
     host.server = server
     conn = _Connection(server)
     transport = _Transport()
     conn.transport = transport  # type: ignore[assignment]
-    conn.pid, conn.uid = 4242, uid
+    conn.pid, conn.uid = (os.getpid() if pipe_w >= 0 else 4242), uid
     server._conns.add(conn)
     log = logging.getLogger("evs.daemon.ipc")
     was_disabled, log.disabled = log.disabled, True  # the server warns of every bad frame
@@ -261,7 +279,17 @@ async def converse(chunks: Sequence[bytes], uid: int, seen: Counter[str]) -> Non
             conn.data_received(piece)
             if conn.decoder.buffered > BUFFER_BOUND:
                 raise Escaped(f"the executive buffers {conn.decoder.buffered} bytes")
+        for i, piece in enumerate(piped):
+            _write_all(pipe_w, piece)
+            if conn._pipe >= 0 and i % 2 == 0:  # the rest waits for connection_lost
+                conn._pipe_readable()
+            if conn.decoder.buffered > BUFFER_BOUND:
+                raise Escaped(f"the executive buffers {conn.decoder.buffered} bytes")
+        if piped:
+            seen["streams through a pipe"] += 1
         conn.connection_lost(None)
+        if conn._pipe >= 0:
+            raise Escaped("the request pipe is still open after the connection ended")
     finally:
         log.disabled = was_disabled
         if conn._abort_timer is not None:
@@ -272,15 +300,40 @@ async def converse(chunks: Sequence[bytes], uid: int, seen: Counter[str]) -> Non
     _check_output(bytes(transport.written), _REPLIES + _NOTES, "the executive", seen)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Into the case's pipe, without blocking: what does not fit is left out (the streams are
+    far smaller than the pipe, so that is rare)."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except BlockingIOError:
+        pass
+
+
 def _executive_case(loop: asyncio.AbstractEventLoop, rng: Random, seen: Counter[str]) -> int:
     frames = [encode(Hello(1, rng.choice((IPC_VERSION,) * 9 + (1,)), rng.randrange(1 << 32)))]
     if rng.random() < 0.1:
         frames.pop()
+    r = w = -1
+    piped: list[bytes] = []
+    if rng.random() < 0.125:
+        r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_CAPACITY)
+        frames.append(encode(UsePipe(rng.randrange(2, 9), r, os.fstat(r).st_ino)))
+        more = [encode(_request(rng, rid)) for rid in range(10, rng.randint(11, 20))]
+        piped = pieces(damage(more, rng), rng)
     frames += [encode(_request(rng, rid)) for rid in range(2, rng.randint(3, 10))]
     stream = damage(frames, rng)
     chunks = _with_maximal(stream, rng)
-
-    loop.run_until_complete(converse(chunks, rng.choice((os.geteuid(), 65534)), seen))
+    try:
+        uid = rng.choice((os.geteuid(), 65534))
+        loop.run_until_complete(converse(chunks, uid, seen, piped, w))
+    finally:
+        for fd in (r, w):
+            if fd >= 0:
+                os.close(fd)
     return len(frames)
 
 

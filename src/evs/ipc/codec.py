@@ -18,6 +18,7 @@ UTF-8; the last field marked "rest" runs to the end of the frame):
   data (rest); request id 0 makes it a windowed send (no reply).   MembershipGet, StatusGet,
   Ok, RoomAgain: empty.   SendCredit: u32 amount.
 - Rekey: u8 flags (bit 0: members only), key (rest; empty: the daemon makes one).
+- UsePipe: u32 descriptor, u64 inode.
 - Welcome: u16 version, u32 nodeid, u32 handle id, u32 max data, u16 group name max, u16 groups
   max, u32 send window.   Error: u16 code, text (rest).   StatusReply, RekeyReply, Goodbye: text
   (rest).
@@ -53,6 +54,7 @@ from evs.ipc.messages import (
     SendCredit,
     StatusGet,
     StatusReply,
+    UsePipe,
     Welcome,
 )
 from evs.types import ConfigChange, Delivery, Guarantee, Membership, RingId, make_delivery
@@ -90,6 +92,7 @@ HEADER: Final = struct.Struct("!IBI")
 _ID_MAX: Final = 0xFFFFFFFF
 
 _HELLO: Final = struct.Struct("!HI")
+_USE_PIPE: Final = struct.Struct("!IQ")
 _MCAST: Final = struct.Struct("!BB")
 _MCAST_SIZE: Final = 2  # _MCAST.size
 _WELCOME: Final = struct.Struct("!HIIIHHI")
@@ -113,6 +116,7 @@ _KINDS: Final[dict[type, int]] = {
     MembershipGet: 5,
     StatusGet: 6,
     Rekey: 7,
+    UsePipe: 8,
     Welcome: 64,
     Ok: 65,
     Error: 66,
@@ -226,6 +230,10 @@ def _body(frame: Frame) -> bytes:
         return _CODE.pack(ErrorCode(frame.code)) + _text(frame.message)
     if isinstance(frame, (StatusReply, RekeyReply, Goodbye)):
         return _text(frame.reason if isinstance(frame, Goodbye) else frame.text)
+    if isinstance(frame, UsePipe):
+        _u(frame.fd, 32, "descriptor")
+        _u(frame.ino, 64, "inode")
+        return _USE_PIPE.pack(frame.fd, frame.ino)
     if isinstance(frame, Rekey):
         _check(len(frame.key) <= _REKEY_KEY_MAX, f"a key of {len(frame.key)} bytes")
         return bytes([int(frame.members_only)]) + frame.key
@@ -518,6 +526,8 @@ def _decode_body(kind: int, rid: int, r: _Reader) -> Frame:
         key = r.rest()
         _check(len(key) <= _REKEY_KEY_MAX, f"a key of {len(key)} bytes")
         frame = Rekey(rid, bool(flags), key)
+    elif kind == 8:
+        frame = UsePipe(rid, *r.unpack(_USE_PIPE, "UsePipe"))
     elif kind == 64:
         frame = Welcome(rid, *r.unpack(_WELCOME, "Welcome"))
     elif kind == 65:

@@ -12,6 +12,13 @@ says why). An ``Error`` with request id 0 is
 connection-level (the peer was refused, or spoke garbage) and is followed by the end of the
 connection.
 
+Request pipe (version 3): after ``Welcome`` a client may send ``UsePipe`` naming a pipe it
+made; once the daemon answers Ok, every later request of that client goes into the pipe and
+none into the socket (which still carries everything from the daemon, and whose end ends the
+connection: the daemon then reads what is left in the pipe). A small write costs a Unix socket
+a buffer of its own, allocated by the writer and freed by the reader, while a pipe appends it to
+the page it is filling: about half the system time per message for a sender of small ones.
+
 Windowed sends: an ``Mcast`` with request id 0 gets no reply. The daemon accepts every such
 message as long as the client keeps within the send window announced in ``Welcome``: the
 client counts ``mcast_cost`` of each message it sends, and the daemon gives the bytes back with
@@ -60,6 +67,7 @@ __all__ = [
     "SendCredit",
     "StatusGet",
     "StatusReply",
+    "UsePipe",
     "Welcome",
     "error_code",
     "exception_for",
@@ -67,7 +75,7 @@ __all__ = [
 ]
 
 #: Version of the frame format, sent in ``Hello``; the daemon refuses any other.
-IPC_VERSION: Final = 2
+IPC_VERSION: Final = 3
 #: What a windowed message costs beyond its data (so a flood of tiny ones is bounded too).
 MCAST_OVERHEAD: Final = 64
 
@@ -155,6 +163,18 @@ class MembershipGet:
 @dataclass(frozen=True, slots=True)
 class StatusGet:
     request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsePipe:
+    """From now on this client writes its requests to a pipe, not to the socket: the read end
+    is descriptor ``fd`` of the client's process, a pipe with inode ``ino`` (the daemon opens it
+    through /proc and checks both). Answered with Ok, or an Error after which the client keeps
+    writing to the socket."""
+
+    request_id: int
+    fd: int
+    ino: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +284,7 @@ class Goodbye:
     request_id: int = 0
 
 
-Request = Hello | Join | Leave | Mcast | MembershipGet | StatusGet | Rekey
+Request = Hello | Join | Leave | Mcast | MembershipGet | StatusGet | Rekey | UsePipe
 Reply = Welcome | Ok | Error | MembershipReply | StatusReply | RekeyReply
 Notification = DeliverNote | ConfChgNote | RoomAgain | SendCredit | Goodbye
 Frame = Request | Reply | Notification

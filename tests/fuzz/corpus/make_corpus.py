@@ -34,6 +34,7 @@ from evs.ipc.messages import (
     SendCredit,
     StatusGet,
     StatusReply,
+    UsePipe,
     Welcome,
 )
 from evs.sim.fuzz import harvest
@@ -75,6 +76,9 @@ def main() -> None:
     write("ipc", "no-hello.bin", encode(StatusGet(1)))
     write("ipc", "old-version.bin", encode(Hello(1, 1, 99)))
     write("ipc", "client-sends-note.bin", hello + encode(RoomAgain()))
+    # Not a pipe of the peer (the harness's peer pid is not this process): refused, and the
+    # socket goes on.
+    write("ipc", "use-pipe-refused.bin", hello + encode(UsePipe(7, 4000, 1)) + encode(StatusGet(8)))
 
     welcome = encode(Welcome(1, IPC_VERSION, 1, 1, DATA_MAX, 255, 255, 1 << 16))
     notes: list[Frame] = [

@@ -1,0 +1,426 @@
+"""Request pipes (``UsePipe``): a client's requests through a pipe, the socket for the rest.
+
+Against a real IpcServer (conftest) with real pipes opened through /proc, and, where the order
+of the loop's callbacks decides what a test sees, one ``_Connection`` driven by hand inside a
+running loop (no callback runs unless the test yields).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import evs
+from evs.client.sync_client import ENV_PIPE
+from evs.daemon import ipc_server
+from evs.daemon.ipc_server import IpcServer, _Connection
+from evs.ipc.codec import FrameDecoder, encode
+from evs.ipc.messages import (
+    IPC_VERSION,
+    Error,
+    ErrorCode,
+    Frame,
+    Hello,
+    Join,
+    Mcast,
+    MembershipGet,
+    MembershipReply,
+    Ok,
+    UsePipe,
+    Welcome,
+)
+from evs.types import Delivery, Guarantee
+
+from .conftest import Daemon, FakeHost, wait_until
+
+
+class RawClient:
+    """The IPC protocol by hand: Hello on a real socket, then frames to the socket or a pipe."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.sock.settimeout(5)
+        self.dec = FrameDecoder()
+        self.r, self.w = os.pipe2(os.O_CLOEXEC)
+        self.ino = os.fstat(self.r).st_ino
+        self.sock.sendall(encode(Hello(1, IPC_VERSION, os.getpid())))
+        assert isinstance(self.reply(), Welcome)
+
+    def reply(self) -> Frame:
+        while (frame := next(self.dec, None)) is None:
+            data = self.sock.recv(1 << 16)
+            if not data:
+                raise EOFError("the daemon closed the connection")
+            self.dec.feed(data)
+        return frame
+
+    def ask(self, frame: Frame, *, pipe: bool = False) -> Frame:
+        data = encode(frame)
+        if pipe:
+            os.write(self.w, data)
+        else:
+            self.sock.sendall(data)
+        return self.reply()
+
+    def close(self) -> None:
+        self.sock.close()
+        for fd in (self.r, self.w):
+            if fd >= 0:
+                os.close(fd)
+        self.r = self.w = -1
+
+
+def _piped(d: Daemon) -> list[bool]:
+    return d.run(lambda: [conn.piped for conn in d.server._conns])
+
+
+def _delivered(c: evs.Client) -> list[bytes]:
+    c.membership_get()  # a round trip: everything sent before it is delivered by now
+    return [e.data for e in c.events(timeout=0) if isinstance(e, Delivery)]
+
+
+def test_a_client_writes_its_requests_to_a_pipe(daemon: Daemon) -> None:
+    with evs.Client(daemon.path) as c:
+        assert c._wfd >= 0
+        assert _piped(daemon) == [True]
+        c.join(["g"])  # a request and its reply: through the pipe, back on the socket
+        sent = [b"%d" % i * (i % 50 + 1) for i in range(2000)]
+        for data in sent:
+            c.mcast_joined(data)
+        assert _delivered(c) == sent
+        assert c.membership_get().members == (1,)
+    wait_until(lambda: daemon.run(lambda: daemon.server.clients) == 0)
+
+
+def test_evs_ipc_pipe_0_keeps_the_socket(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_PIPE, "0")
+    with evs.Client(daemon.path) as c:
+        assert c._wfd == -1
+        assert _piped(daemon) == [False]
+        c.join(["g"])
+        c.mcast_joined(b"x")
+        assert _delivered(c) == [b"x"]
+
+
+def test_a_refused_pipe_leaves_the_socket(sock_path: Path) -> None:
+    """An executive that cannot open the pipe (here: it does not know the peer's pid) says
+    so, and the client goes on over its socket."""
+    d = Daemon(sock_path, credentials=lambda sock: (0, os.geteuid(), os.getegid()))
+    try:
+        with evs.Client(d.path) as c:
+            assert c._wfd == -1
+            c.join(["g"])
+            c.mcast_joined(b"x")
+            assert _delivered(c) == [b"x"]
+        assert d.counter("protocol errors") == 0
+    finally:
+        d.stop()
+
+
+def test_what_is_not_the_clients_pipe_is_refused_and_the_socket_goes_on(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    raw = RawClient(daemon.path)
+    os.mkfifo(tmp_path / "fifo")
+    fifo = os.open(tmp_path / "fifo", os.O_RDWR | os.O_NONBLOCK)
+    try:
+        with open(__file__, "rb") as f:
+            other_r, other_w = os.pipe()
+            try:
+                for fd, ino in [
+                    (fifo, os.fstat(fifo).st_ino),  # a named FIFO, not an anonymous pipe
+                    (raw.r, raw.ino + 1),  # the right descriptor, another inode
+                    (f.fileno(), os.fstat(f.fileno()).st_ino),  # a regular file
+                    (raw.sock.fileno(), os.fstat(raw.sock.fileno()).st_ino),  # a socket
+                    (other_r, raw.ino),  # another pipe, the client's inode
+                    (4000, raw.ino),  # no such descriptor
+                ]:
+                    reply = raw.ask(UsePipe(7, fd, ino))
+                    assert isinstance(reply, Error), (fd, reply)
+                    assert reply.request_id == 7
+                    assert reply.code in (ErrorCode.INVALID_ARGUMENT, ErrorCode.ACCESS_DENIED)
+                    assert isinstance(raw.ask(MembershipGet(8)), MembershipReply)
+            finally:
+                os.close(other_r)
+                os.close(other_w)
+        assert _piped(daemon) == [False]
+        assert daemon.counter("protocol errors") == 0
+    finally:
+        raw.close()
+        os.close(fifo)
+
+
+def test_a_pipe_another_uid_made_is_refused(sock_path: Path) -> None:
+    """The client's pipe must be its own: a pipe is its maker's (mode 0600), and the server,
+    root perhaps, must not open for a client what that client could not open."""
+    peer = 65534
+    assert os.geteuid() != peer
+    d = Daemon(
+        sock_path,
+        credentials=lambda sock: (os.getpid(), peer, peer),
+        allowed_uids=[peer],
+    )
+    raw = RawClient(d.path)
+    try:
+        reply = raw.ask(UsePipe(2, raw.r, raw.ino))  # made by this process, not by uid 65534
+        assert isinstance(reply, Error)
+        assert "not the client's pipe" in reply.message
+        assert isinstance(raw.ask(MembershipGet(3)), MembershipReply)
+    finally:
+        raw.close()
+        d.stop()
+
+
+def test_a_second_use_pipe_is_refused(daemon: Daemon) -> None:
+    raw = RawClient(daemon.path)
+    try:
+        assert raw.ask(UsePipe(2, raw.r, raw.ino)) == Ok(2)
+        reply = raw.ask(UsePipe(3, raw.r, raw.ino), pipe=True)
+        assert isinstance(reply, Error)
+        assert reply.code == ErrorCode.INVALID_ARGUMENT
+        assert "already" in reply.message
+        assert isinstance(raw.ask(MembershipGet(4), pipe=True), MembershipReply)
+    finally:
+        raw.close()
+
+
+def test_a_piped_client_that_writes_to_its_socket_is_disconnected(daemon: Daemon) -> None:
+    """Two streams into one decoder would interleave frames: once piped, the socket must stay
+    silent, and a client that breaks that is cut off (counted), not misread."""
+    raw = RawClient(daemon.path)
+    try:
+        assert raw.ask(UsePipe(2, raw.r, raw.ino)) == Ok(2)
+        bye = raw.ask(MembershipGet(3))
+        assert isinstance(bye, Error)
+        assert bye.request_id == 0
+        assert "may not use the socket" in bye.message
+        with pytest.raises(EOFError):
+            raw.reply()
+        assert daemon.counter("protocol errors") == 1
+    finally:
+        raw.close()
+
+
+def test_a_pipe_swapped_between_check_and_open_is_refused(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inode is checked again on the opened descriptor: a client that puts another file
+    at its descriptor number between the two gets a refusal, and no descriptor is kept."""
+    raw = RawClient(daemon.path)
+    other_r, other_w = os.pipe()
+    real_open = os.open
+    opened: list[int] = []
+
+    def swapped(path: Any, flags: int, *args: Any) -> int:
+        if str(path).startswith("/proc/"):
+            fd = os.dup(other_r)  # what the client's descriptor names by the time of the open
+            opened.append(fd)
+            return fd
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", swapped)
+    try:
+        reply = raw.ask(UsePipe(2, raw.r, raw.ino))
+        monkeypatch.undo()
+        assert isinstance(reply, Error)
+        assert "changed" in reply.message
+        assert len(opened) == 1
+        with pytest.raises(OSError, match="Bad file descriptor"):
+            os.fstat(opened[0])  # closed by the server
+        assert isinstance(raw.ask(MembershipGet(3)), MembershipReply)
+    finally:
+        monkeypatch.undo()
+        raw.close()
+        os.close(other_r)
+        os.close(other_w)
+
+
+def test_a_client_that_dies_leaves_no_message_of_its_pipe_behind(daemon: Daemon) -> None:
+    """Windowed sends in the pipe when the client dies (its socket and pipe closed at once)
+    all reach the ring, in order."""
+    with evs.Client(daemon.path) as watcher:
+        watcher.join(["g"])
+        for round_ in range(5):
+            raw = RawClient(daemon.path)
+            assert raw.ask(UsePipe(2, raw.r, raw.ino)) == Ok(2)
+            assert raw.ask(Join(3, (b"g",)), pipe=True) == Ok(3)
+            sent = [b"%d-%d" % (round_, i) for i in range(300)]
+            os.write(raw.w, b"".join(encode(Mcast(0, None, Guarantee.AGREED, m)) for m in sent))
+            raw.close()
+            got: list[bytes] = []
+            for ev in watcher.events(timeout=5):
+                if isinstance(ev, Delivery):
+                    got.append(ev.data)
+                    if len(got) == len(sent):
+                        break
+            assert got == sent
+
+
+# ------------------------------------------------------------------------------ by hand
+
+
+class _Transport:
+    """What ``_Connection`` uses of a socket's transport, in memory."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+def _by_hand(body: Callable[[_Connection, FakeHost, int], None]) -> None:
+    """A connection of this process that said Hello and UsePipe, driven inside a running loop
+    without yielding to it (the pipe's reader callback never runs): ``body(conn, host, w)``."""
+
+    async def run() -> None:
+        host = FakeHost()
+        server = IpcServer(host, "/nonexistent/evs-test.sock")
+        host.server = server
+        conn = _Connection(server)
+        conn.transport = _Transport()  # type: ignore[assignment]
+        conn.pid, conn.uid = os.getpid(), os.geteuid()
+        server._conns.add(conn)
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            conn.data_received(
+                encode(Hello(1, IPC_VERSION, os.getpid()))
+                + encode(UsePipe(2, r, os.fstat(r).st_ino))
+                + encode(Join(3, (b"g",)))
+            )
+            assert conn.piped
+            body(conn, host, w)
+        finally:
+            os.close(r)
+            if conn._pipe >= 0:
+                conn._close_pipe()
+            os.close(w)
+
+    asyncio.run(run())
+
+
+def test_the_end_of_the_socket_first_reads_what_the_pipe_holds() -> None:
+    """The socket's end may be seen before the pipe's bytes: the server reads them then."""
+
+    def body(conn: _Connection, host: FakeHost, w: int) -> None:
+        sent = [b"m%d" % i for i in range(500)]
+        os.write(w, b"".join(encode(Mcast(0, None, Guarantee.AGREED, m)) for m in sent))
+        before = host.numbers
+        conn.connection_lost(None)
+        assert host.numbers - before == len(sent)
+        assert conn._pipe == -1  # read and closed
+
+    _by_hand(body)
+
+
+def test_the_pipe_is_read_once_its_connection_is_being_closed() -> None:
+    """After a Goodbye (here: an overflow), sends already in the pipe are still taken."""
+
+    def body(conn: _Connection, host: FakeHost, w: int) -> None:
+        conn.disconnect(Error(0, ErrorCode.ERROR, "test"))
+        assert conn.closing
+        os.write(w, encode(Mcast(0, None, Guarantee.AGREED, b"late")))
+        before = host.numbers
+        conn._pipe_readable()
+        assert host.numbers - before == 1
+        if conn._abort_timer is not None:
+            conn._abort_timer.cancel()
+
+    _by_hand(body)
+
+
+def test_a_pipe_closed_by_the_client_is_closed_by_the_server() -> None:
+    def body(conn: _Connection, host: FakeHost, w: int) -> None:
+        fd = conn._pipe
+        os.close(os.dup(w))  # not the end yet: w is still open
+        conn._pipe_readable()  # EAGAIN: nothing to read, nothing changes
+        assert conn._pipe == fd
+        nul = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(nul, w)  # the pipe's last writer is gone
+        os.close(nul)
+        conn._pipe_readable()
+        assert conn._pipe == -1
+
+    _by_hand(body)
+
+
+def test_reading_the_rest_of_a_pipe_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that never stops (a child that inherited the descriptor, say) does not keep
+    the server reading at the end of a connection."""
+    calls = 0
+
+    def endless(fd: int, n: int) -> bytes:
+        nonlocal calls
+        calls += 1
+        assert calls < 1000, "the rest of the pipe is read without a bound"
+        return b"\0" * n
+
+    def body(conn: _Connection, host: FakeHost, w: int) -> None:
+        monkeypatch.setattr(os, "read", endless)
+        try:
+            rest = conn._pipe_rest()
+        finally:
+            monkeypatch.undo()
+        assert ipc_server.PIPE_REST_MAX <= len(rest) < ipc_server.PIPE_REST_MAX + (1 << 20)
+
+    _by_hand(body)
+
+
+def test_a_client_writing_while_another_thread_closes_it_loses_nothing(daemon: Daemon) -> None:
+    """close() lingers until the executive has read the pipe: every message a sender thread
+    got through before the close arrives."""
+    with evs.Client(daemon.path) as watcher:
+        watcher.join(["g"])
+        c = evs.Client(daemon.path)
+        sent: list[bytes] = []
+        stop = threading.Event()
+
+        def flood() -> None:
+            try:
+                for i in range(200_000):
+                    if stop.is_set():
+                        return
+                    data = b"%d" % i
+                    c.mcast_groups(["g"], data)
+                    sent.append(data)
+            except evs.NotConnected:
+                pass
+
+        sender = threading.Thread(target=flood)
+        sender.start()
+        wait_until(lambda: len(sent) > 2000, timeout=10)
+        c.close()
+        stop.set()
+        sender.join(10)
+        assert not sender.is_alive()
+        got: list[bytes] = []
+        for ev in watcher.events(timeout=5):
+            if isinstance(ev, Delivery):
+                got.append(ev.data)
+                if len(got) == len(sent):
+                    break
+        assert got == sent
