@@ -185,13 +185,13 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def _count_writes(c: evs.AsyncClient) -> list[int]:
-    """Sizes of the client's writes from now on (each one passed on)."""
-    writer = c._writer
-    assert writer is not None
+    """Sizes of the client's request writes from now on (each one passed on)."""
+    writer = c._pipe
+    assert writer is not None  # the request pipe
     sizes: list[int] = []
     write = writer.write
 
-    def counted(data: bytes | bytearray | memoryview) -> None:
+    def counted(data: bytes) -> None:
         sizes.append(len(data))
         write(data)
 

@@ -8,6 +8,7 @@ running loop (no callback runs unless the test yields).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import socket
 import threading
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 import evs
+from evs.client.async_client import _PipeWriter
 from evs.client.sync_client import ENV_PIPE
 from evs.daemon import ipc_server
 from evs.daemon.ipc_server import IpcServer, _Connection
@@ -98,6 +100,8 @@ def test_a_client_writes_its_requests_to_a_pipe(daemon: Daemon) -> None:
         assert _delivered(c) == sent
         assert c.membership_get().members == (1,)
     wait_until(lambda: daemon.run(lambda: daemon.server.clients) == 0)
+    assert daemon.counter("request pipes") == 1
+    assert daemon.counter("request pipes refused") == 0
 
 
 def test_evs_ipc_pipe_0_keeps_the_socket(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,6 +157,8 @@ def test_what_is_not_the_clients_pipe_is_refused_and_the_socket_goes_on(
                 os.close(other_w)
         assert _piped(daemon) == [False]
         assert daemon.counter("protocol errors") == 0
+        assert daemon.counter("request pipes refused") == 6
+        assert daemon.counter("request pipes") == 0
     finally:
         raw.close()
         os.close(fifo)
@@ -424,3 +430,100 @@ def test_a_client_writing_while_another_thread_closes_it_loses_nothing(daemon: D
                 if len(got) == len(sent):
                     break
         assert got == sent
+
+
+# ------------------------------------------------------------------------------ AsyncClient
+
+
+def test_an_async_client_writes_its_requests_to_a_pipe(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main(piped: bool) -> None:
+        async with evs.AsyncClient(daemon.path) as c:
+            assert (c._pipe is not None) == piped
+            await c.join(["g"])
+            sent = [b"%d" % i * (i % 50 + 1) for i in range(2000)]
+            for data in sent:
+                await c.mcast_joined(data)
+            got: list[bytes] = []
+            async for ev in c.events(timeout=5):
+                if isinstance(ev, Delivery):
+                    got.append(ev.data)
+                    if len(got) == len(sent):
+                        break
+            assert got == sent
+
+    asyncio.run(main(True))
+    monkeypatch.setenv(ENV_PIPE, "0")
+    asyncio.run(main(False))
+
+
+def _small_pipe() -> tuple[int, int]:
+    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+    return r, w
+
+
+def test_the_async_pipe_writer_keeps_what_does_not_fit_in_order() -> None:
+    """Writes beyond the pipe's room are kept and written as the reader makes room; ``drain``
+    returns once all of it is in the pipe, and the reader sees every byte once, in order."""
+
+    async def main() -> None:
+        r, w = _small_pipe()
+        pw = _PipeWriter(w)
+        loop = asyncio.get_running_loop()
+        read = bytearray()
+
+        def readable() -> None:
+            read.extend(os.read(r, 1000))  # slower than the writer: the backlog grows
+
+        sent = [bytes([i]) * (i * 97 % 3000 + 1) for i in range(100)]
+        for data in sent:
+            pw.write(data)
+        assert pw._backlog  # far more than 4 KiB
+        loop.add_reader(r, readable)
+        await asyncio.wait_for(pw.drain(), 10)
+        assert not pw._backlog
+        total = sum(map(len, sent))
+        while len(read) < total:
+            await asyncio.sleep(0.001)  # the reader callback empties the pipe
+        loop.remove_reader(r)
+        assert bytes(read) == b"".join(sent)
+        pw.close()
+        os.close(r)
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_drain_leaves_the_other_waiters_and_close_ends_them() -> None:
+    async def main() -> None:
+        r, w = _small_pipe()
+        pw = _PipeWriter(w)
+        pw.write(bytes(10_000))  # nobody reads: a backlog that stays
+        first = asyncio.create_task(pw.drain())
+        second = asyncio.create_task(pw.drain())
+        await asyncio.sleep(0.01)
+        first.cancel()
+        await asyncio.sleep(0.01)
+        assert not second.done()  # the shared wait was not cancelled with the first waiter
+        pw.close()  # drops the backlog: the waiter learns it was not written
+        with pytest.raises(BrokenPipeError):
+            await asyncio.wait_for(second, 5)
+        with pytest.raises(BrokenPipeError):
+            pw.write(b"more")
+        os.close(r)
+
+    asyncio.run(main())
+
+
+def test_an_async_writer_whose_reader_is_gone_fails() -> None:
+    async def main() -> None:
+        r, w = _small_pipe()
+        pw = _PipeWriter(w)
+        pw.write(bytes(10_000))
+        os.close(r)  # the executive closed its end: the kept bytes cannot go
+        with pytest.raises(BrokenPipeError):
+            await asyncio.wait_for(pw.drain(), 5)
+        pw.close()
+
+    asyncio.run(main())

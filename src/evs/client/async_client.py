@@ -7,12 +7,18 @@ write their frame and wait for their reply. Events wait in the session for ``nex
 ``async for``; while ``EVENTS_BUFFERED_MAX`` of them are unread and no request waits for a
 reply, the reader stops reading, so an application that does not consume events pushes back
 on the daemon (which then cuts it off at its bound) instead of growing this process's memory.
+
+As ``Client`` does, once connected the client asks to write its requests to a pipe
+(``UsePipe``: half the system time per small write), written by ``_PipeWriter`` on this loop;
+refused, or with ``EVS_IPC_PIPE=0``, they go to the socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -24,10 +30,12 @@ from evs.client.sync_client import (
     BATCH_BYTES,
     CLOSE_LINGER_S,
     CONNECT_TIMEOUT_S,
+    ENV_PIPE,
+    PIPE_BYTES,
     connect_error,
     resolve_socket_path,
 )
-from evs.errors import NotConnected, TryAgain
+from evs.errors import EvsError, NotConnected, TryAgain
 from evs.ipc.messages import MembershipReply, Ok, RekeyReply, Reply, StatusReply, Welcome
 from evs.types import Event, Guarantee, Membership
 
@@ -37,6 +45,77 @@ __all__ = ["EVENTS_BUFFERED_MAX", "AsyncClient"]
 EVENTS_BUFFERED_MAX = 4096
 _READ_CHUNK = 256 << 10
 _R = TypeVar("_R", bound=Reply)
+
+
+class _PipeWriter:
+    """The request pipe's writing end on the running loop: written at once while the pipe has
+    room, the rest kept in order and written by the loop's writer callback as the executive
+    reads. ``drain`` waits until nothing is kept (the session's send window bounds it)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._loop = asyncio.get_running_loop()
+        self._backlog = bytearray()
+        self._drained: asyncio.Future[None] | None = None
+        #: Why writing failed (the executive closed its end), raised by every later call.
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        if self._backlog:
+            self._backlog += data
+            return
+        try:
+            n = os.write(self.fd, data)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            self.error = exc
+            raise
+        if n < len(data):
+            self._backlog += memoryview(data)[n:]
+            self._loop.add_writer(self.fd, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            n = os.write(self.fd, self._backlog)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.error = exc
+            n = len(self._backlog)  # nothing of it will be written
+        del self._backlog[:n]
+        if not self._backlog:
+            self._loop.remove_writer(self.fd)
+            self._wake()
+
+    def _wake(self) -> None:
+        done, self._drained = self._drained, None
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    async def drain(self) -> None:
+        if self._backlog:
+            if self._drained is None:
+                self._drained = self._loop.create_future()
+            # Shared by every waiting task: one of them cancelled must not cancel the others.
+            await asyncio.shield(self._drained)
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """Close the pipe (what is kept is dropped: ``drain`` first to keep it)."""
+        if self.fd < 0:
+            return
+        if self._backlog:
+            self._loop.remove_writer(self.fd)
+            self._backlog.clear()
+        os.close(self.fd)
+        self.fd = -1
+        if self.error is None:
+            self.error = BrokenPipeError(errno.EPIPE, "the request pipe is closed")
+        self._wake()
 
 
 class AsyncClient:
@@ -53,6 +132,8 @@ class AsyncClient:
         self.socket_path = resolve_socket_path(socket_path)
         self._session = ClientSession(os.getpid())
         self._writer: asyncio.StreamWriter | None = None
+        #: The request pipe once the executive took it; None: requests go to the socket.
+        self._pipe: _PipeWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._awaiting = 0
@@ -94,6 +175,38 @@ class AsyncClient:
         self.nodeid = welcome.nodeid
         self.handle_id = welcome.handle_id
         self.max_data = welcome.max_data
+        try:
+            await self._use_pipe()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _use_pipe(self) -> None:
+        """Ask the executive to read requests from a pipe (see ``Client._use_pipe``)."""
+        if os.environ.get(ENV_PIPE, "1") == "0":
+            return
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            os.set_blocking(w, False)
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            rid = self._session.use_pipe(r, os.fstat(r).st_ino)
+            try:
+                await asyncio.wait_for(self._call(rid, Ok), CONNECT_TIMEOUT_S)
+            except TimeoutError:
+                raise NotConnected(
+                    f"the evs daemon at {self.socket_path} did not answer within "
+                    f"{CONNECT_TIMEOUT_S} s"
+                ) from None
+            except EvsError:
+                if self._session.ended is not None:
+                    raise
+                return
+            self._pipe, w = _PipeWriter(w), -1
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
 
     async def close(self) -> None:
         """End the connection; events not yet read are dropped. Safe more than once.
@@ -104,23 +217,25 @@ class AsyncClient:
             return
         s = self._session
         writer = self._writer
+        pipe = self._pipe
         if s.ended is None and s.pending_bytes and writer is not None:
             with contextlib.suppress(OSError):  # a batch's messages (``batch``): buffered first
-                writer.write(s.data_to_send())
+                if pipe is not None:
+                    pipe.write(s.data_to_send())
+                else:
+                    writer.write(s.data_to_send())
         self._closed = True  # from here on, requests raise NotConnected (see _send)
         try:
             if s.ended is None and s.outstanding and writer is not None:
                 with contextlib.suppress(OSError, TimeoutError):
-                    if writer.can_write_eof():
-                        writer.write_eof()
-                    self._awaiting += 1
-                    self._wake()
-                    await asyncio.wait_for(self._until(lambda: False), CLOSE_LINGER_S)
+                    await asyncio.wait_for(self._linger(writer, pipe), CLOSE_LINGER_S)
         finally:  # even if cancelled while lingering: nothing stays open
             s.close()
             self._wake()
             if self._reader_task is not None:
                 self._reader_task.cancel()
+            if pipe is not None:
+                pipe.close()
             if writer is not None:
                 writer.close()
         if self._reader_task is not None:
@@ -129,6 +244,17 @@ class AsyncClient:
         if writer is not None:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+    async def _linger(self, writer: asyncio.StreamWriter, pipe: _PipeWriter | None) -> None:
+        """Everything written, the sending side closed, wait until the executive closes."""
+        if pipe is not None:
+            await pipe.drain()
+            pipe.close()
+        if writer.can_write_eof():
+            writer.write_eof()
+        self._awaiting += 1
+        self._wake()
+        await self._until(lambda: False)
 
     async def __aenter__(self) -> AsyncClient:
         if self._writer is None:
@@ -185,9 +311,14 @@ class AsyncClient:
         writer = self._writer
         if writer is None or not data:
             return
+        pipe = self._pipe
         try:
-            writer.write(data)
-            await writer.drain()
+            if pipe is not None:
+                pipe.write(data)
+                await pipe.drain()
+            else:
+                writer.write(data)
+                await writer.drain()
         except OSError as exc:
             self._session.connection_lost(
                 f"the connection to the evs daemon at {self.socket_path} broke: "

@@ -218,6 +218,8 @@ class IpcServer:
             "windowed sends refused": 0,
             "internal errors": 0,
             "admin requests refused": 0,
+            "request pipes": 0,
+            "request pipes refused": 0,
         }
         self._server: asyncio.AbstractServer | None = None
         self._inode: int | None = None
@@ -644,6 +646,12 @@ class _Connection(asyncio.Protocol):
         inspect that process (root, or the same uid). The pipe is checked (``_is_pipe``) before
         the open and after it, so nothing but that pipe is ever opened. A refusal leaves the
         socket as it was: the client goes on writing to it."""
+        reply = self._open_pipe(frame)
+        key = "request pipes" if isinstance(reply, Ok) else "request pipes refused"
+        self.server.counters[key] += 1
+        return reply
+
+    def _open_pipe(self, frame: UsePipe) -> Frame:
         rid = frame.request_id
         if self.piped:
             return Error(rid, ErrorCode.INVALID_ARGUMENT, "this client writes to a pipe already")
