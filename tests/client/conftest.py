@@ -173,8 +173,9 @@ class SilentDaemon:
         use = take()
         assert isinstance(use, UsePipe)
         if self.pipe:
-            self.pipes.append(os.open(f"/proc/{os.getpid()}/fd/{use.fd}", os.O_RDONLY))
             conn.sendall(encode(Ok(use.request_id)))
+            _, fds, _, _ = socket.recv_fds(conn, 1, 1)
+            self.pipes += fds
         else:
             conn.sendall(encode(Error(use.request_id, ErrorCode.ACCESS_DENIED, "no pipes here")))
 

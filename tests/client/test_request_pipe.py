@@ -1,8 +1,8 @@
 """Request pipes (``UsePipe``): a client's requests through a pipe, the socket for the rest.
 
-Against a real IpcServer (conftest) with real pipes opened through /proc, and, where the order
-of the loop's callbacks decides what a test sees, one ``_Connection`` driven by hand inside a
-running loop (no callback runs unless the test yields).
+Against a real IpcServer (conftest) with real pipes passed over real sockets (SCM_RIGHTS), and,
+where the order of the loop's callbacks decides what a test sees, one ``_Connection`` driven by
+hand inside a running loop (no callback runs unless the test yields).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 import evs
 from evs.client.async_client import _PipeWriter
-from evs.client.sync_client import ENV_PIPE
+from evs.client.sync_client import ENV_PIPE, pipe_unread
 from evs.daemon import ipc_server
 from evs.daemon.ipc_server import IpcServer, _Connection
 from evs.ipc.codec import FrameDecoder, encode
@@ -52,7 +52,6 @@ class RawClient:
         self.sock.settimeout(5)
         self.dec = FrameDecoder()
         self.r, self.w = os.pipe2(os.O_CLOEXEC)
-        self.ino = os.fstat(self.r).st_ino
         self.sock.sendall(encode(Hello(1, IPC_VERSION, os.getpid())))
         assert isinstance(self.reply(), Welcome)
 
@@ -72,6 +71,11 @@ class RawClient:
             self.sock.sendall(data)
         return self.reply()
 
+    def use_pipe(self, d: Daemon) -> None:
+        assert self.ask(UsePipe(2)) == Ok(2)
+        socket.send_fds(self.sock, [b"\0"], [self.r])
+        wait_until(lambda: d.run(lambda: all(c.piped for c in d.server._conns)))
+
     def close(self) -> None:
         self.sock.close()
         for fd in (self.r, self.w):
@@ -82,6 +86,10 @@ class RawClient:
 
 def _piped(d: Daemon) -> list[bool]:
     return d.run(lambda: [conn.piped for conn in d.server._conns])
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
 
 
 def _delivered(c: evs.Client) -> list[bytes]:
@@ -114,86 +122,78 @@ def test_evs_ipc_pipe_0_keeps_the_socket(daemon: Daemon, monkeypatch: pytest.Mon
         assert _delivered(c) == [b"x"]
 
 
-def test_a_refused_pipe_leaves_the_socket(sock_path: Path) -> None:
-    """An executive that cannot open the pipe (here: it does not know the peer's pid) says
-    so, and the client goes on over its socket."""
-    d = Daemon(sock_path, credentials=lambda sock: (0, os.geteuid(), os.getegid()))
-    try:
-        with evs.Client(d.path) as c:
-            assert c._wfd == -1
-            c.join(["g"])
-            c.mcast_joined(b"x")
-            assert _delivered(c) == [b"x"]
-        assert d.counter("protocol errors") == 0
-    finally:
-        d.stop()
+def _offer(raw: RawClient, byte: bytes, fds: list[int]) -> None:
+    assert raw.ask(UsePipe(2)) == Ok(2)
+    socket.send_fds(raw.sock, [byte], fds)
 
 
-def test_what_is_not_the_clients_pipe_is_refused_and_the_socket_goes_on(
-    daemon: Daemon, tmp_path: Path
-) -> None:
+@pytest.mark.parametrize(
+    "offer", ["no descriptor", "other byte", "write end", "not a pipe", "two", "socket"]
+)
+def test_what_is_not_a_pipes_read_end_ends_the_connection(daemon: Daemon, offer: str) -> None:
+    """The byte after Ok must bring one descriptor, a FIFO open for reading: anything else
+    ends the connection (counted), and the server keeps no descriptor it was given."""
+    fds_before = _open_fds()
     raw = RawClient(daemon.path)
-    os.mkfifo(tmp_path / "fifo")
-    fifo = os.open(tmp_path / "fifo", os.O_RDWR | os.O_NONBLOCK)
     try:
         with open(__file__, "rb") as f:
-            other_r, other_w = os.pipe()
-            try:
-                for fd, ino in [
-                    (fifo, os.fstat(fifo).st_ino),  # a named FIFO, not an anonymous pipe
-                    (raw.r, raw.ino + 1),  # the right descriptor, another inode
-                    (f.fileno(), os.fstat(f.fileno()).st_ino),  # a regular file
-                    (raw.sock.fileno(), os.fstat(raw.sock.fileno()).st_ino),  # a socket
-                    (other_r, raw.ino),  # another pipe, the client's inode
-                    (4000, raw.ino),  # no such descriptor
-                ]:
-                    reply = raw.ask(UsePipe(7, fd, ino))
-                    assert isinstance(reply, Error), (fd, reply)
-                    assert reply.request_id == 7
-                    assert reply.code in (ErrorCode.INVALID_ARGUMENT, ErrorCode.ACCESS_DENIED)
-                    assert isinstance(raw.ask(MembershipGet(8)), MembershipReply)
-            finally:
-                os.close(other_r)
-                os.close(other_w)
-        assert _piped(daemon) == [False]
-        assert daemon.counter("protocol errors") == 0
-        assert daemon.counter("request pipes refused") == 6
+            fds = {
+                "no descriptor": [],
+                "other byte": [raw.r],
+                "write end": [raw.w],
+                "not a pipe": [f.fileno()],
+                "two": [raw.r, raw.r],
+                "socket": [raw.sock.fileno()],
+            }[offer]
+            _offer(raw, b"\1" if offer == "other byte" else b"\0", fds)
+            bye = raw.reply()
+        assert isinstance(bye, Error)
+        assert bye.request_id == 0
+        assert "UsePipe" in bye.message
+        with pytest.raises(EOFError):
+            raw.reply()
+        assert daemon.counter("protocol errors") == 1
         assert daemon.counter("request pipes") == 0
     finally:
         raw.close()
-        os.close(fifo)
+    wait_until(lambda: daemon.run(lambda: daemon.server.clients) == 0)
+    wait_until(lambda: _open_fds() == fds_before)  # the server kept none of them
 
 
-def test_a_pipe_another_uid_made_is_refused(sock_path: Path) -> None:
-    """The client's pipe must be its own: a pipe is its maker's (mode 0600), and the server,
-    root perhaps, must not open for a client what that client could not open."""
-    peer = 65534
-    assert os.geteuid() != peer
-    d = Daemon(
-        sock_path,
-        credentials=lambda sock: (os.getpid(), peer, peer),
-        allowed_uids=[peer],
-    )
-    raw = RawClient(d.path)
+def test_the_end_of_the_socket_instead_of_the_pipe_ends_the_connection(daemon: Daemon) -> None:
+    raw = RawClient(daemon.path)
+    assert raw.ask(UsePipe(2)) == Ok(2)
+    raw.close()
+    wait_until(lambda: daemon.run(lambda: daemon.server.clients) == 0)
+    assert daemon.run(lambda: len(daemon.host.service.handles)) == 0
+    assert daemon.counter("protocol errors") == 0
+
+
+def test_bytes_after_use_pipe_end_the_connection(daemon: Daemon) -> None:
+    """UsePipe must be the last frame before the pipe's byte: a frame after it would be read
+    out of order (it is counted, and the connection ends)."""
+    raw = RawClient(daemon.path)
     try:
-        reply = raw.ask(UsePipe(2, raw.r, raw.ino))  # made by this process, not by uid 65534
-        assert isinstance(reply, Error)
-        assert "not the client's pipe" in reply.message
-        assert isinstance(raw.ask(MembershipGet(3)), MembershipReply)
+        raw.sock.sendall(encode(UsePipe(2)) + encode(MembershipGet(3)))
+        assert raw.reply() == Ok(2)
+        bye = raw.reply()
+        assert isinstance(bye, Error)
+        assert "last frame" in bye.message
+        assert daemon.counter("protocol errors") == 1
     finally:
         raw.close()
-        d.stop()
 
 
 def test_a_second_use_pipe_is_refused(daemon: Daemon) -> None:
     raw = RawClient(daemon.path)
     try:
-        assert raw.ask(UsePipe(2, raw.r, raw.ino)) == Ok(2)
-        reply = raw.ask(UsePipe(3, raw.r, raw.ino), pipe=True)
+        raw.use_pipe(daemon)
+        reply = raw.ask(UsePipe(3), pipe=True)
         assert isinstance(reply, Error)
         assert reply.code == ErrorCode.INVALID_ARGUMENT
         assert "already" in reply.message
         assert isinstance(raw.ask(MembershipGet(4), pipe=True), MembershipReply)
+        assert daemon.counter("request pipes refused") == 1
     finally:
         raw.close()
 
@@ -203,7 +203,7 @@ def test_a_piped_client_that_writes_to_its_socket_is_disconnected(daemon: Daemon
     silent, and a client that breaks that is cut off (counted), not misread."""
     raw = RawClient(daemon.path)
     try:
-        assert raw.ask(UsePipe(2, raw.r, raw.ino)) == Ok(2)
+        raw.use_pipe(daemon)
         bye = raw.ask(MembershipGet(3))
         assert isinstance(bye, Error)
         assert bye.request_id == 0
@@ -215,40 +215,6 @@ def test_a_piped_client_that_writes_to_its_socket_is_disconnected(daemon: Daemon
         raw.close()
 
 
-def test_a_pipe_swapped_between_check_and_open_is_refused(
-    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The inode is checked again on the opened descriptor: a client that puts another file
-    at its descriptor number between the two gets a refusal, and no descriptor is kept."""
-    raw = RawClient(daemon.path)
-    other_r, other_w = os.pipe()
-    real_open = os.open
-    opened: list[int] = []
-
-    def swapped(path: Any, flags: int, *args: Any) -> int:
-        if str(path).startswith("/proc/"):
-            fd = os.dup(other_r)  # what the client's descriptor names by the time of the open
-            opened.append(fd)
-            return fd
-        return real_open(path, flags, *args)
-
-    monkeypatch.setattr(os, "open", swapped)
-    try:
-        reply = raw.ask(UsePipe(2, raw.r, raw.ino))
-        monkeypatch.undo()
-        assert isinstance(reply, Error)
-        assert "changed" in reply.message
-        assert len(opened) == 1
-        with pytest.raises(OSError, match="Bad file descriptor"):
-            os.fstat(opened[0])  # closed by the server
-        assert isinstance(raw.ask(MembershipGet(3)), MembershipReply)
-    finally:
-        monkeypatch.undo()
-        raw.close()
-        os.close(other_r)
-        os.close(other_w)
-
-
 def test_a_client_that_dies_leaves_no_message_of_its_pipe_behind(daemon: Daemon) -> None:
     """Windowed sends in the pipe when the client dies (its socket and pipe closed at once)
     all reach the ring, in order."""
@@ -256,7 +222,7 @@ def test_a_client_that_dies_leaves_no_message_of_its_pipe_behind(daemon: Daemon)
         watcher.join(["g"])
         for round_ in range(5):
             raw = RawClient(daemon.path)
-            assert raw.ask(UsePipe(2, raw.r, raw.ino)) == Ok(2)
+            raw.use_pipe(daemon)
             assert raw.ask(Join(3, (b"g",)), pipe=True) == Ok(3)
             sent = [b"%d-%d" % (round_, i) for i in range(300)]
             os.write(raw.w, b"".join(encode(Mcast(0, None, Guarantee.AGREED, m)) for m in sent))
@@ -270,6 +236,23 @@ def test_a_client_that_dies_leaves_no_message_of_its_pipe_behind(daemon: Daemon)
             assert got == sent
 
 
+def test_a_write_the_executive_never_read_is_reported_lost(daemon: Daemon) -> None:
+    """The executive closed its end of the pipe with bytes in it (it ended the connection
+    between a client's writes): the client's next write fails, and its error counts them."""
+    c = evs.Client(daemon.path)
+    try:
+        c.join(["g"])
+        d_r = daemon.run(lambda: next(iter(daemon.server._conns))._pipe)
+        daemon.run(lambda: daemon.loop.remove_reader(d_r))  # the executive stops reading
+        c.mcast_joined(b"x" * 100)  # into the pipe, never read
+        assert pipe_unread(c._wfd) > 100
+        daemon.run(lambda: next(iter(daemon.server._conns))._close_pipe())  # and lets go
+        with pytest.raises(evs.NotConnected, match=r"bytes of requests .* never read"):
+            c.mcast_joined(b"y")
+    finally:
+        c.close()
+
+
 # ------------------------------------------------------------------------------ by hand
 
 
@@ -279,6 +262,7 @@ class _Transport:
     def __init__(self) -> None:
         self.written = bytearray()
         self.closed = False
+        self.reading = True
 
     def write(self, data: bytes) -> None:
         self.written += data
@@ -288,6 +272,12 @@ class _Transport:
 
     def abort(self) -> None:
         self.closed = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
 
     def get_write_buffer_size(self) -> int:
         return 0
@@ -300,31 +290,40 @@ class _Transport:
 
 
 def _by_hand(body: Callable[[_Connection, FakeHost, int], None]) -> None:
-    """A connection of this process that said Hello and UsePipe, driven inside a running loop
-    without yielding to it (the pipe's reader callback never runs): ``body(conn, host, w)``."""
+    """A connection of this process that said Hello and UsePipe, passed its pipe over a real
+    socket pair and joined a group through it, driven inside a running loop without yielding
+    to it (the pipe's reader callback never runs): ``body(conn, host, w)``."""
 
     async def run() -> None:
         host = FakeHost()
         server = IpcServer(host, "/nonexistent/evs-test.sock")
         host.server = server
         conn = _Connection(server)
-        conn.transport = _Transport()  # type: ignore[assignment]
+        transport = _Transport()
+        conn.transport = transport  # type: ignore[assignment]
         conn.pid, conn.uid = os.getpid(), os.geteuid()
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        conn._rest = ours
         server._conns.add(conn)
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            conn.data_received(
-                encode(Hello(1, IPC_VERSION, os.getpid()))
-                + encode(UsePipe(2, r, os.fstat(r).st_ino))
-                + encode(Join(3, (b"g",)))
-            )
-            assert conn.piped
+            conn.data_received(encode(Hello(1, IPC_VERSION, os.getpid())) + encode(UsePipe(2)))
+            assert (conn.awaiting_pipe, transport.reading) == (True, False)
+            socket.send_fds(theirs, [b"\0"], [r])
+            conn._receive_pipe()
+            assert (conn.piped, transport.reading) == (True, True)
+            os.write(w, encode(Join(3, (b"g",))))
+            conn._pipe_readable()
             body(conn, host, w)
         finally:
             os.close(r)
             if conn._pipe >= 0:
                 conn._close_pipe()
             os.close(w)
+            theirs.close()
+            if conn._rest is not None:
+                conn._rest.close()
 
     asyncio.run(run())
 

@@ -21,6 +21,7 @@ import errno
 import fcntl
 import json
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ from evs.client.sync_client import (
     ENV_PIPE,
     PIPE_BYTES,
     connect_error,
+    pipe_unread,
     resolve_socket_path,
 )
 from evs.errors import EvsError, NotConnected, TryAgain
@@ -59,6 +61,8 @@ class _PipeWriter:
         self._drained: asyncio.Future[None] | None = None
         #: Why writing failed (the executive closed its end), raised by every later call.
         self.error: OSError | None = None
+        #: Bytes kept for writing that were dropped instead (the write failed, or close).
+        self.dropped = 0
 
     def write(self, data: bytes) -> None:
         if self.error is not None:
@@ -85,6 +89,7 @@ class _PipeWriter:
         except OSError as exc:
             self.error = exc
             n = len(self._backlog)  # nothing of it will be written
+            self.dropped += n
         del self._backlog[:n]
         if not self._backlog:
             self._loop.remove_writer(self.fd)
@@ -110,6 +115,7 @@ class _PipeWriter:
             return
         if self._backlog:
             self._loop.remove_writer(self.fd)
+            self.dropped += len(self._backlog)
             self._backlog.clear()
         os.close(self.fd)
         self.fd = -1
@@ -183,27 +189,45 @@ class AsyncClient:
 
     async def _use_pipe(self) -> None:
         """Ask the executive to read requests from a pipe (see ``Client._use_pipe``)."""
-        if os.environ.get(ENV_PIPE, "1") == "0":
+        writer = self._writer
+        if os.environ.get(ENV_PIPE, "1") == "0" or writer is None:
+            return
+        try:
+            await asyncio.wait_for(self._call(self._session.use_pipe(), Ok), CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise NotConnected(
+                f"the evs daemon at {self.socket_path} did not answer within {CONNECT_TIMEOUT_S} s"
+            ) from None
+        except EvsError:
+            if self._session.ended is not None:
+                raise
             return
         r, w = os.pipe2(os.O_CLOEXEC)
+        # The transport cannot pass a descriptor: a descriptor of its own socket can (the
+        # transport has nothing buffered: the Ok came after the executive read UsePipe).
+        sock = socket.socket(fileno=os.dup(writer.get_extra_info("socket").fileno()))
         try:
             os.set_blocking(w, False)
             with contextlib.suppress(OSError):
                 fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-            rid = self._session.use_pipe(r, os.fstat(r).st_ino)
-            try:
-                await asyncio.wait_for(self._call(rid, Ok), CONNECT_TIMEOUT_S)
-            except TimeoutError:
-                raise NotConnected(
-                    f"the evs daemon at {self.socket_path} did not answer within "
-                    f"{CONNECT_TIMEOUT_S} s"
-                ) from None
-            except EvsError:
-                if self._session.ended is not None:
-                    raise
-                return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + CONNECT_TIMEOUT_S
+            while True:
+                try:
+                    socket.send_fds(sock, [b"\0"], [r])
+                    break
+                except BlockingIOError:
+                    if loop.time() > deadline:
+                        raise NotConnected(
+                            f"the evs daemon at {self.socket_path} did not read for "
+                            f"{CONNECT_TIMEOUT_S} s"
+                        ) from None
+                    await asyncio.sleep(0.01)  # a byte into a socket just drained: rare
+                except OSError as exc:
+                    raise connect_error(self.socket_path, exc) from None
             self._pipe, w = _PipeWriter(w), -1
         finally:
+            sock.close()
             os.close(r)
             if w >= 0:
                 os.close(w)
@@ -324,6 +348,10 @@ class AsyncClient:
                 f"the connection to the evs daemon at {self.socket_path} broke: "
                 f"{exc.strerror or exc}"
             )
+            if pipe is not None:
+                unread = pipe.dropped + (pipe_unread(pipe.fd) if pipe.fd >= 0 else 0)
+                if unread:
+                    self._session.requests_lost(unread)
             self._wake()
 
     async def _call(self, rid: int, kind: type[_R]) -> _R:

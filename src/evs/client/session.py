@@ -201,8 +201,8 @@ class ClientSession:
     def rekey(self, key: bytes, members_only: bool) -> int:
         return self._request(Rekey(0, members_only, key))
 
-    def use_pipe(self, fd: int, ino: int) -> int:
-        return self._request(UsePipe(0, fd, ino))
+    def use_pipe(self) -> int:
+        return self._request(UsePipe(0))
 
     def _names(self, groups: Iterable[str | bytes]) -> tuple[bytes, ...]:
         """Group names checked against the daemon's limits (from Welcome), first-seen order."""
@@ -307,6 +307,18 @@ class ClientSession:
         """The I/O layer lost the connection (or gave up waiting); ``reason`` says how."""
         if self.ended is None:
             self._end(NotConnected(reason))
+
+    def requests_lost(self, nbytes: int) -> None:
+        """``nbytes`` of requests the I/O layer wrote were never read by the daemon (it closed
+        its end of the request pipe first): the connection is over, and its reason says so."""
+        lost = (
+            f"{nbytes} bytes of requests written to the evs daemon were never read by it: "
+            "the messages in them are lost"
+        )
+        if self.ended is None:
+            self._end(NotConnected(lost))
+        else:
+            self.ended = type(self.ended)(f"{self.ended}; {lost}")
 
     def close(self) -> None:
         """The application closed the client: every later call raises NotConnected."""

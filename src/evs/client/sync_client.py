@@ -42,6 +42,8 @@ import json
 import os
 import select
 import socket
+import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -79,8 +81,10 @@ _AS_GIVEN: Final = (list, tuple, str, bytes)
 _WRITE_WAIT_S: Final = 0.25
 #: Environment variable: "0" keeps a client's requests on the socket (no request pipe).
 ENV_PIPE: Final = "EVS_IPC_PIPE"
-#: Capacity asked for the request pipe, bytes (Linux caps it at fs.pipe-max-size).
-PIPE_BYTES: Final = 1 << 20
+#: Capacity asked for the request pipe, bytes. Linux caps it at fs.pipe-max-size, and counts
+#: it against the user's fs.pipe-user-pages-soft (64 MiB): 256 clients of one user before its
+#: new pipes, in any program, get the smallest size.
+PIPE_BYTES: Final = 256 << 10
 #: Inside ``batch()``, messages are written once this many bytes of them wait (and at its end).
 BATCH_BYTES: Final = 16 << 10
 
@@ -101,6 +105,26 @@ def connect_error(path: str, exc: OSError) -> EvsError:
         f"cannot connect to the evs daemon at {path}: {reason} "
         f"(is it running? the path comes from socket_path, ${ENV_SOCKET} or {DEFAULT_SOCKET})"
     )
+
+
+def _writable(fd: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for room to write to ``fd`` (or its end: the write then
+    says why). poll, not select: a descriptor number may be above select's 1024."""
+    p = select.poll()
+    p.register(fd, select.POLLOUT)
+    return bool(p.poll(timeout * 1000))
+
+
+def pipe_unread(fd: int) -> int:
+    """Bytes in the pipe ``fd`` belongs to that no reader took (0 if that cannot be told)."""
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
+    except OSError:
+        return 0
+
+
+def _pipe_closed(data: bytes | memoryview) -> int:
+    raise BrokenPipeError(errno.EPIPE, "the request pipe is closed")
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -176,22 +200,35 @@ class Client:
     def _use_pipe(self) -> None:
         """Ask the executive to read requests from a pipe: a small write to a pipe costs half
         of one to a Unix socket (merged into the pipe's page rather than a buffer of its own,
-        which the reader also frees). Refused (another user's executive, /proc hidden), the
-        socket stays."""
+        which the reader also frees). The read end goes over the socket (SCM_RIGHTS) once the
+        executive said Ok; refused, the socket stays."""
         if os.environ.get(ENV_PIPE, "1") == "0":
+            return
+        try:
+            self._call(self._session.use_pipe(), Ok, CONNECT_TIMEOUT_S)
+        except EvsError:
+            if self._session.ended is not None:
+                raise
             return
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
             os.set_blocking(w, False)
             with contextlib.suppress(OSError):
                 fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-            rid = self._session.use_pipe(r, os.fstat(r).st_ino)
-            try:
-                self._call(rid, Ok, CONNECT_TIMEOUT_S)
-            except EvsError:
-                if self._session.ended is not None:
-                    raise
-                return
+            deadline = time.monotonic() + CONNECT_TIMEOUT_S
+            while True:
+                try:
+                    socket.send_fds(self._sock, [b"\0"], [r])
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise NotConnected(
+                            f"the evs daemon at {self.socket_path} did not read for "
+                            f"{CONNECT_TIMEOUT_S} s"
+                        ) from None
+                    _writable(self._sock.fileno(), _WRITE_WAIT_S)
+                except OSError as exc:
+                    raise connect_error(self.socket_path, exc) from None
             self._wfd, w = w, -1
             self._send_raw = functools.partial(os.write, self._wfd)
         finally:
@@ -242,7 +279,7 @@ class Client:
     def _close_pipe(self) -> None:
         fd, self._wfd = self._wfd, -1
         if fd >= 0:
-            self._send_raw = self._sock.send  # a shut socket: a late write fails, harmlessly
+            self._send_raw = _pipe_closed  # a late write fails rather than reach the socket
             os.close(fd)
 
     def __enter__(self) -> Client:
@@ -293,13 +330,12 @@ class Client:
                 n = self._send_raw(data)
             except BlockingIOError:
                 self._writing = True
+                out = self._wfd if self._wfd >= 0 else self._sock.fileno()  # read with the lock
                 self._cond.release()
                 try:
                     # In turns: a daemon that stopped reading never makes the socket writable,
                     # and close() must still end the wait.
-                    out = select.poll()
-                    out.register(self._wfd if self._wfd >= 0 else self._sock.fileno())
-                    while not out.poll(_WRITE_WAIT_S * 1000):
+                    while not _writable(out, _WRITE_WAIT_S):
                         if self._closed or (deadline is not None and time.monotonic() > deadline):
                             break
                 finally:
@@ -322,6 +358,8 @@ class Client:
                 continue
             except OSError as exc:
                 self._lost(exc)
+                if self._wfd >= 0 and (unread := pipe_unread(self._wfd)):
+                    self._session.requests_lost(unread)
                 return
             if n == len(data):  # the usual case: the socket took it all at once
                 return

@@ -23,12 +23,14 @@ counted in ``counters`` and ends only that connection. The handle is closed howe
 connection ends.
 
 Request pipes: a client may ask (``UsePipe``) to write its requests to a pipe instead of the
-socket, since a small write to a pipe costs half as much. The server opens the pipe's read end
-through ``/proc/<peer pid>/fd/<n>`` (asyncio cannot receive a descriptor over the socket), only
-if it is an anonymous pipe of the client's uid with the inode the client named (checked before
-and after the open: nothing the client could not open itself), and reads it with the loop's
-reader callback into the same decoder. From then on the socket must stay silent; its end still
-ends the connection, and what the pipe holds then is read first (bounded).
+socket, since a small write to a pipe costs half as much. The server answers Ok, stops reading
+the socket's stream and takes the next byte itself, with the pipe's read end passed along it
+(SCM_RIGHTS; asyncio's transports cannot receive descriptors, so it reads that byte from its
+own descriptor of the socket, ``_rest``); the descriptor must be a FIFO open for reading. The
+pipe is then read with the loop's reader callback into the same decoder. From then on the
+socket must stay silent; its end still ends the connection, and what the pipe holds then is
+read first (bounded). Passing the descriptor needs no rights over the client's process, and the
+server holds nothing the client did not hold itself.
 
 Use from the daemon (the host owns the service, the core and the loop)::
 
@@ -47,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -120,31 +123,18 @@ PIPE_REST_MAX: Final = 16 << 20
 PIPE_READ: Final = 256 << 10
 
 
-_PIPEFS_DEV: list[int] = []
-
-
-def _pipefs_dev() -> int:
-    """The device of anonymous pipes (pipefs): a named FIFO is on another file system."""
-    if not _PIPEFS_DEV:
-        r, w = os.pipe()
-        try:
-            _PIPEFS_DEV.append(os.fstat(r).st_dev)
-        finally:
-            os.close(r)
-            os.close(w)
-    return _PIPEFS_DEV[0]
-
-
-def _is_pipe(st: os.stat_result, ino: int, uid: int) -> bool:
-    """Whether ``st`` is the anonymous pipe ``ino`` made by a process of ``uid``: the server
-    then opens nothing its client could not open itself (a pipe is its maker's, mode 0600),
-    say the write end of another user's pipe that the client inherited."""
-    return (
-        stat.S_ISFIFO(st.st_mode)
-        and st.st_ino == ino
-        and st.st_dev == _pipefs_dev()
-        and st.st_uid == uid
-    )
+def _pipe_problem(fd: int) -> str:
+    """Why ``fd`` cannot be a request pipe ("" if it can): a FIFO open for reading."""
+    try:
+        st = os.fstat(fd)
+        mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    except OSError as exc:
+        return f"the descriptor cannot be inspected: {exc.strerror or exc}"
+    if not stat.S_ISFIFO(st.st_mode):
+        return "the descriptor is not a pipe"
+    if mode != os.O_RDONLY:
+        return "the descriptor is not the pipe's read end"
+    return ""
 
 
 def _encode_event(ev: Queued) -> bytes:
@@ -296,6 +286,7 @@ class IpcServer:
                 await asyncio.wait_for(self._all_gone.wait(), self.goodbye_grace_s + 1.0)
             for conn in list(self._conns):
                 conn.abort()
+            await asyncio.sleep(0)  # their connection_lost (the pipes' rest) runs now
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -367,9 +358,11 @@ class _Connection(asyncio.Protocol):
         self._abort_timer: asyncio.TimerHandle | None = None
         self._rest: socket.socket | None = None
         #: The read end of the client's request pipe (UsePipe), or -1; ``piped``: the client
-        #: switched to it, so its socket carries nothing more.
+        #: switched to it, so its socket carries nothing more; ``awaiting_pipe``: the stream
+        #: is paused for the byte that brings the pipe.
         self._pipe = -1
         self.piped = False
+        self.awaiting_pipe = False
 
     # ---------------------------------------------------------------- asyncio callbacks
 
@@ -407,11 +400,14 @@ class _Connection(asyncio.Protocol):
         self.disconnect(Error(0, ErrorCode.ACCESS_DENIED, reason))
 
     def data_received(self, data: bytes) -> None:
-        if self.piped and not self.closing:
-            self.server.counters["protocol errors"] += 1
-            self.disconnect(
-                Error(0, ErrorCode.ERROR, "a client that writes to a pipe may not use the socket")
-            )
+        if self.piped:  # the decoder is the pipe's now: these bytes are dropped
+            if not self.closing:
+                self.server.counters["protocol errors"] += 1
+                self.disconnect(
+                    Error(
+                        0, ErrorCode.ERROR, "a client that writes to a pipe may not use the socket"
+                    )
+                )
             return
         self._received(data)
 
@@ -427,7 +423,13 @@ class _Connection(asyncio.Protocol):
         if n == 0:  # the client closed its end: its socket's end follows
             self._close_pipe()
             return
-        self._received(bytes(view[:n]))
+        try:
+            self._received(bytes(view[:n]))
+        except Exception as exc:  # as a transport would: this connection ends, not the loop
+            self.server.counters["internal errors"] += 1
+            log.exception("IPC request pipe read failed")
+            self._close_pipe()
+            self.disconnect(Error(0, ErrorCode.ERROR, f"internal error of the evs daemon: {exc}"))
 
     def _close_pipe(self) -> None:
         fd, self._pipe = self._pipe, -1
@@ -486,6 +488,11 @@ class _Connection(asyncio.Protocol):
             server.counters[key] += 1
             log.warning("IPC client pid %d sent a bad frame: %s", self.pid, exc.reason)
             self.disconnect(Error(0, ErrorCode.INVALID_ARGUMENT, f"bad frame: {exc.reason}"))
+        if self.awaiting_pipe and self.decoder.buffered:
+            # Bytes after UsePipe in the stream: the pipe's byte would be read out of order.
+            self._stop_awaiting_pipe()
+            server.counters["protocol errors"] += 1
+            self.disconnect(Error(0, ErrorCode.ERROR, "UsePipe must be the last frame sent"))
         taken = self._rest_of_read()
         if handled or taken:
             server.counters["requests"] += handled
@@ -505,7 +512,10 @@ class _Connection(asyncio.Protocol):
         return self.take_windowed(b"")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        rest = self._read_rest() + self._pipe_rest()
+        self._stop_awaiting_pipe()
+        rest = self._read_rest()
+        if self.piped:  # the stream is the pipe's (the socket's bytes are not requests)
+            rest = self._pipe_rest()
         if rest and self.take_windowed(rest):
             self.server.host.after_request()
         if self.decoder.buffered and not self.closing:
@@ -622,7 +632,7 @@ class _Connection(asyncio.Protocol):
             self.disconnect(Error(0, ErrorCode.ERROR, f"internal error of the evs daemon: {exc}"))
             return False
         self.queue(encode(reply))
-        return True
+        return not self.awaiting_pipe  # the byte with the pipe comes next: stop here
 
     def rekey(self, frame: Rekey) -> Frame:
         """An administrator's request: root and the daemon's own uid only."""
@@ -641,38 +651,66 @@ class _Connection(asyncio.Protocol):
         return RekeyReply(rid, json.dumps(start(frame.key, frame.members_only)))
 
     def use_pipe(self, frame: UsePipe) -> Frame:
-        """Take the client's requests from a pipe it made: it is descriptor ``fd`` of the
-        peer's process (pid from SO_PEERCRED), opened through /proc, which needs the rights to
-        inspect that process (root, or the same uid). The pipe is checked (``_is_pipe``) before
-        the open and after it, so nothing but that pipe is ever opened. A refusal leaves the
-        socket as it was: the client goes on writing to it."""
-        reply = self._open_pipe(frame)
-        key = "request pipes" if isinstance(reply, Ok) else "request pipes refused"
-        self.server.counters[key] += 1
-        return reply
-
-    def _open_pipe(self, frame: UsePipe) -> Frame:
+        """Get ready to take the client's pipe: pause the stream and wait for its next byte
+        (``_receive_pipe``). Refused, the client goes on writing to its socket."""
         rid = frame.request_id
-        if self.piped:
-            return Error(rid, ErrorCode.INVALID_ARGUMENT, "this client writes to a pipe already")
-        path = f"/proc/{self.pid}/fd/{frame.fd}"
+        rest, t = self._rest, self.transport
+        reason = ""
+        if self.piped or self.awaiting_pipe:
+            reason = "this client writes to a pipe already"
+        elif rest is None or t is None:
+            reason = "this connection cannot pass descriptors"
+        if reason or rest is None or t is None:
+            self.server.counters["request pipes refused"] += 1
+            return Error(rid, ErrorCode.INVALID_ARGUMENT, reason)
+        self.awaiting_pipe = True
+        t.pause_reading()
+        asyncio.get_running_loop().add_reader(rest.fileno(), self._receive_pipe)
+        return Ok(rid)
+
+    def _stop_awaiting_pipe(self) -> None:
+        if self.awaiting_pipe:
+            self.awaiting_pipe = False
+            if self._rest is not None:
+                asyncio.get_running_loop().remove_reader(self._rest.fileno())
+
+    def _receive_pipe(self) -> None:
+        """The byte after the Ok to UsePipe, with the pipe's read end (SCM_RIGHTS)."""
+        rest, t = self._rest, self.transport
+        if rest is None or t is None or not self.awaiting_pipe:
+            return
         try:
-            if self.pid <= 0 or not _is_pipe(os.stat(path), frame.ino, self.uid):
-                return Error(rid, ErrorCode.INVALID_ARGUMENT, f"{path} is not the client's pipe")
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            return Error(rid, ErrorCode.ACCESS_DENIED, f"cannot open {path}: {exc.strerror}")
-        try:
-            if not _is_pipe(os.fstat(fd), frame.ino, self.uid):
+            data, fds, flags, _ = socket.recv_fds(rest, 1, 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds, flags = b"", [], 0
+        self._stop_awaiting_pipe()
+        if not data:  # the client closed instead: the transport reads the end
+            for fd in fds:
                 os.close(fd)
-                return Error(rid, ErrorCode.INVALID_ARGUMENT, f"{path} changed while opened")
+            t.resume_reading()
+            return
+        fd = fds[0] if len(fds) == 1 else -1
+        problem = _pipe_problem(fd) if fd >= 0 else "no descriptor came with the byte"
+        if data != b"\0" or flags & socket.MSG_CTRUNC:
+            problem = "one byte 0 with one descriptor was expected"
+        if problem:
+            for other in fds:
+                os.close(other)
+            self.server.counters["protocol errors"] += 1
+            self.disconnect(Error(0, ErrorCode.ERROR, f"UsePipe: {problem}"))
+            return
+        try:
+            os.set_blocking(fd, False)
             asyncio.get_running_loop().add_reader(fd, self._pipe_readable)
         except Exception:
             os.close(fd)
             raise
         self._pipe = fd
         self.piped = True
-        return Ok(rid)
+        self.server.counters["request pipes"] += 1
+        t.resume_reading()
 
     def accept_windowed(
         self, groups: tuple[bytes, ...] | None, guarantee: Guarantee, data: bytes

@@ -15,10 +15,12 @@ damages it, and feeds it in random pieces, as a stream socket would:
 ``ipc`` (the executive's side): a real ``IpcServer`` connection (``_Connection``) over an
 in-memory transport and a host whose service (a real ``EvsService`` and ``SendWindows``)
 delivers every message at once to this node, fed with ``data_received`` per piece, then
-``connection_lost``. One stream in eight first makes a real pipe of this process the
-connection's request pipe (``UsePipe``; the peer's pid is then this process's), so the rest of
-the stream breaks the socket's silence, and writes a second damaged stream into the pipe, read
-piece by piece and then as the rest at ``connection_lost``. Oracle: nothing escapes either
+``connection_lost``. One stream in eight asks for a request pipe (``UsePipe``) and, once the
+server waits for it (its transport paused), passes a real pipe's read end over a real socket
+pair (SCM_RIGHTS), or in one case of four something else: no descriptor, another byte, the
+pipe's write end, /dev/null, two descriptors, or the end of the socket; the rest of the
+stream then comes, and a second damaged stream goes into the pipe, read piece by piece and
+then as the rest at ``connection_lost``. Oracle: nothing escapes either
 call; no request ends in the server's catch-all ("internal errors" stays 0); the request pipe
 is closed once the connection ended; the decoder never holds more than one maximal frame
 (``FRAME_MAX`` + 3 bytes, the 4-byte prefix included); everything the server wrote decodes
@@ -45,6 +47,7 @@ import fcntl
 import itertools
 import logging
 import os
+import socket
 from collections import Counter
 from collections.abc import Sequence
 from random import Random
@@ -182,9 +185,16 @@ class _Transport:
     def __init__(self) -> None:
         self.written = bytearray()
         self.closed = False
+        self.reading = True
 
     def write(self, data: bytes) -> None:
         self.written += data
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
 
     def close(self) -> None:
         self.closed = True
@@ -237,7 +247,7 @@ class _Host:
 def _request(rng: Random, rid: int) -> Frame:
     pick = rng.randrange(9)
     if pick == 7:
-        return UsePipe(rid, rng.randrange(64), rng.randrange(1 << 64))
+        return UsePipe(rid)
     if pick == 0:
         return Join(rid, _groups(rng))
     if pick == 1:
@@ -254,46 +264,118 @@ def _request(rng: Random, rid: int) -> Frame:
     return Hello(rid, IPC_VERSION, rng.randrange(1 << 32))
 
 
+class PipeOffer:
+    """What a fuzzed client passes once the server waits for its request pipe."""
+
+    def __init__(self, rng: Random) -> None:
+        self.r, self.w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self.w, fcntl.F_SETPIPE_SZ, _PIPE_CAPACITY)
+        self.server_end, self.client_end = socket.socketpair()
+        self.server_end.setblocking(False)
+        self.kind = "pipe" if rng.random() < 0.75 else rng.choice(_HOSTILE_OFFERS)
+        self.closed = False
+
+    def give(self) -> None:
+        """Send the offer (the server reads it with ``_receive_pipe``)."""
+        if self.kind == "eof":
+            self.client_end.close()
+            self.closed = True
+            return
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fds = {
+                "pipe": [self.r],
+                "no descriptor": [],
+                "other byte": [self.r],
+                "write end": [self.w],
+                "not a pipe": [null],
+                "two": [self.r, self.r],
+            }[self.kind]
+            byte = b"\1" if self.kind == "other byte" else b"\0"
+            socket.send_fds(self.client_end, [byte], fds)
+        finally:
+            os.close(null)
+
+    def close(self) -> None:
+        os.close(self.r)
+        os.close(self.w)
+        self.server_end.close()  # the server closed its own (a dup) if it had it
+        if not self.closed:
+            self.client_end.close()
+
+
+_HOSTILE_OFFERS = ("no descriptor", "other byte", "write end", "not a pipe", "two", "eof")
+
+
+def _hand_over(
+    conn: _Connection, transport: _Transport, offer: PipeOffer | None, seen: Counter[str]
+) -> None:
+    """The server waits for the pipe: the client's offer, then the server's read of it."""
+    if transport.reading:
+        raise Escaped("the server reads its stream while it waits for the pipe")
+    if offer is None:
+        raise Escaped("the server waits for a pipe on a connection that cannot pass one")
+    offer.give()
+    conn._receive_pipe()
+    if conn.awaiting_pipe:
+        raise Escaped("the server still waits for a pipe it was given")
+    seen["pipes offered: " + offer.kind] += 1
+
+
 async def converse(
     chunks: Sequence[bytes],
     uid: int,
     seen: Counter[str],
+    offer: PipeOffer | None = None,
     piped: Sequence[bytes] = (),
-    pipe_w: int = -1,
 ) -> None:
-    """A fresh connection of a client of ``uid`` reads ``chunks`` from its socket, then, once
-    it took a request pipe, ``piped`` from the pipe ``pipe_w`` writes to, then loses the
-    connection; raises ``Escaped`` when an oracle of the ``ipc`` target is broken."""
+    """A fresh connection of a client of ``uid`` reads ``chunks`` from its socket (with
+    ``offer``, the pipe is offered once the server waits for it), then ``piped`` from its
+    request pipe if it took one, then loses the connection; raises ``Escaped`` when an oracle
+    of the ``ipc`` target is broken."""
     host = _Host()
     server = IpcServer(host, "/nonexistent/evs-fuzz.sock")
     host.server = server
     conn = _Connection(server)
     transport = _Transport()
     conn.transport = transport  # type: ignore[assignment]
-    conn.pid, conn.uid = (os.getpid() if pipe_w >= 0 else 4242), uid
+    conn.pid, conn.uid = 4242, uid
+    if offer is not None:
+        conn._rest = socket.socket(fileno=os.dup(offer.server_end.fileno()))
     server._conns.add(conn)
     log = logging.getLogger("evs.daemon.ipc")
     was_disabled, log.disabled = log.disabled, True  # the server warns of every bad frame
     try:
         for piece in chunks:
+            if conn.awaiting_pipe:  # a real transport reads no more until the pipe came
+                _hand_over(conn, transport, offer, seen)
             conn.data_received(piece)
             if conn.decoder.buffered > BUFFER_BOUND:
                 raise Escaped(f"the executive buffers {conn.decoder.buffered} bytes")
-        for i, piece in enumerate(piped):
-            _write_all(pipe_w, piece)
-            if conn._pipe >= 0 and i % 2 == 0:  # the rest waits for connection_lost
-                conn._pipe_readable()
-            if conn.decoder.buffered > BUFFER_BOUND:
-                raise Escaped(f"the executive buffers {conn.decoder.buffered} bytes")
-        if piped:
+        if conn.awaiting_pipe:
+            _hand_over(conn, transport, offer, seen)
+        if conn.piped and offer is not None:
             seen["streams through a pipe"] += 1
+            for i, piece in enumerate(piped):
+                _write_all(offer.w, piece)
+                if conn._pipe >= 0 and i % 2 == 0:  # the rest waits for connection_lost
+                    conn._pipe_readable()
+                if conn.decoder.buffered > BUFFER_BOUND:
+                    raise Escaped(f"the executive buffers {conn.decoder.buffered} bytes")
         conn.connection_lost(None)
-        if conn._pipe >= 0:
+        if conn._pipe >= 0 or conn.awaiting_pipe:
             raise Escaped("the request pipe is still open after the connection ended")
     finally:
         log.disabled = was_disabled
         if conn._abort_timer is not None:
             conn._abort_timer.cancel()
+        if conn._rest is not None:  # an oracle failed before connection_lost closed it
+            conn._stop_awaiting_pipe()
+            conn._rest.close()
+            conn._rest = None
+        if conn._pipe >= 0:
+            conn._close_pipe()
     if server.counters["internal errors"]:
         raise Escaped(f"a request hit the server's catch-all: {server.counters}")
     seen.update({k: v for k, v in server.counters.items() if v})
@@ -315,25 +397,27 @@ def _executive_case(loop: asyncio.AbstractEventLoop, rng: Random, seen: Counter[
     frames = [encode(Hello(1, rng.choice((IPC_VERSION,) * 9 + (1,)), rng.randrange(1 << 32)))]
     if rng.random() < 0.1:
         frames.pop()
-    r = w = -1
+    offer = None
     piped: list[bytes] = []
+    after: list[bytes] = []
     if rng.random() < 0.125:
-        r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_CAPACITY)
-        frames.append(encode(UsePipe(rng.randrange(2, 9), r, os.fstat(r).st_ino)))
+        offer = PipeOffer(rng)
+        frames.append(encode(UsePipe(rng.randrange(2, 9))))
         more = [encode(_request(rng, rid)) for rid in range(10, rng.randint(11, 20))]
         piped = pieces(damage(more, rng), rng)
-    frames += [encode(_request(rng, rid)) for rid in range(2, rng.randint(3, 10))]
+        if rng.random() < 0.5:  # as the library does: UsePipe ends a read, nothing follows
+            after = [encode(_request(rng, rid)) for rid in range(20, rng.randint(20, 24))]
+            frames += [encode(_request(rng, rid)) for rid in range(2, rng.randint(3, 10))]
+    else:
+        frames += [encode(_request(rng, rid)) for rid in range(2, rng.randint(3, 10))]
     stream = damage(frames, rng)
-    chunks = _with_maximal(stream, rng)
+    chunks = _with_maximal(stream, rng) + ([b"".join(after)] if after else [])
     try:
         uid = rng.choice((os.geteuid(), 65534))
-        loop.run_until_complete(converse(chunks, uid, seen, piped, w))
+        loop.run_until_complete(converse(chunks, uid, seen, offer, piped))
     finally:
-        for fd in (r, w):
-            if fd >= 0:
-                os.close(fd)
+        if offer is not None:
+            offer.close()
     return len(frames)
 
 

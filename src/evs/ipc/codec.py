@@ -16,9 +16,8 @@ UTF-8; the last field marked "rest" runs to the end of the frame):
   can always be reported.
 - Join, Leave: groups.   Mcast: u8 flags (bit 0: to the joined groups), u8 guarantee, groups,
   data (rest); request id 0 makes it a windowed send (no reply).   MembershipGet, StatusGet,
-  Ok, RoomAgain: empty.   SendCredit: u32 amount.
+  UsePipe, Ok, RoomAgain: empty.   SendCredit: u32 amount.
 - Rekey: u8 flags (bit 0: members only), key (rest; empty: the daemon makes one).
-- UsePipe: u32 descriptor, u64 inode.
 - Welcome: u16 version, u32 nodeid, u32 handle id, u32 max data, u16 group name max, u16 groups
   max, u32 send window.   Error: u16 code, text (rest).   StatusReply, RekeyReply, Goodbye: text
   (rest).
@@ -92,7 +91,6 @@ HEADER: Final = struct.Struct("!IBI")
 _ID_MAX: Final = 0xFFFFFFFF
 
 _HELLO: Final = struct.Struct("!HI")
-_USE_PIPE: Final = struct.Struct("!IQ")
 _MCAST: Final = struct.Struct("!BB")
 _MCAST_SIZE: Final = 2  # _MCAST.size
 _WELCOME: Final = struct.Struct("!HIIIHHI")
@@ -201,7 +199,7 @@ def _body(frame: Frame) -> bytes:
         flags = _MCAST_JOINED if frame.groups is None else 0
         groups = _groups(() if frame.groups is None else frame.groups)
         return _MCAST.pack(flags, Guarantee(frame.guarantee)) + groups + _data(frame.data)
-    if isinstance(frame, (MembershipGet, StatusGet, Ok, RoomAgain)):
+    if isinstance(frame, (MembershipGet, StatusGet, UsePipe, Ok, RoomAgain)):
         return b""
     if isinstance(frame, Welcome):
         for value, bits, what in (
@@ -230,10 +228,6 @@ def _body(frame: Frame) -> bytes:
         return _CODE.pack(ErrorCode(frame.code)) + _text(frame.message)
     if isinstance(frame, (StatusReply, RekeyReply, Goodbye)):
         return _text(frame.reason if isinstance(frame, Goodbye) else frame.text)
-    if isinstance(frame, UsePipe):
-        _u(frame.fd, 32, "descriptor")
-        _u(frame.ino, 64, "inode")
-        return _USE_PIPE.pack(frame.fd, frame.ino)
     if isinstance(frame, Rekey):
         _check(len(frame.key) <= _REKEY_KEY_MAX, f"a key of {len(frame.key)} bytes")
         return bytes([int(frame.members_only)]) + frame.key
@@ -527,7 +521,7 @@ def _decode_body(kind: int, rid: int, r: _Reader) -> Frame:
         _check(len(key) <= _REKEY_KEY_MAX, f"a key of {len(key)} bytes")
         frame = Rekey(rid, bool(flags), key)
     elif kind == 8:
-        frame = UsePipe(rid, *r.unpack(_USE_PIPE, "UsePipe"))
+        frame = UsePipe(rid)
     elif kind == 64:
         frame = Welcome(rid, *r.unpack(_WELCOME, "Welcome"))
     elif kind == 65:

@@ -12,12 +12,13 @@ says why). An ``Error`` with request id 0 is
 connection-level (the peer was refused, or spoke garbage) and is followed by the end of the
 connection.
 
-Request pipe (version 3): after ``Welcome`` a client may send ``UsePipe`` naming a pipe it
-made; once the daemon answers Ok, every later request of that client goes into the pipe and
-none into the socket (which still carries everything from the daemon, and whose end ends the
-connection: the daemon then reads what is left in the pipe). A small write costs a Unix socket
-a buffer of its own, allocated by the writer and freed by the reader, while a pipe appends it to
-the page it is filling: about half the system time per message for a sender of small ones.
+Request pipe (version 3): after ``Welcome`` a client may send ``UsePipe``; once the daemon
+answers Ok, the client sends one byte carrying the read end of a pipe it made (SCM_RIGHTS), and
+every later request goes into the pipe, none into the socket (which still carries everything
+from the daemon, and whose end ends the connection: the daemon then reads what is left in the
+pipe). A small write costs a Unix socket a buffer of its own, allocated by the writer and freed
+by the reader, while a pipe appends it to the page it is filling: about half the system time
+per message for a sender of small ones.
 
 Windowed sends: an ``Mcast`` with request id 0 gets no reply. The daemon accepts every such
 message as long as the client keeps within the send window announced in ``Welcome``: the
@@ -167,14 +168,11 @@ class StatusGet:
 
 @dataclass(frozen=True, slots=True)
 class UsePipe:
-    """From now on this client writes its requests to a pipe, not to the socket: the read end
-    is descriptor ``fd`` of the client's process, a pipe with inode ``ino`` (the daemon opens it
-    through /proc and checks both). Answered with Ok, or an Error after which the client keeps
-    writing to the socket."""
+    """From now on this client writes its requests to a pipe, not to the socket. Answered
+    with Ok, after which the client sends one byte 0 carrying the pipe's read end (SCM_RIGHTS)
+    and then nothing more on the socket; or with an Error, after which it keeps the socket."""
 
     request_id: int
-    fd: int
-    ino: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,9 +76,8 @@ def main() -> None:
     write("ipc", "no-hello.bin", encode(StatusGet(1)))
     write("ipc", "old-version.bin", encode(Hello(1, 1, 99)))
     write("ipc", "client-sends-note.bin", hello + encode(RoomAgain()))
-    # Not a pipe of the peer (the harness's peer pid is not this process): refused, and the
-    # socket goes on.
-    write("ipc", "use-pipe-refused.bin", hello + encode(UsePipe(7, 4000, 1)) + encode(StatusGet(8)))
+    # A connection that cannot pass descriptors (the harness's): refused, the socket goes on.
+    write("ipc", "use-pipe-refused.bin", hello + encode(UsePipe(7)) + encode(StatusGet(8)))
 
     welcome = encode(Welcome(1, IPC_VERSION, 1, 1, DATA_MAX, 255, 255, 1 << 16))
     notes: list[Frame] = [
