@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -128,11 +129,26 @@ def _offer(raw: RawClient, byte: bytes, fds: list[int]) -> None:
 
 
 @pytest.mark.parametrize(
-    "offer", ["no descriptor", "other byte", "write end", "not a pipe", "two", "socket"]
+    "offer",
+    [
+        "no descriptor",
+        "other byte",
+        "write end",
+        "not a pipe",
+        "two",
+        "socket",
+        "O_PATH FIFO",
+        "read-write FIFO",
+    ],
 )
-def test_what_is_not_a_pipes_read_end_ends_the_connection(daemon: Daemon, offer: str) -> None:
-    """The byte after Ok must bring one descriptor, a FIFO open for reading: anything else
+def test_what_is_not_a_pipes_read_end_ends_the_connection(
+    daemon: Daemon, offer: str, tmp_path: Path
+) -> None:
+    """The byte after Ok must bring one descriptor, a pipe open for reading: anything else
     ends the connection (counted), and the server keeps no descriptor it was given."""
+    os.mkfifo(tmp_path / "fifo")
+    o_path = os.open(tmp_path / "fifo", os.O_PATH | os.O_CLOEXEC)  # fstat says FIFO
+    rw = os.open(tmp_path / "fifo", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     fds_before = _open_fds()
     raw = RawClient(daemon.path)
     try:
@@ -144,6 +160,8 @@ def test_what_is_not_a_pipes_read_end_ends_the_connection(daemon: Daemon, offer:
                 "not a pipe": [f.fileno()],
                 "two": [raw.r, raw.r],
                 "socket": [raw.sock.fileno()],
+                "O_PATH FIFO": [o_path],
+                "read-write FIFO": [rw],
             }[offer]
             _offer(raw, b"\1" if offer == "other byte" else b"\0", fds)
             bye = raw.reply()
@@ -158,6 +176,8 @@ def test_what_is_not_a_pipes_read_end_ends_the_connection(daemon: Daemon, offer:
         raw.close()
     wait_until(lambda: daemon.run(lambda: daemon.server.clients) == 0)
     wait_until(lambda: _open_fds() == fds_before)  # the server kept none of them
+    os.close(o_path)
+    os.close(rw)
 
 
 def test_the_end_of_the_socket_instead_of_the_pipe_ends_the_connection(daemon: Daemon) -> None:
@@ -234,6 +254,46 @@ def test_a_client_that_dies_leaves_no_message_of_its_pipe_behind(daemon: Daemon)
                     if len(got) == len(sent):
                         break
             assert got == sent
+
+
+def test_a_client_that_makes_its_pipe_blocking_does_not_stall_the_executive(
+    daemon: Daemon,
+) -> None:
+    """The pipe's blocking flag belongs to the open file the client shares with the server,
+    so the client decides it (here: blocking, the pipe empty and its write end open when the
+    connection ends). The server's reads never block on it."""
+    raw = RawClient(daemon.path)  # its pipe is blocking
+    try:
+        raw.use_pipe(daemon)
+        os.set_blocking(raw.r, True)
+        raw.sock.close()  # the end of the connection: the server reads the pipe's rest
+        wait_until(lambda: daemon.run(lambda: daemon.server.clients) == 0)
+        with evs.Client(daemon.path) as other:  # the loop goes on
+            assert other.membership_get().members == (1,)
+    finally:
+        raw.close()
+
+
+def test_lost_requests_are_reported_at_the_end_of_the_socket(daemon: Daemon) -> None:
+    """The executive ends the connection after its last read of the pipe and before the
+    client's write: the client learns it at the socket's end, and its error counts them."""
+    c = evs.Client(daemon.path)
+    try:
+        c.join(["g"])
+        d_r = daemon.run(lambda: next(iter(daemon.server._conns))._pipe)
+        daemon.run(lambda: daemon.loop.remove_reader(d_r))  # the executive stops reading
+        c.mcast_joined(b"x" * 100)  # into the pipe, never read
+
+        def end() -> None:
+            conn = next(iter(daemon.server._conns))
+            conn._close_pipe()
+            conn.disconnect(Error(0, ErrorCode.ERROR, "test"))
+
+        daemon.run(end)
+        with pytest.raises(evs.EvsError, match=r"bytes of requests written .* never read"):
+            list(c.events(timeout=5))
+    finally:
+        c.close()
 
 
 def test_a_write_the_executive_never_read_is_reported_lost(daemon: Daemon) -> None:
@@ -325,7 +385,17 @@ def _by_hand(body: Callable[[_Connection, FakeHost, int], None]) -> None:
             if conn._rest is not None:
                 conn._rest.close()
 
-    asyncio.run(run())
+    def stalled(signum: int, frame: object) -> None:
+        raise TimeoutError("the server blocked on the pipe")
+
+    # A read that blocks would hang this thread for good: an alarm turns it into a failure.
+    previous = signal.signal(signal.SIGALRM, stalled)
+    signal.setitimer(signal.ITIMER_REAL, 20.0)
+    try:
+        asyncio.run(run())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_the_end_of_the_socket_first_reads_what_the_pipe_holds() -> None:
@@ -373,24 +443,29 @@ def test_a_pipe_closed_by_the_client_is_closed_by_the_server() -> None:
     _by_hand(body)
 
 
+@pytest.mark.pure_only("evs.daemon.ipc_server")  # a smaller PIPE_REST_READS
 def test_reading_the_rest_of_a_pipe_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A writer that never stops (a child that inherited the descriptor, say) does not keep
-    the server reading at the end of a connection."""
-    calls = 0
-
-    def endless(fd: int, n: int) -> bytes:
-        nonlocal calls
-        calls += 1
-        assert calls < 1000, "the rest of the pipe is read without a bound"
-        return b"\0" * n
+    """At the end of a connection the pipe is read up to what it holds then, in a bounded
+    number of reads: a pipe in packet mode (one write per read) full of one-byte writes, or
+    a writer that keeps writing, does not hold the loop."""
 
     def body(conn: _Connection, host: FakeHost, w: int) -> None:
-        monkeypatch.setattr(os, "read", endless)
-        try:
+        for reads, expect in ((None, 200), (10, 10)):
+            r, pw = os.pipe2(os.O_CLOEXEC | os.O_DIRECT)
+            fcntl.fcntl(pw, fcntl.F_SETPIPE_SZ, 1 << 20)
+            for _ in range(200):
+                os.write(pw, b"\0")
+            os.dup2(r, conn._pipe)  # the connection's pipe is now this one
+            os.close(r)
+            if reads is not None:
+                monkeypatch.setattr(ipc_server, "PIPE_REST_READS", reads)
+            fd = conn._pipe
             rest = conn._pipe_rest()
-        finally:
-            monkeypatch.undo()
-        assert ipc_server.PIPE_REST_MAX <= len(rest) < ipc_server.PIPE_REST_MAX + (1 << 20)
+            assert len(rest) == expect
+            assert conn._pipe == -1
+            conn._pipe = os.dup(pw)  # something to close for the next round and at the end
+            os.close(pw)
+            del fd
 
     _by_hand(body)
 

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import io
 import json
 import os
 import socket
@@ -32,8 +33,10 @@ from evs.client.sync_client import (
     CLOSE_LINGER_S,
     CONNECT_TIMEOUT_S,
     ENV_PIPE,
+    LOST_WAIT_S,
     PIPE_BYTES,
     connect_error,
+    pipe_lost_now,
     pipe_unread,
     resolve_socket_path,
 )
@@ -56,6 +59,8 @@ class _PipeWriter:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        #: Owns the descriptor: a client dropped without close() leaks nothing.
+        self._file = io.FileIO(fd, "wb", closefd=True)
         self._loop = asyncio.get_running_loop()
         self._backlog = bytearray()
         self._drained: asyncio.Future[None] | None = None
@@ -117,7 +122,7 @@ class _PipeWriter:
             self._loop.remove_writer(self.fd)
             self.dropped += len(self._backlog)
             self._backlog.clear()
-        os.close(self.fd)
+        self._file.close()
         self.fd = -1
         if self.error is None:
             self.error = BrokenPipeError(errno.EPIPE, "the request pipe is closed")
@@ -322,11 +327,34 @@ class AsyncClient:
                         f"the connection to the evs daemon at {self.socket_path} broke: "
                         f"{exc.strerror or exc}"
                     )
+                    await self._note_unread()
                     break
                 s.receive_data(data)
+                if self._ended():  # by this read: Goodbye, an Error or the end of the socket
+                    await self._note_unread()
                 self._wake()
         finally:
             self._wake()
+
+    def _ended(self) -> bool:
+        return self._session.ended is not None
+
+    async def _note_unread(self) -> None:
+        """The connection ended: requests still in the pipe once the executive let go of it,
+        or kept for it, were never read: say so (see ``Client._note_unread``)."""
+        pipe = self._pipe
+        if pipe is None:
+            return
+        unread: int | None = 0
+        if pipe.fd >= 0:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + LOST_WAIT_S
+            while (unread := pipe_lost_now(pipe.fd)) is None and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            if unread is None:
+                unread = pipe_unread(pipe.fd)
+        if unread or pipe.dropped:
+            self._session.requests_lost((unread or 0) + pipe.dropped)
 
     async def _send(self) -> None:
         if self._closed and self._session.ended is None:
@@ -348,10 +376,7 @@ class AsyncClient:
                 f"the connection to the evs daemon at {self.socket_path} broke: "
                 f"{exc.strerror or exc}"
             )
-            if pipe is not None:
-                unread = pipe.dropped + (pipe_unread(pipe.fd) if pipe.fd >= 0 else 0)
-                if unread:
-                    self._session.requests_lost(unread)
+            await self._note_unread()
             self._wake()
 
     async def _call(self, rid: int, kind: type[_R]) -> _R:

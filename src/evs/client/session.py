@@ -106,6 +106,8 @@ class ClientSession:
         #: Checked group lists by the list or tuple given (an application names the same few
         #: lists again and again); emptied when the Welcome brings the daemon's limits.
         self._names_seen: dict[object, tuple[bytes, ...]] = {}
+        #: ``requests_lost`` has said so already.
+        self._lost_told = False
         #: The request id of the Hello this session opens with.
         self.hello_id = self._request(Hello(0, IPC_VERSION, pid))
 
@@ -311,6 +313,9 @@ class ClientSession:
     def requests_lost(self, nbytes: int) -> None:
         """``nbytes`` of requests the I/O layer wrote were never read by the daemon (it closed
         its end of the request pipe first): the connection is over, and its reason says so."""
+        if self._lost_told:  # once: threads or tasks failing on the same pipe say it again
+            return
+        self._lost_told = True
         lost = (
             f"{nbytes} bytes of requests written to the evs daemon were never read by it: "
             "the messages in them are lost"

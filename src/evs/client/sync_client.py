@@ -38,6 +38,7 @@ import contextlib
 import errno
 import fcntl
 import functools
+import io
 import json
 import os
 import select
@@ -81,6 +82,9 @@ _AS_GIVEN: Final = (list, tuple, str, bytes)
 _WRITE_WAIT_S: Final = 0.25
 #: Environment variable: "0" keeps a client's requests on the socket (no request pipe).
 ENV_PIPE: Final = "EVS_IPC_PIPE"
+#: Most seconds the end of a connection waits for the executive to read or let go of the
+#: request pipe (it reads it to the end at most 2 s after its Goodbye).
+LOST_WAIT_S: Final = 2.5
 #: Capacity asked for the request pipe, bytes. Linux caps it at fs.pipe-max-size, and counts
 #: it against the user's fs.pipe-user-pages-soft (64 MiB): 256 clients of one user before its
 #: new pipes, in any program, get the smallest size.
@@ -121,6 +125,20 @@ def pipe_unread(fd: int) -> int:
         return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
     except OSError:
         return 0
+
+
+def pipe_lost_now(fd: int) -> int | None:
+    """Bytes of the request pipe ``fd`` that the executive will never read, at the end of
+    the connection: 0 once the pipe is empty, what it holds once the executive let go of it
+    (no reader left), None while it may still read (it reads the pipe to its end first)."""
+    unread = pipe_unread(fd)
+    if not unread:
+        return 0
+    p = select.poll()
+    p.register(fd, 0)  # no events asked: only POLLERR, no reader left
+    if not p.poll(0):
+        return None
+    return pipe_unread(fd)
 
 
 def _pipe_closed(data: bytes | memoryview) -> int:
@@ -181,6 +199,7 @@ class Client:
         #: The write end of the request pipe, or -1 while requests go to the socket; and
         #: the call that writes requests to whichever of the two they go to.
         self._wfd = -1
+        self._wpipe: io.FileIO | None = None
         self._send_raw: Callable[[bytes | memoryview], int] = sock.send
         try:
             welcome = self._call(self._session.hello_id, Welcome, CONNECT_TIMEOUT_S)
@@ -229,6 +248,8 @@ class Client:
                     _writable(self._sock.fileno(), _WRITE_WAIT_S)
                 except OSError as exc:
                     raise connect_error(self.socket_path, exc) from None
+            # Owned by a file object too: a client dropped without close() leaks nothing.
+            self._wpipe = io.FileIO(w, "wb", closefd=True)
             self._wfd, w = w, -1
             self._send_raw = functools.partial(os.write, self._wfd)
         finally:
@@ -277,10 +298,10 @@ class Client:
         self._wait(lambda: False, _deadline(CLOSE_LINGER_S))
 
     def _close_pipe(self) -> None:
-        fd, self._wfd = self._wfd, -1
-        if fd >= 0:
+        wpipe, self._wpipe, self._wfd = self._wpipe, None, -1
+        if wpipe is not None:
             self._send_raw = _pipe_closed  # a late write fails rather than reach the socket
-            os.close(fd)
+            wpipe.close()
 
     def __enter__(self) -> Client:
         return self
@@ -358,8 +379,6 @@ class Client:
                 continue
             except OSError as exc:
                 self._lost(exc)
-                if self._wfd >= 0 and (unread := pipe_unread(self._wfd)):
-                    self._session.requests_lost(unread)
                 return
             if n == len(data):  # the usual case: the socket took it all at once
                 return
@@ -379,6 +398,20 @@ class Client:
         self._session.connection_lost(
             f"the connection to the evs daemon at {self.socket_path} broke: {exc.strerror or exc}"
         )
+        self._note_unread()
+
+    def _note_unread(self) -> None:
+        """The connection ended: requests still in the pipe once the executive let go of it
+        were never read, so say they are lost (``pipe_lost``)."""
+        if self._wfd < 0:
+            return
+        deadline = time.monotonic() + LOST_WAIT_S
+        while (unread := pipe_lost_now(self._wfd)) is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # bounded: the executive reads or lets go within its grace
+        if unread is None:
+            unread = pipe_unread(self._wfd)  # an executive that stopped: not read either
+        if unread:
+            self._session.requests_lost(unread)
 
     def _read(self, timeout: float | None) -> None:
         """Read once, waiting up to ``timeout`` (None: forever) with the lock released."""
@@ -401,7 +434,10 @@ class Client:
         if error is not None:
             self._lost(error)
         elif data is not None:
+            was = self._session.ended
             self._session.receive_data(data)
+            if was is None and self._session.ended is not None:
+                self._note_unread()
         self._flag()
         self._cond.notify_all()
 

@@ -56,6 +56,8 @@ import os
 import socket
 import stat
 import struct
+import sys
+import termios
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final, Protocol, cast
@@ -63,6 +65,7 @@ from typing import Any, Final, Protocol, cast
 from evs.errors import EvsError, InvalidArgument
 from evs.ipc.codec import (
     DATA_MAX,
+    FRAME_MAX,
     FrameDecoder,
     FrameError,
     encode,
@@ -117,24 +120,62 @@ GOODBYE_GRACE_S: Final = 2.0
 _CRED: Final = struct.Struct("3i")
 
 
-#: Most bytes read from a client's request pipe once its connection ended.
-PIPE_REST_MAX: Final = 16 << 20
+#: Most reads of a client's request pipe once its connection ended.
+PIPE_REST_READS: Final = 1024
 #: One read of a request pipe, bytes (every connection of the server reads into one buffer).
 PIPE_READ: Final = 256 << 10
 
 
 def _pipe_problem(fd: int) -> str:
-    """Why ``fd`` cannot be a request pipe ("" if it can): a FIFO open for reading."""
+    """Why ``fd`` cannot be a request pipe ("" if it can): a pipe or FIFO open for reading.
+    (F_GETPIPE_SZ answers only for a pipe really opened: not for a descriptor made with
+    O_PATH, which fstat would call a FIFO.)"""
     try:
-        st = os.fstat(fd)
+        fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    except OSError:
+        return "the descriptor is not a pipe"
+    try:
         mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
     except OSError as exc:
         return f"the descriptor cannot be inspected: {exc.strerror or exc}"
-    if not stat.S_ISFIFO(st.st_mode):
-        return "the descriptor is not a pipe"
     if mode != os.O_RDONLY:
         return "the descriptor is not the pipe's read end"
     return ""
+
+
+_NOWAIT: list[bool] = []
+
+
+def _nowait_reads() -> bool:
+    """Whether this kernel reads a pipe with RWF_NOWAIT. The pipe's O_NONBLOCK belongs to the
+    open file the client shares with the server, and the client may clear it: only a read
+    that cannot block whatever that flag says keeps a client from stalling the loop."""
+    if not _NOWAIT:
+        r, w = os.pipe()
+        try:
+            os.preadv(r, [bytearray(1)], -1, os.RWF_NOWAIT)
+            ok = False  # read from an empty pipe: blocked? (never: it raised or returned)
+        except BlockingIOError:
+            ok = True
+        except (OSError, AttributeError):
+            ok = False
+        finally:
+            os.close(r)
+            os.close(w)
+        _NOWAIT.append(ok)
+    return _NOWAIT[0]
+
+
+def _read_nowait(fd: int, view: memoryview) -> int:
+    """One read of the pipe ``fd`` into ``view``, never blocking (BlockingIOError: empty)."""
+    return os.preadv(fd, [view], -1, os.RWF_NOWAIT)
+
+
+def _fionread(fd: int) -> int:
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
+    except OSError:
+        return 0
 
 
 def _encode_event(ev: Queued) -> bytes:
@@ -415,7 +456,7 @@ class _Connection(asyncio.Protocol):
         """The request pipe has bytes (or its end): the same path as the socket's bytes."""
         view = self.server.pipe_view
         try:
-            n = os.readv(self._pipe, [view])
+            n = _read_nowait(self._pipe, view)
         except BlockingIOError:
             return
         except OSError:
@@ -438,19 +479,26 @@ class _Connection(asyncio.Protocol):
             os.close(fd)
 
     def _pipe_rest(self) -> bytes:
-        """What is still in the request pipe at the end of the connection (bounded: a writer
-        that keeps writing, say a child that inherited the descriptor, is not read forever)."""
-        if self._pipe < 0:
+        """What the request pipe holds at the end of the connection. Bounded in bytes (what it
+        holds now, at most a window and a frame: all a client may have sent unanswered) and in
+        reads (a pipe in packet mode returns one write a read), so a writer that keeps writing,
+        say a child that inherited the descriptor, does not hold the loop."""
+        fd = self._pipe
+        if fd < 0:
             return b""
+        limit = min(_fionread(fd), self.server.host.windows.window + FRAME_MAX)
         chunks: list[bytes] = []
+        view = self.server.pipe_view
         total = 0
         try:
-            while total < PIPE_REST_MAX:
-                chunk = os.read(self._pipe, 1 << 20)
-                if not chunk:
+            for _ in range(PIPE_REST_READS):
+                if total >= limit:
                     break
-                chunks.append(chunk)
-                total += len(chunk)
+                n = _read_nowait(fd, view[: min(len(view), limit - total)])
+                if n == 0:
+                    break
+                chunks.append(bytes(view[:n]))
+                total += n
         except OSError:  # EAGAIN: all read
             pass
         self._close_pipe()
@@ -553,7 +601,7 @@ class _Connection(asyncio.Protocol):
         h = self.handle
         if h is None:
             return 0
-        taken = 0
+        taken = refused = 0
         try:
             self.decoder.feed(data)
             for frame in self.decoder:
@@ -567,7 +615,9 @@ class _Connection(asyncio.Protocol):
                     )
                 except InvalidArgument as exc:
                     self.server.counters["windowed sends refused"] += 1
-                    log.warning("IPC client pid %d, disconnecting: send refused: %s", self.pid, exc)
+                    if not refused:  # one line per read, however many it refuses
+                        log.warning("IPC client pid %d, ending: send refused: %s", self.pid, exc)
+                    refused += 1
                 else:
                     taken += 1
         except FrameError:
@@ -660,6 +710,8 @@ class _Connection(asyncio.Protocol):
             reason = "this client writes to a pipe already"
         elif rest is None or t is None:
             reason = "this connection cannot pass descriptors"
+        elif not _nowait_reads():
+            reason = "this kernel cannot read a pipe without blocking (RWF_NOWAIT)"
         if reason or rest is None or t is None:
             self.server.counters["request pipes refused"] += 1
             return Error(rid, ErrorCode.INVALID_ARGUMENT, reason)
@@ -702,11 +754,13 @@ class _Connection(asyncio.Protocol):
             self.disconnect(Error(0, ErrorCode.ERROR, f"UsePipe: {problem}"))
             return
         try:
-            os.set_blocking(fd, False)
             asyncio.get_running_loop().add_reader(fd, self._pipe_readable)
-        except Exception:
+        except Exception as exc:  # the loop would not watch it: this connection ends
             os.close(fd)
-            raise
+            self.server.counters["internal errors"] += 1
+            log.exception("IPC request pipe not watched")
+            self.disconnect(Error(0, ErrorCode.ERROR, f"UsePipe: the pipe cannot be read: {exc}"))
+            return
         self._pipe = fd
         self.piped = True
         self.server.counters["request pipes"] += 1
