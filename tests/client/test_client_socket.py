@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import evs
-from evs.client.sync_client import ENV_PIPE
+from evs.client.pipe import ENV_PIPE
 from evs.daemon.ipc_server import IpcServer, ServerStartError
 from evs.ipc.codec import FrameDecoder, encode
 from evs.ipc.messages import IPC_VERSION, Error, ErrorCode, Hello, Join, Mcast, Welcome

@@ -21,7 +21,7 @@ import pytest
 
 import evs
 from evs.client.async_client import _PipeWriter
-from evs.client.sync_client import ENV_PIPE, pipe_unread
+from evs.client.pipe import ENV_PIPE, pipe_unread
 from evs.daemon import ipc_server
 from evs.daemon.ipc_server import IpcServer, _Connection
 from evs.ipc.codec import FrameDecoder, encode

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import io
 import json
 import os
@@ -27,17 +26,13 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from evs.client.pipe import ENV_PIPE, LOST_WAIT_S, new_request_pipe, pipe_lost_now, pipe_unread
 from evs.client.session import ClientSession, window_full
 from evs.client.sync_client import (
     BATCH_BYTES,
     CLOSE_LINGER_S,
     CONNECT_TIMEOUT_S,
-    ENV_PIPE,
-    LOST_WAIT_S,
-    PIPE_BYTES,
     connect_error,
-    pipe_lost_now,
-    pipe_unread,
     resolve_socket_path,
 )
 from evs.errors import EvsError, NotConnected, TryAgain
@@ -207,14 +202,11 @@ class AsyncClient:
             if self._session.ended is not None:
                 raise
             return
-        r, w = os.pipe2(os.O_CLOEXEC)
+        r, w = new_request_pipe()
         # The transport cannot pass a descriptor: a descriptor of its own socket can (the
         # transport has nothing buffered: the Ok came after the executive read UsePipe).
         sock = socket.socket(fileno=os.dup(writer.get_extra_info("socket").fileno()))
         try:
-            os.set_blocking(w, False)
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + CONNECT_TIMEOUT_S
             while True:

@@ -21,10 +21,11 @@ page fault per page written and an ``mremap`` and ``munmap`` after, three system
 than the read for every batch of events.)
 
 Writing: once connected, the client asks the executive to take its requests from a pipe
-(``UsePipe``): a small write to a pipe costs about half of one to a Unix socket, which counts
-when every message is a write. Refused (the executive may not open another user's pipe through
-/proc) or turned off (``EVS_IPC_PIPE=0``), requests go to the socket as before. Either way the
-socket carries everything the executive sends, and closing it ends the connection.
+(``UsePipe``, ``evs.client.pipe``): a small write to a pipe costs about half of one to a Unix
+socket, which counts when every message is a write. Refused (a kernel that cannot read a pipe
+without blocking) or turned off (``EVS_IPC_PIPE=0``), requests go to the socket as before.
+Either way the socket carries everything the executive sends, and closing it ends the
+connection.
 
 Threads: a Client may be shared. One lock guards the session; the thread that needs input
 reads the socket with the lock released while the others wait on a condition, so one thread
@@ -36,20 +37,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import functools
 import io
 import json
 import os
 import select
 import socket
-import sys
-import termios
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, TypeVar
 
+from evs.client.pipe import ENV_PIPE, LOST_WAIT_S, new_request_pipe, pipe_lost_now, pipe_unread
 from evs.client.session import ClientSession, window_full
 from evs.errors import AccessDenied, EvsError, NotConnected, TryAgain
 from evs.ipc.messages import MembershipReply, Ok, RekeyReply, Reply, StatusReply, Welcome
@@ -80,15 +79,6 @@ _R = TypeVar("_R", bound=Reply)
 _AS_GIVEN: Final = (list, tuple, str, bytes)
 #: A send waiting for room in the socket looks at ``close()`` this often, seconds.
 _WRITE_WAIT_S: Final = 0.25
-#: Environment variable: "0" keeps a client's requests on the socket (no request pipe).
-ENV_PIPE: Final = "EVS_IPC_PIPE"
-#: Most seconds the end of a connection waits for the executive to read or let go of the
-#: request pipe (it reads it to the end at most 2 s after its Goodbye).
-LOST_WAIT_S: Final = 2.5
-#: Capacity asked for the request pipe, bytes. Linux caps it at fs.pipe-max-size, and counts
-#: it against the user's fs.pipe-user-pages-soft (64 MiB): 256 clients of one user before its
-#: new pipes, in any program, get the smallest size.
-PIPE_BYTES: Final = 256 << 10
 #: Inside ``batch()``, messages are written once this many bytes of them wait (and at its end).
 BATCH_BYTES: Final = 16 << 10
 
@@ -117,28 +107,6 @@ def _writable(fd: int, timeout: float) -> bool:
     p = select.poll()
     p.register(fd, select.POLLOUT)
     return bool(p.poll(timeout * 1000))
-
-
-def pipe_unread(fd: int) -> int:
-    """Bytes in the pipe ``fd`` belongs to that no reader took (0 if that cannot be told)."""
-    try:
-        return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
-    except OSError:
-        return 0
-
-
-def pipe_lost_now(fd: int) -> int | None:
-    """Bytes of the request pipe ``fd`` that the executive will never read, at the end of
-    the connection: 0 once the pipe is empty, what it holds once the executive let go of it
-    (no reader left), None while it may still read (it reads the pipe to its end first)."""
-    unread = pipe_unread(fd)
-    if not unread:
-        return 0
-    p = select.poll()
-    p.register(fd, 0)  # no events asked: only POLLERR, no reader left
-    if not p.poll(0):
-        return None
-    return pipe_unread(fd)
 
 
 def _pipe_closed(data: bytes | memoryview) -> int:
@@ -229,11 +197,8 @@ class Client:
             if self._session.ended is not None:
                 raise
             return
-        r, w = os.pipe2(os.O_CLOEXEC)
+        r, w = new_request_pipe()
         try:
-            os.set_blocking(w, False)
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
             deadline = time.monotonic() + CONNECT_TIMEOUT_S
             while True:
                 try:

@@ -56,12 +56,11 @@ import os
 import socket
 import stat
 import struct
-import sys
-import termios
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final, Protocol, cast
 
+from evs.client.pipe import pipe_unread
 from evs.errors import EvsError, InvalidArgument
 from evs.ipc.codec import (
     DATA_MAX,
@@ -154,7 +153,7 @@ def _nowait_reads() -> bool:
         r, w = os.pipe()
         try:
             os.preadv(r, [bytearray(1)], -1, os.RWF_NOWAIT)
-            ok = False  # read from an empty pipe: blocked? (never: it raised or returned)
+            ok = False  # an empty pipe cannot be read: a kernel that says so otherwise
         except BlockingIOError:
             ok = True
         except (OSError, AttributeError):
@@ -169,13 +168,6 @@ def _nowait_reads() -> bool:
 def _read_nowait(fd: int, view: memoryview) -> int:
     """One read of the pipe ``fd`` into ``view``, never blocking (BlockingIOError: empty)."""
     return os.preadv(fd, [view], -1, os.RWF_NOWAIT)
-
-
-def _fionread(fd: int) -> int:
-    try:
-        return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
-    except OSError:
-        return 0
 
 
 def _encode_event(ev: Queued) -> bytes:
@@ -486,7 +478,7 @@ class _Connection(asyncio.Protocol):
         fd = self._pipe
         if fd < 0:
             return b""
-        limit = min(_fionread(fd), self.server.host.windows.window + FRAME_MAX)
+        limit = min(pipe_unread(fd), self.server.host.windows.window + FRAME_MAX)
         chunks: list[bytes] = []
         view = self.server.pipe_view
         total = 0
