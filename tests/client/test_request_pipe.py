@@ -15,7 +15,6 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,6 +23,7 @@ from evs.client.async_client import _PipeWriter
 from evs.client.pipe import ENV_PIPE, pipe_unread
 from evs.daemon import ipc_server
 from evs.daemon.ipc_server import IpcServer, _Connection
+from evs.fuzz_targets.ipc import MemoryTransport
 from evs.ipc.codec import FrameDecoder, encode
 from evs.ipc.messages import (
     IPC_VERSION,
@@ -96,6 +96,17 @@ def _open_fds() -> int:
 def _delivered(c: evs.Client) -> list[bytes]:
     c.membership_get()  # a round trip: everything sent before it is delivered by now
     return [e.data for e in c.events(timeout=0) if isinstance(e, Delivery)]
+
+
+def _received(watcher: evs.Client, count: int) -> list[bytes]:
+    """The data of the next ``count`` deliveries (fewer if none comes for 5 s)."""
+    got: list[bytes] = []
+    for ev in watcher.events(timeout=5):
+        if isinstance(ev, Delivery):
+            got.append(ev.data)
+            if len(got) == count:
+                break
+    return got
 
 
 def test_a_client_writes_its_requests_to_a_pipe(daemon: Daemon) -> None:
@@ -247,13 +258,7 @@ def test_a_client_that_dies_leaves_no_message_of_its_pipe_behind(daemon: Daemon)
             sent = [b"%d-%d" % (round_, i) for i in range(300)]
             os.write(raw.w, b"".join(encode(Mcast(0, None, Guarantee.AGREED, m)) for m in sent))
             raw.close()
-            got: list[bytes] = []
-            for ev in watcher.events(timeout=5):
-                if isinstance(ev, Delivery):
-                    got.append(ev.data)
-                    if len(got) == len(sent):
-                        break
-            assert got == sent
+            assert _received(watcher, len(sent)) == sent
 
 
 def test_a_client_that_makes_its_pipe_blocking_does_not_stall_the_executive(
@@ -274,15 +279,20 @@ def test_a_client_that_makes_its_pipe_blocking_does_not_stall_the_executive(
         raw.close()
 
 
+def _send_unread(daemon: Daemon, c: evs.Client) -> None:
+    """A message into ``c``'s pipe that its executive, which stops reading, never reads."""
+    c.join(["g"])
+    d_r = daemon.run(lambda: next(iter(daemon.server._conns))._pipe)
+    daemon.run(lambda: daemon.loop.remove_reader(d_r))
+    c.mcast_joined(b"x" * 100)
+
+
 def test_lost_requests_are_reported_at_the_end_of_the_socket(daemon: Daemon) -> None:
     """The executive ends the connection after its last read of the pipe and before the
     client's write: the client learns it at the socket's end, and its error counts them."""
     c = evs.Client(daemon.path)
     try:
-        c.join(["g"])
-        d_r = daemon.run(lambda: next(iter(daemon.server._conns))._pipe)
-        daemon.run(lambda: daemon.loop.remove_reader(d_r))  # the executive stops reading
-        c.mcast_joined(b"x" * 100)  # into the pipe, never read
+        _send_unread(daemon, c)
 
         def end() -> None:
             conn = next(iter(daemon.server._conns))
@@ -301,10 +311,7 @@ def test_a_write_the_executive_never_read_is_reported_lost(daemon: Daemon) -> No
     between a client's writes): the client's next write fails, and its error counts them."""
     c = evs.Client(daemon.path)
     try:
-        c.join(["g"])
-        d_r = daemon.run(lambda: next(iter(daemon.server._conns))._pipe)
-        daemon.run(lambda: daemon.loop.remove_reader(d_r))  # the executive stops reading
-        c.mcast_joined(b"x" * 100)  # into the pipe, never read
+        _send_unread(daemon, c)
         assert pipe_unread(c._wfd) > 100
         daemon.run(lambda: next(iter(daemon.server._conns))._close_pipe())  # and lets go
         with pytest.raises(evs.NotConnected, match=r"bytes of requests .* never read"):
@@ -314,39 +321,6 @@ def test_a_write_the_executive_never_read_is_reported_lost(daemon: Daemon) -> No
 
 
 # ------------------------------------------------------------------------------ by hand
-
-
-class _Transport:
-    """What ``_Connection`` uses of a socket's transport, in memory."""
-
-    def __init__(self) -> None:
-        self.written = bytearray()
-        self.closed = False
-        self.reading = True
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
 
 
 def _by_hand(body: Callable[[_Connection, FakeHost, int], None]) -> None:
@@ -359,7 +333,7 @@ def _by_hand(body: Callable[[_Connection, FakeHost, int], None]) -> None:
         server = IpcServer(host, "/nonexistent/evs-test.sock")
         host.server = server
         conn = _Connection(server)
-        transport = _Transport()
+        transport = MemoryTransport()
         conn.transport = transport  # type: ignore[assignment]
         conn.pid, conn.uid = os.getpid(), os.geteuid()
         ours, theirs = socket.socketpair()
@@ -497,13 +471,7 @@ def test_a_client_writing_while_another_thread_closes_it_loses_nothing(daemon: D
         stop.set()
         sender.join(10)
         assert not sender.is_alive()
-        got: list[bytes] = []
-        for ev in watcher.events(timeout=5):
-            if isinstance(ev, Delivery):
-                got.append(ev.data)
-                if len(got) == len(sent):
-                    break
-        assert got == sent
+        assert _received(watcher, len(sent)) == sent
 
 
 # ------------------------------------------------------------------------------ AsyncClient

@@ -247,7 +247,7 @@ def _served(chunks: list[bytes]) -> tuple[int, int]:
     server = IpcServer(host, "/nonexistent/evs-test.sock")
     host.server = server
     conn = _Connection(server)
-    conn.transport = ipc_target._Transport()  # type: ignore[assignment]
+    conn.transport = ipc_target.MemoryTransport()  # type: ignore[assignment]
     server._conns.add(conn)
 
     async def run() -> None:

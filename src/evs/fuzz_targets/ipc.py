@@ -87,7 +87,15 @@ from evs.runtime.service import EvsService
 from evs.totem.events import CoreEvent, Deliver, Sent
 from evs.types import ConfigChange, Delivery, Guarantee, Membership, RingId
 
-__all__ = ["ExecutiveTarget", "SessionTarget", "converse", "damage", "feed_session", "pieces"]
+__all__ = [
+    "ExecutiveTarget",
+    "MemoryTransport",
+    "SessionTarget",
+    "converse",
+    "damage",
+    "feed_session",
+    "pieces",
+]
 
 _GROUPS = (b"a", b"b", b"chat", b"x" * 64, b"\x00", b"\xff" * 3)
 _RING = RingId(4, 1)
@@ -179,8 +187,9 @@ def _check_output(written: bytes, allowed: tuple[type, ...], who: str, seen: Cou
 # ------------------------------------------------------------------------------ executive
 
 
-class _Transport:
-    """What ``_Connection`` uses of an asyncio transport, in memory."""
+class MemoryTransport:
+    """What ``_Connection`` uses of an asyncio transport, in memory (the unit tests drive a
+    connection by hand over it too)."""
 
     def __init__(self) -> None:
         self.written = bytearray()
@@ -309,7 +318,7 @@ _HOSTILE_OFFERS = ("no descriptor", "other byte", "write end", "not a pipe", "tw
 
 
 def _hand_over(
-    conn: _Connection, transport: _Transport, offer: PipeOffer | None, seen: Counter[str]
+    conn: _Connection, transport: MemoryTransport, offer: PipeOffer | None, seen: Counter[str]
 ) -> None:
     """The server waits for the pipe: the client's offer, then the server's read of it."""
     if transport.reading:
@@ -338,7 +347,7 @@ async def converse(
     server = IpcServer(host, "/nonexistent/evs-fuzz.sock")
     host.server = server
     conn = _Connection(server)
-    transport = _Transport()
+    transport = MemoryTransport()
     conn.transport = transport  # type: ignore[assignment]
     conn.pid, conn.uid = 4242, uid
     if offer is not None:
